@@ -1,0 +1,279 @@
+"""Collects user records into per-shard aggregates and puts them to Kinesis with PutRecords.
+
+``put`` returns only once Kinesis has accepted the aggregate that holds the record (durable
+acknowledgement).  Aggregates are sealed when full or after ``max_buffered_time``; PutRecords
+calls carry at most 500 records / 5 MiB and run in worker threads (boto3 is blocking), at most
+``max_in_flight`` at once.  Failed entries are retried with backoff and jitter until the
+record TTL, then their callers get ``RecordNotAccepted``.  When an aggregate lands on another
+shard than the map said (the stream was resharded), the map is reloaded and its records are
+routed and sent again: the KCL would drop the sub-records outside the receiving shard, and
+re-sending is safe because the consumer writes idempotently by record id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from producer.aggregation import KINESIS_MAX_RECORD_BYTES, AggregateBuilder
+from producer.shards import KinesisClient, Shard, ShardMap
+
+log = logging.getLogger(__name__)
+
+PUT_RECORDS_MAX_COUNT = 500
+PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024
+
+
+class RecordNotAccepted(Exception):
+    """Kinesis did not accept the record before its TTL ran out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Where Kinesis stored a record."""
+
+    shard_id: str
+    sequence_number: str
+
+
+@dataclass(slots=True)
+class UserRecord:
+    partition_key: str
+    data: bytes
+    future: asyncio.Future[Accepted]
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One Kinesis record (an aggregate) on its way to PutRecords."""
+
+    shard: Shard
+    records: list[UserRecord]
+    payload: bytes
+    partition_key: str
+    attempts: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.payload) + len(self.partition_key)
+
+
+@dataclass(slots=True)
+class _Open:
+    shard: Shard
+    builder: AggregateBuilder
+    records: list[UserRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    stream_name: str
+    aggregation_max_bytes: int = 51_200
+    max_buffered_time: float = 0.1
+    record_ttl: float = 30.0
+    max_in_flight: int = 8
+    backoff_base: float = 0.1
+    backoff_max: float = 5.0
+
+
+class KinesisCollector:
+    """Shard-aware aggregation and PutRecords batching; see the module docstring."""
+
+    def __init__(self, client: KinesisClient, config: CollectorConfig, shard_map: ShardMap):
+        self._client = client
+        self._config = config
+        self._map = shard_map
+        self._open: dict[str, _Open] = {}
+        self._sealed: list[_Entry] = []
+        self._sealed_bytes = 0
+        self._oldest: float | None = None
+        self._wake = asyncio.Event()
+        self._in_flight = asyncio.Semaphore(config.max_in_flight)
+        self._sends: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        """Flush everything buffered and wait until every record was answered."""
+        self._closing = True
+        self._wake.set()
+        if self._runner is not None:
+            await self._runner
+
+    async def put(self, partition_key: str, data: bytes) -> Accepted:
+        """Buffer one user record; resolves once Kinesis accepted it (or raises)."""
+        if self._closing:
+            raise RecordNotAccepted("the producer is shutting down")
+        loop = asyncio.get_running_loop()
+        record = UserRecord(
+            partition_key, data, loop.create_future(), time.monotonic() + self._config.record_ttl
+        )
+        self._route(record)
+        return await record.future
+
+    def _route(self, record: UserRecord) -> None:
+        shard = self._map.shard_for(record.partition_key)
+        current = self._open.get(shard.shard_id)
+        if current is None or not current.builder.add(record.partition_key, record.data):
+            if current is not None:
+                self._seal(current)
+            current = _Open(shard, AggregateBuilder(self._config.aggregation_max_bytes))
+            current.builder.add(record.partition_key, record.data)
+            self._open[shard.shard_id] = current
+        current.records.append(record)
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+            self._wake.set()
+        if (
+            len(self._sealed) >= PUT_RECORDS_MAX_COUNT
+            or self._sealed_bytes >= PUT_RECORDS_MAX_BYTES
+        ):
+            self._wake.set()
+
+    def _seal(self, current: _Open) -> None:
+        shard = current.shard
+        del self._open[shard.shard_id]
+        builder = current.builder
+        if builder.count == 1:  # a lone record goes as a plain Kinesis record
+            only = current.records[0]
+            entry = _Entry(shard, current.records, only.data, only.partition_key)
+        else:
+            entry = _Entry(shard, current.records, builder.encode(), builder.partition_key)
+        if entry.size > KINESIS_MAX_RECORD_BYTES:
+            self._fail(current.records, "record exceeds the 1 MiB Kinesis record limit")
+            return
+        self._sealed.append(entry)
+        self._sealed_bytes += entry.size
+
+    async def _run(self) -> None:
+        while True:
+            timeout = None
+            if self._oldest is not None:
+                timeout = max(0.0, self._oldest + self._config.max_buffered_time - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            due = self._oldest is not None and (
+                time.monotonic() >= self._oldest + self._config.max_buffered_time
+            )
+            if due or self._closing:
+                for current in list(self._open.values()):
+                    self._seal(current)
+                self._oldest = None
+            await self._dispatch(everything=due or self._closing)
+            if self._closing and not self._open and not self._sealed and not self._sends:
+                return
+            if self._closing and self._sends:
+                await asyncio.wait(set(self._sends))
+
+    async def _dispatch(self, everything: bool) -> None:
+        while self._sealed:
+            batch, size = [], 0
+            while self._sealed and len(batch) < PUT_RECORDS_MAX_COUNT:
+                if batch and size + self._sealed[0].size > PUT_RECORDS_MAX_BYTES:
+                    break
+                entry = self._sealed.pop(0)
+                batch.append(entry)
+                size += entry.size
+            full = len(batch) == PUT_RECORDS_MAX_COUNT or bool(self._sealed)
+            if not (full or everything):
+                self._sealed[:0] = batch
+                return
+            self._sealed_bytes -= size
+            await self._in_flight.acquire()
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _send(self, batch: list[_Entry]) -> None:
+        try:
+            await self._send_until_done(batch)
+        except Exception as exc:  # never leave a caller waiting forever
+            log.exception("PutRecords failed unexpectedly")
+            for entry in batch:
+                self._fail(entry.records, f"internal error: {exc}")
+        finally:
+            self._in_flight.release()
+            self._wake.set()
+
+    async def _send_until_done(self, batch: list[_Entry]) -> None:
+        while batch:
+            batch = [e for e in batch if not self._expired(e)]
+            if not batch:
+                return
+            try:
+                response = await asyncio.to_thread(self._put_records, batch)
+            except Exception as exc:  # transport or service error: retry the whole call
+                log.warning("PutRecords call failed, retrying", extra={"error": str(exc)})
+                await self._backoff(batch)
+                continue
+            batch, misrouted = self._settle(batch, response["Records"])
+            if misrouted:
+                await self._reroute(misrouted)
+            if batch:
+                await self._backoff(batch)
+
+    def _put_records(self, batch: list[_Entry]) -> dict[str, Any]:
+        return self._client.put_records(
+            StreamName=self._config.stream_name,
+            Records=[{"Data": e.payload, "PartitionKey": e.partition_key} for e in batch],
+        )
+
+    def _settle(
+        self, batch: list[_Entry], results: list[dict[str, Any]]
+    ) -> tuple[list[_Entry], list[UserRecord]]:
+        """Answer accepted entries; return the entries to retry and the records to re-route."""
+        retry: list[_Entry] = []
+        misrouted: list[UserRecord] = []
+        for entry, result in zip(batch, results, strict=True):
+            if "ErrorCode" in result:
+                log.warning("record not accepted", extra={"code": result["ErrorCode"]})
+                retry.append(entry)
+            elif result["ShardId"] != entry.shard.shard_id and len(entry.records) > 1:
+                misrouted.extend(entry.records)
+            else:
+                accepted = Accepted(result["ShardId"], result["SequenceNumber"])
+                for record in entry.records:
+                    if not record.future.done():
+                        record.future.set_result(accepted)
+        return retry, misrouted
+
+    async def _reroute(self, records: list[UserRecord]) -> None:
+        log.warning("aggregate landed on another shard; reloading the shard map")
+        self._map = await asyncio.to_thread(ShardMap.load, self._client, self._config.stream_name)
+        for shard_id in list(self._open):  # re-route what is buffered against the new map too
+            pending = self._open.pop(shard_id)
+            records.extend(pending.records)
+        if self._open or records:
+            self._oldest = None
+        for record in records:
+            self._route(record)
+        self._wake.set()
+
+    def _expired(self, entry: _Entry) -> bool:
+        if min(r.deadline for r in entry.records) > time.monotonic():
+            return False
+        self._fail(entry.records, "not accepted by Kinesis within the record TTL")
+        return True
+
+    async def _backoff(self, batch: list[_Entry]) -> None:
+        attempts = max(e.attempts for e in batch)
+        for entry in batch:
+            entry.attempts += 1
+        cap = min(self._config.backoff_max, self._config.backoff_base * 2**attempts)
+        await asyncio.sleep(random.uniform(0, cap))
+
+    @staticmethod
+    def _fail(records: list[UserRecord], reason: str) -> None:
+        for record in records:
+            if not record.future.done():
+                record.future.set_exception(RecordNotAccepted(reason))

@@ -1,0 +1,32 @@
+"""Producer settings: environment variables prefixed ``PRODUCER_``, validated at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProducerSettings(BaseSettings):
+    """KPL-equivalent knobs keep the KPL's defaults (AggregationMaxSize, RecordMaxBufferedTime,
+    RecordTtl)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRODUCER_", frozen=True)
+
+    stream_name: str = Field(min_length=1, max_length=128)
+    region: str = "us-east-1"
+    kinesis_endpoint: str | None = None
+    kinesis_ca_bundle: str | None = None  # PEM file to verify the endpoint's certificate
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    aggregation_max_bytes: int = Field(51_200, ge=1024, le=1024 * 1024)
+    max_buffered_time_ms: int = Field(100, ge=1, le=60_000)
+    record_ttl_ms: int = Field(30_000, ge=100)
+    max_in_flight: int = Field(8, ge=1, le=256)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+@lru_cache
+def get_settings() -> ProducerSettings:
+    return ProducerSettings()  # type: ignore[call-arg]  # values come from the environment

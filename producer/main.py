@@ -1,0 +1,93 @@
+"""The FastAPI application: wiring, lifespan (shard map, collector) and error shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from producer.api.routes import router
+from producer.collector import CollectorConfig, KinesisCollector
+from producer.config import ProducerSettings, get_settings
+from producer.ids import IdGenerator
+from producer.shards import ShardMap
+
+
+def kinesis_client(settings: ProducerSettings) -> Any:
+    return boto3.client(
+        "kinesis",
+        region_name=settings.region,
+        endpoint_url=settings.kinesis_endpoint,
+        verify=settings.kinesis_ca_bundle if settings.kinesis_ca_bundle else None,
+        config=Config(
+            max_pool_connections=settings.max_in_flight + 2,
+            retries={"mode": "standard", "max_attempts": 3},
+        ),
+    )
+
+
+def create_app(settings: ProducerSettings | None = None, client: Any = None) -> FastAPI:
+    """Build the app; ``client`` (a boto3 Kinesis client) is injectable for tests."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        conf = settings or get_settings()
+        kinesis = client or kinesis_client(conf)
+        shard_map = await asyncio.to_thread(ShardMap.load, kinesis, conf.stream_name)
+        collector = KinesisCollector(
+            kinesis,
+            CollectorConfig(
+                stream_name=conf.stream_name,
+                aggregation_max_bytes=conf.aggregation_max_bytes,
+                max_buffered_time=conf.max_buffered_time_ms / 1000,
+                record_ttl=conf.record_ttl_ms / 1000,
+                max_in_flight=conf.max_in_flight,
+            ),
+            shard_map,
+        )
+        collector.start()
+        app.state.collector = collector
+        app.state.ids = IdGenerator()
+        app.state.max_body_bytes = conf.max_body_bytes
+        try:
+            yield
+        finally:
+            await collector.close()  # SIGTERM: flush what was taken before exiting
+
+    app = FastAPI(
+        title="kinesis-ingest producer",
+        summary="POST JSON records; each is answered once Kinesis has stored it.",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in exc.errors()
+        ]
+        return JSONResponse(
+            status_code=422,
+            content={"error": "invalid_record", "detail": problems},
+        )
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        limit = getattr(request.app.state, "max_body_bytes", None)
+        if length and limit and length.isdigit() and int(length) > limit:
+            return JSONResponse(
+                status_code=413,
+                content={"error": "body_too_large", "detail": f"body exceeds {limit} bytes"},
+            )
+        return await call_next(request)
+
+    return app
