@@ -19,12 +19,21 @@ class StartupError(RuntimeError):
 class ManagedProcess:
     """One child process with its output in a log file.
 
-    Contract: ``stop`` sends SIGTERM to the whole process group (so a launcher's children go
-    too), waits up to ``grace`` seconds, then SIGKILLs; it is idempotent.
+    Contract: ``stop`` sends SIGTERM to the process alone (as ECS and docker stop do to PID 1,
+    so the KCL daemon can shut its record processors down in order), waits up to ``grace``
+    seconds, then SIGKILLs whatever is left of its process group; it is idempotent.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path):
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        grace: float = 15.0,
+    ):
         self.name = name
+        self.grace = grace
         self.argv = list(argv)
         self.env = dict(env)
         self.log_path = log_path
@@ -63,13 +72,14 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
 
-    def stop(self, grace: float = 15.0) -> None:
+    def stop(self) -> None:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=grace)
+                self.proc.wait(timeout=self.grace)
         self.signal(signal.SIGKILL)  # whatever of its group is left
         if self.proc.poll() is None:
             self.proc.wait(timeout=10)

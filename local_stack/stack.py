@@ -120,7 +120,9 @@ class LocalStack:
         wait_until("kinesis-mock", lambda: port_open(HOST, cfg.kinesis_tls_port), 60, kinesis)
         wait_until("DynamoDB Local", lambda: port_open(HOST, cfg.dynamodb_port), 60, dynamodb)
         self._create_resources(kinesis)
-        consumer = self._spawn("consumer", [sys.executable, "-m", "consumer"], self._consumer_env())
+        consumer = self._spawn(
+            "consumer", [sys.executable, "-m", "consumer"], self._consumer_env(), grace=40.0
+        )
         producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
         wait_until("the producer", self._producer_healthy, 60, producer)
         wait_until(
@@ -137,7 +139,9 @@ class LocalStack:
         return [p for p in self.processes if not p.running()]
 
     # ---- pieces --------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> ManagedProcess:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], grace: float = 15.0
+    ) -> ManagedProcess:
         full_env = {**os.environ, **LOCAL_CREDENTIALS, "AWS_REGION": self.config.region}
         full_env.update(env)
         full_env.update(self.config.extra_env)
@@ -233,6 +237,7 @@ class LocalStack:
             "CONSUMER_FAILOVER_TIME_MILLIS": "10000",
             "CONSUMER_SHARD_SYNC_INTERVAL_MILLIS": "10000",
             "CONSUMER_PARENT_SHARD_POLL_INTERVAL_MILLIS": "1000",
+            "CONSUMER_SHUTDOWN_GRACE_MILLIS": "30000",
             "CONSUMER_JVM_OPTIONS": " ".join(self.tls.jvm_options()),
             "CONSUMER_PROPERTIES_PATH": str(cfg.state_dir / "consumer.properties"),
         }

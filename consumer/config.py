@@ -1,0 +1,45 @@
+"""Consumer settings: environment variables prefixed ``CONSUMER_``, validated at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConsumerSettings(BaseSettings):
+    """What the daemon launcher and the record processor need; both read the same variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_", frozen=True)
+
+    stream_name: str = Field(min_length=1, max_length=128)
+    application_name: str = Field("kinesis-ingest-consumer", min_length=1, max_length=128)
+    region: str = "us-east-1"
+    records_table: str = Field("records", min_length=3, max_length=255)
+    kinesis_endpoint: str | None = None
+    dynamodb_endpoint: str | None = None
+    initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    retrieval_mode: Literal["FANOUT", "POLLING"] = "FANOUT"
+    failover_time_millis: int = Field(10_000, gt=0)
+    shard_sync_interval_millis: int = Field(60_000, gt=0)
+    parent_shard_poll_interval_millis: int = Field(10_000, gt=0)
+    shutdown_grace_millis: int = Field(30_000, gt=0)  # SIGTERM to exit; keep under the stop timeout
+    metrics_level: Literal["NONE", "SUMMARY", "DETAILED"] = "SUMMARY"
+    java: str = "java"
+    jvm_options: str = ""
+    properties_path: str = ".local/consumer.properties"
+    write_deadline_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("*")
+    @classmethod
+    def _single_line(cls, value: object) -> object:
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            raise ValueError("must be a single line")
+        return value
+
+
+@lru_cache
+def get_settings() -> ConsumerSettings:
+    return ConsumerSettings()  # type: ignore[call-arg]  # values come from the environment

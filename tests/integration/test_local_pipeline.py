@@ -1,0 +1,156 @@
+"""End to end on the real local stack: ``python -m local_stack`` (what ``make run`` runs), real
+kinesis-mock, real DynamoDB Local and the real KCL MultiLangDaemon with enhanced fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from local_stack.processes import port_open
+from local_stack.stack import ROOT
+
+pytestmark = pytest.mark.integration
+
+PORTS = {"kinesis_tls_port": 14567, "kinesis_plain_port": 14568, "dynamodb_port": 18000,
+         "producer_port": 18080}  # fmt: skip
+STREAM = "it-stream"
+APP = "kinesis-ingest-consumer"
+RECORDS = 1000
+
+
+def _dynamodb() -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=f"http://127.0.0.1:{PORTS['dynamodb_port']}",
+        region_name="eu-west-1",  # any region and key see the same tables: -sharedDb
+        aws_access_key_id="SomeoneElse2",
+        aws_secret_access_key="x",
+    )
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "ready in" in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"local stack exited with {proc.returncode}:\n{log.read_text()}")
+        time.sleep(1)
+    pytest.fail(f"local stack not ready after {timeout}s:\n{log.read_text()}")
+
+
+async def _post_all(count: int) -> list[tuple[dict[str, Any], Any]]:
+    limits = asyncio.Semaphore(64)
+    base = f"http://127.0.0.1:{PORTS['producer_port']}"
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+
+        async def one(i: int) -> tuple[dict[str, Any], Any]:
+            data = {"n": i, "text": f"record {i}", "nested": {"ok": True, "list": [i, "x"]}}
+            async with limits:
+                response = await client.post("/", json={"data": data})
+            assert response.status_code == 200, response.text
+            return response.json(), data
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def _scan_all(table: str) -> list[dict[str, Any]]:
+    ddb, items, kwargs = _dynamodb(), [], {"TableName": table}
+    while True:
+        page = ddb.scan(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:
+    # GIVEN the local stack started the way `make run` starts it, on test ports
+    if any(port_open("127.0.0.1", p) for p in PORTS.values()):
+        pytest.fail(f"test ports busy: {PORTS}")
+    state, log = tmp_path / "stack", tmp_path / "stack.log"
+    argv = [sys.executable, "-m", "local_stack", "--state-dir", str(state), "--stream", STREAM]
+    for name, port in PORTS.items():
+        argv += ["--" + name.replace("_", "-"), str(port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+    pids: dict[str, int] = {}
+    try:
+        _wait_ready(proc, log, timeout=240)
+        pids = json.loads((state / "pids.json").read_text())
+        assert set(pids) == {"kinesis-mock", "dynamodb-local", "consumer", "producer"}
+
+        # WHEN 1,000 records with random partition keys are POSTed
+        answers = asyncio.run(_post_all(RECORDS))
+
+        # THEN each id is stored exactly once with its data, shard and sequence number
+        expected = {a["id"]: (a, data) for a, data in answers}
+        assert len(expected) == RECORDS
+        deadline, items = time.monotonic() + 180, []
+        while time.monotonic() < deadline:
+            items = _scan_all("records")
+            if len(items) >= RECORDS:
+                break
+            time.sleep(2)
+        stored_ids = [i["id"]["S"] for i in items]
+        assert len(stored_ids) == len(set(stored_ids)) == RECORDS, f"{len(items)} items stored"
+        assert set(stored_ids) == set(expected)
+        for item in items:
+            answer, data = expected[item["id"]["S"]]
+            assert item["shard_id"]["S"] == answer["shard_id"]
+            assert item["sequence_number"]["S"] == answer["sequence_number"]
+            assert item["data"]["M"]["n"] == {"N": str(data["n"])}
+            assert item["data"]["M"]["text"] == {"S": data["text"]}
+            assert item["data"]["M"]["nested"]["M"]["ok"] == {"BOOL": True}
+            assert int(item["stored_at"]["N"]) >= int(item["ingested_at"]["N"])
+
+        # AND the KCL read them with enhanced fan-out: FANOUT configured, its consumer registered
+        properties = (state / "consumer.properties").read_text()
+        assert "retrievalMode = FANOUT" in properties
+        kinesis = boto3.client(
+            "kinesis",
+            endpoint_url=f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
+            verify=str(state / "tls" / "cert.pem"),
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        arn = kinesis.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"][
+            "StreamARN"
+        ]
+        consumers = kinesis.list_stream_consumers(StreamARN=arn)["Consumers"]
+        assert [(c["ConsumerName"], c["ConsumerStatus"]) for c in consumers] == [(APP, "ACTIVE")]
+    finally:
+        # WHEN the stack gets SIGTERM (as Ctrl-C or a service manager would send)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    # THEN it exits cleanly, every process it started is gone and every port is free
+    assert code == 0, log.read_text()
+    alive = [name for name, pid in pids.items() if _alive(pid)]
+    assert alive == []
+    assert [p for p in PORTS.values() if port_open("127.0.0.1", p)] == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
