@@ -18,6 +18,7 @@ from consumer.properties import render_properties
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+LOGBACK_CONFIG = Path(__file__).resolve().parent / "logback.xml"
 
 
 def jar_dir() -> Path:
@@ -28,6 +29,7 @@ def jar_dir() -> Path:
 def daemon_command(settings: ConsumerSettings, jars: Path, properties_path: Path) -> list[str]:
     return [
         settings.java,
+        f"-Dlogback.configurationFile={LOGBACK_CONFIG}",
         *shlex.split(settings.jvm_options),
         "-cp",
         f"{jars}/*",

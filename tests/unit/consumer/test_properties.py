@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from consumer.__main__ import DAEMON_CLASS, daemon_command
+from consumer.__main__ import DAEMON_CLASS, LOGBACK_CONFIG, daemon_command
 from consumer.config import ConsumerSettings
 from consumer.properties import POLLING_ONLY_KEYS, render_properties
 
@@ -61,5 +61,8 @@ def test_executable_with_a_newline_is_refused() -> None:
 def test_daemon_command_runs_the_multilang_daemon_with_jvm_options() -> None:
     settings = ConsumerSettings(stream_name="s", java="/opt/java", jvm_options="-Xmx512m -Da=b")
     argv = daemon_command(settings, Path("/jars"), Path("/p/consumer.properties"))
-    assert argv == ["/opt/java", "-Xmx512m", "-Da=b", "-cp", "/jars/*", DAEMON_CLASS,
-                    "--properties-file", "/p/consumer.properties"]  # fmt: skip
+    assert LOGBACK_CONFIG.is_file()
+    assert argv == [
+        "/opt/java", f"-Dlogback.configurationFile={LOGBACK_CONFIG}", "-Xmx512m", "-Da=b",
+        "-cp", "/jars/*", DAEMON_CLASS, "--properties-file", "/p/consumer.properties",
+    ]  # fmt: skip
