@@ -42,7 +42,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _stop_on_signal)
     stack = LocalStack(config)
     say = sys.stderr.write
-    say("starting the local stack (first start of the KCL takes about a minute)...\n")
+    say("starting the local stack (the KCL takes one to two minutes to lease its shards)...\n")
     started = time.monotonic()
     try:
         with stack:
