@@ -1,23 +1,59 @@
-"""``python -m producer``: serve the app with uvicorn (uvloop + httptools)."""
+"""``python -m producer``: serve the app with uvicorn (uvloop + httptools).
+
+SIGTERM (ECS scale-in, deploys): ``/ready`` turns 503 for ``drain_seconds`` so the load
+balancer stops sending traffic, then uvicorn stops taking connections, finishes the requests
+in flight and the lifespan flushes every buffered record to Kinesis before the process exits.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from types import FrameType
+
 import uvicorn
+from fastapi import FastAPI
 
 from producer.config import get_settings
 from producer.main import create_app
 
+log = logging.getLogger("producer")
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that reports not-ready for a while before it begins to shut down."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_seconds = drain_seconds
+        self._timer: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._timer is None and self._drain_seconds > 0:
+            self._app.state.draining = True
+            log.warning("signal %s: draining for %.0f s before shutdown", sig, self._drain_seconds)
+            self._timer = threading.Timer(self._drain_seconds, super().handle_exit, (sig, frame))
+            self._timer.daemon = True
+            self._timer.start()
+            return
+        super().handle_exit(sig, frame)  # no drain, or a second signal: stop now
+
 
 def main() -> None:
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=20,
-    )
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "timeout_graceful_shutdown": 30,
+    }
+    if settings.workers > 1:  # several processes: each flushes its own buffer on SIGTERM
+        uvicorn.run("producer.main:create_app", factory=True, workers=settings.workers, **common)
+        return
+    app = create_app(settings)
+    DrainingServer(uvicorn.Config(app, **common), app, settings.drain_seconds).run()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ class RecordNotAccepted(Exception):
     """Kinesis did not accept the record before its TTL ran out."""
 
 
+class Overloaded(Exception):
+    """The buffer bound is reached: the caller should retry later (back-pressure)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """Where Kinesis stored a record."""
@@ -78,6 +82,8 @@ class CollectorConfig:
     max_buffered_time: float = 0.1
     record_ttl: float = 30.0
     max_in_flight: int = 8
+    max_buffered_bytes: int = 64 * 1024 * 1024
+    max_buffered_records: int = 200_000
     backoff_base: float = 0.1
     backoff_max: float = 5.0
 
@@ -98,6 +104,8 @@ class KinesisCollector:
         self._sends: set[asyncio.Task[None]] = set()
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
+        self.buffered_records = 0  # taken, not yet answered
+        self.buffered_bytes = 0
 
     def start(self) -> None:
         self._runner = asyncio.get_running_loop().create_task(self._run())
@@ -111,14 +119,37 @@ class KinesisCollector:
 
     async def put(self, partition_key: str, data: bytes) -> Accepted:
         """Buffer one user record; resolves once Kinesis accepted it (or raises)."""
+        return await self.submit(partition_key, data)
+
+    def submit(self, partition_key: str, data: bytes) -> asyncio.Future[Accepted]:
+        """Take one user record; the future resolves once Kinesis accepted it.
+
+        Raises ``Overloaded`` at once (nothing taken) when the records not yet accepted would
+        pass ``max_buffered_bytes`` or ``max_buffered_records``: memory stays bounded and the
+        caller answers 503 instead.
+        """
         if self._closing:
             raise RecordNotAccepted("the producer is shutting down")
-        loop = asyncio.get_running_loop()
-        record = UserRecord(
-            partition_key, data, loop.create_future(), time.monotonic() + self._config.record_ttl
+        size = len(data) + len(partition_key)
+        if (
+            self.buffered_records >= self._config.max_buffered_records
+            or self.buffered_bytes + size > self._config.max_buffered_bytes
+        ):
+            raise Overloaded(
+                f"{self.buffered_records} records / {self.buffered_bytes} bytes awaiting Kinesis"
+            )
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self.buffered_records += 1
+        self.buffered_bytes += size
+        future.add_done_callback(lambda _: self._release(size))
+        self._route(
+            UserRecord(partition_key, data, future, time.monotonic() + self._config.record_ttl)
         )
-        self._route(record)
-        return await record.future
+        return future
+
+    def _release(self, size: int) -> None:
+        self.buffered_records -= 1
+        self.buffered_bytes -= size
 
     def _route(self, record: UserRecord) -> None:
         shard = self._map.shard_for(record.partition_key)

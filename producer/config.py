@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,7 +24,13 @@ class ProducerSettings(BaseSettings):
     max_buffered_time_ms: int = Field(100, ge=1, le=60_000)
     record_ttl_ms: int = Field(30_000, ge=100)
     max_in_flight: int = Field(8, ge=1, le=256)
-    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_buffered_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)  # then 503
+    max_buffered_records: int = Field(200_000, ge=100)  # then 503
+    max_body_bytes: int = Field(6 * 1024 * 1024, ge=1024)
+    max_batch_records: int = Field(500, ge=1, le=10_000)
+    api_key: SecretStr | None = None  # when set, POSTs need the X-Api-Key header
+    drain_seconds: float = Field(0.0, ge=0, le=300)  # SIGTERM: /ready is 503 this long first
+    workers: int = Field(1, ge=1, le=64)
 
 
 @lru_cache

@@ -12,8 +12,9 @@ from botocore.config import Config
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from producer.api.routes import router
+from producer.api.routes import problems, router
 from producer.collector import CollectorConfig, KinesisCollector
 from producer.config import ProducerSettings, get_settings
 from producer.ids import IdGenerator
@@ -33,6 +34,31 @@ def kinesis_client(settings: ProducerSettings) -> Any:
     )
 
 
+ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+
+
+def body_problem(request: Request) -> JSONResponse | None:
+    length = request.headers.get("content-length", "")
+    limit = getattr(request.app.state, "max_body_bytes", None)
+    if limit and length.isdigit() and int(length) > limit:
+        return JSONResponse(
+            status_code=413,
+            content={"error": "body_too_large", "detail": f"the body exceeds {limit} bytes"},
+        )
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return JSONResponse(
+            status_code=415,
+            content={
+                "error": "unsupported_media_type",
+                "detail": f"send JSON with Content-Type: application/json (got {media!r})",
+            },
+        )
+    return None
+
+
 def create_app(settings: ProducerSettings | None = None, client: Any = None) -> FastAPI:
     """Build the app; ``client`` (a boto3 Kinesis client) is injectable for tests."""
 
@@ -49,6 +75,8 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
                 max_buffered_time=conf.max_buffered_time_ms / 1000,
                 record_ttl=conf.record_ttl_ms / 1000,
                 max_in_flight=conf.max_in_flight,
+                max_buffered_bytes=conf.max_buffered_bytes,
+                max_buffered_records=conf.max_buffered_records,
             ),
             shard_map,
         )
@@ -56,6 +84,9 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
         app.state.collector = collector
         app.state.ids = IdGenerator()
         app.state.max_body_bytes = conf.max_body_bytes
+        app.state.max_batch_records = conf.max_batch_records
+        app.state.api_key = conf.api_key.get_secret_value().encode() if conf.api_key else None
+        app.state.draining = False
         try:
             yield
         finally:
@@ -70,24 +101,26 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
-            for err in exc.errors()
-        ]
         return JSONResponse(
-            status_code=422,
-            content={"error": "invalid_record", "detail": problems},
+            status_code=422, content={"error": "invalid_record", "detail": problems(exc.errors())}
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = ERROR_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={"error": code, "detail": exc.detail},
+            headers=getattr(exc, "headers", None),
         )
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        limit = getattr(request.app.state, "max_body_bytes", None)
-        if length and limit and length.isdigit() and int(length) > limit:
-            return JSONResponse(
-                status_code=413,
-                content={"error": "body_too_large", "detail": f"body exceeds {limit} bytes"},
-            )
+    async def check_body(request: Request, call_next: Any) -> Any:
+        """413 for bodies over the limit, 415 for POSTs that are not JSON, before parsing."""
+        if request.method == "POST":
+            problem = body_problem(request)
+            if problem is not None:
+                return problem
         return await call_next(request)
 
     return app

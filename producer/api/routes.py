@@ -1,47 +1,34 @@
-"""``POST /`` (one record, the reference design's request) and ``GET /health``."""
+"""``POST /`` (one record, the reference design's request), ``POST /batch``, health, readiness."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 
 from producer.aggregation import KINESIS_MAX_RECORD_BYTES
-from producer.collector import KinesisCollector, RecordNotAccepted
+from producer.api.deps import get_collector, get_ids, require_api_key
+from producer.api.models import (
+    BatchIn,
+    BatchOut,
+    Problem,
+    RecordAccepted,
+    RecordFailed,
+    RecordIn,
+)
+from producer.collector import Accepted, KinesisCollector, Overloaded, RecordNotAccepted
 from producer.ids import IdGenerator
 
 router = APIRouter()
-
-
-class RecordIn(BaseModel):
-    """One record: any JSON value under ``data``; optional partition key (else random)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    data: Any = Field(..., description="The record's payload: any JSON value.")
-    partition_key: str | None = Field(
-        None, min_length=1, max_length=256, description="Kinesis partition key; random if absent."
-    )
-
-
-class RecordAccepted(BaseModel):
-    id: str
-    shard_id: str
-    sequence_number: str
-
-
-def get_collector(request: Request) -> KinesisCollector:
-    collector: KinesisCollector = request.app.state.collector
-    return collector
-
-
-def get_ids(request: Request) -> IdGenerator:
-    ids: IdGenerator = request.app.state.ids
-    return ids
+Collector = Annotated[KinesisCollector, Depends(get_collector)]
+Ids = Annotated[IdGenerator, Depends(get_ids)]
+RETRY_AFTER = {"Retry-After": "1"}
+STATUS = {"record_too_large": 413, "overloaded": 503, "not_accepted": 503}
 
 
 def envelope(record_id: str, data: Any) -> bytes:
@@ -50,39 +37,115 @@ def envelope(record_id: str, data: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@router.post(
-    "/",
-    response_model=RecordAccepted,
-    responses={413: {"description": "record too large"}, 503: {"description": "not accepted"}},
-)
-async def put_record(
-    record: RecordIn,
-    collector: Annotated[KinesisCollector, Depends(get_collector)],
-    ids: Annotated[IdGenerator, Depends(get_ids)],
-) -> Any:
-    """Store one record in Kinesis; answers after Kinesis accepted it."""
+def _take(
+    record: RecordIn, collector: KinesisCollector, ids: IdGenerator
+) -> tuple[str, asyncio.Future[Accepted] | RecordFailed]:
+    """Give the record an id and hand it to the collector, or say why it cannot be taken."""
     record_id = ids()
     partition_key = record.partition_key or record_id
     payload = envelope(record_id, record.data)
     if len(payload) + len(partition_key.encode()) > KINESIS_MAX_RECORD_BYTES:
+        detail = "the record exceeds the 1 MiB Kinesis record limit"
+        return record_id, RecordFailed(error="record_too_large", detail=detail)
+    try:
+        return record_id, collector.submit(partition_key, payload)
+    except Overloaded as exc:
+        return record_id, RecordFailed(error="overloaded", detail=str(exc))
+    except RecordNotAccepted as exc:
+        return record_id, RecordFailed(error="not_accepted", detail=str(exc))
+
+
+def _settled(record_id: str, outcome: Accepted | BaseException) -> RecordAccepted | RecordFailed:
+    if isinstance(outcome, Accepted):
+        return RecordAccepted(
+            id=record_id, shard_id=outcome.shard_id, sequence_number=outcome.sequence_number
+        )
+    if isinstance(outcome, RecordNotAccepted):
+        return RecordFailed(error="not_accepted", detail=str(outcome), id=record_id)
+    raise outcome
+
+
+@router.post(
+    "/",
+    response_model=RecordAccepted,
+    dependencies=[Depends(require_api_key)],
+    responses={code: {"model": Problem} for code in (401, 413, 415, 422, 503)},
+)
+async def put_record(record: RecordIn, collector: Collector, ids: Ids) -> Any:
+    """Store one record; answers once Kinesis has it (503 with Retry-After: send it again)."""
+    record_id, taken = _take(record, collector, ids)
+    if isinstance(taken, asyncio.Future):
+        try:
+            result = _settled(record_id, await taken)
+        except RecordNotAccepted as exc:
+            result = _settled(record_id, exc)
+    else:
+        result = taken
+    if isinstance(result, RecordAccepted):
+        return result
+    headers = RETRY_AFTER if STATUS[result.error] == 503 else None
+    return JSONResponse(
+        status_code=STATUS[result.error],
+        content=result.model_dump(exclude_none=True),
+        headers=headers,
+    )
+
+
+@router.post(
+    "/batch",
+    response_model=BatchOut,
+    dependencies=[Depends(require_api_key)],
+    responses={code: {"model": Problem} for code in (401, 413, 415, 422)},
+)
+async def put_records(batch: BatchIn, collector: Collector, ids: Ids, request: Request) -> Any:
+    """Store many records; each gets its own result, a bad one never costs the good ones."""
+    limit: int = request.app.state.max_batch_records
+    if len(batch.records) > limit:
         return JSONResponse(
             status_code=413,
-            content={"error": "record_too_large", "detail": "record exceeds 1 MiB Kinesis limit"},
+            content={"error": "batch_too_large", "detail": f"at most {limit} records a batch"},
         )
-    try:
-        accepted = await collector.put(partition_key, payload)
-    except RecordNotAccepted as exc:
-        return JSONResponse(
-            status_code=503,
-            headers={"Retry-After": "1"},
-            content={"error": "not_accepted", "detail": str(exc), "id": record_id},
-        )
-    return RecordAccepted(
-        id=record_id, shard_id=accepted.shard_id, sequence_number=accepted.sequence_number
-    )
+    results: list[RecordAccepted | RecordFailed | None] = []
+    pending: list[tuple[int, str, asyncio.Future[Accepted]]] = []
+    for index, raw in enumerate(batch.records):
+        try:
+            record = RecordIn.model_validate(raw)
+        except ValidationError as exc:
+            results.append(RecordFailed(error="invalid_record", detail=problems(exc.errors())))
+            continue
+        record_id, taken = _take(record, collector, ids)
+        if isinstance(taken, asyncio.Future):
+            pending.append((index, record_id, taken))
+            results.append(None)
+        else:
+            results.append(taken)
+    outcomes = await asyncio.gather(*(f for _, _, f in pending), return_exceptions=True)
+    for (index, record_id, _), outcome in zip(pending, outcomes, strict=True):
+        results[index] = _settled(record_id, outcome)
+    final = [r for r in results if r is not None]
+    failed = sum(isinstance(r, RecordFailed) for r in final)
+    return BatchOut(failed_record_count=failed, records=final)
+
+
+def problems(errors: Any) -> list[dict[str, str]]:
+    """Pydantic errors as ``{"field": "body.data", "problem": "Field required"}``."""
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "record", "problem": err["msg"]}
+        for err in errors
+    ]
 
 
 @router.get("/health")
 async def health() -> dict[str, str]:
-    """Liveness for the load balancer."""
+    """Liveness: the process answers."""
     return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"model": Problem}})
+async def ready(request: Request) -> Any:
+    """Readiness for the load balancer: 503 once shutting down, so traffic drains away."""
+    if request.app.state.draining:
+        return JSONResponse(
+            status_code=503, content={"error": "draining", "detail": "shutting down"}
+        )
+    return {"status": "ready"}

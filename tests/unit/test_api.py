@@ -112,3 +112,81 @@ def test_not_accepted_within_ttl_is_a_503_with_retry_after() -> None:
 
 def test_health(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_non_json_content_type_gets_a_415(client: TestClient, kinesis: FakeKinesis) -> None:
+    # WHEN curl's default form content type is sent
+    response = client.post(
+        "/", content=b'{"data": 1}', headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    # THEN the answer says what to send instead, and nothing was stored
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+    assert kinesis.stored == []
+
+
+def test_batch_answers_each_record_and_a_bad_one_costs_nothing(
+    client: TestClient, kinesis: FakeKinesis
+) -> None:
+    # GIVEN a batch with good records around a bad one
+    records = [{"data": 1}, {"nodata": 2}, {"data": {"x": 3}, "partition_key": "k"}, "oops"]
+    # WHEN posted
+    response = client.post("/batch", json={"records": records})
+    # THEN every good record is stored and answered, the bad ones say why, in request order
+    assert response.status_code == 200
+    body = response.json()
+    assert body["failed_record_count"] == 2
+    good, bad, keyed, junk = body["records"]
+    assert good["shard_id"] and keyed["shard_id"]
+    assert bad["error"] == "invalid_record" and bad["detail"][0]["field"] == "data"
+    assert junk["error"] == "invalid_record"
+    stored = {e["id"]: e["data"] for e in _stored_envelopes(kinesis)}
+    assert stored == {good["id"]: 1, keyed["id"]: {"x": 3}}
+
+
+def test_batch_over_the_limit_gets_a_413(kinesis: FakeKinesis) -> None:
+    with _client(kinesis, max_batch_records=3) as client:
+        response = client.post("/batch", json={"records": [{"data": i} for i in range(4)]})
+    assert response.status_code == 413
+    assert kinesis.stored == []
+
+
+def test_overload_is_refused_with_503_not_buffered() -> None:
+    # GIVEN a Kinesis that accepts nothing and a bound of 100 records awaiting it
+    kinesis = FakeKinesis(even_shards(2), fail=lambda _: "ProvisionedThroughputExceededException")
+    with _client(kinesis, max_buffered_records=100, record_ttl_ms=300) as client:
+        # WHEN 150 records arrive at once
+        body = client.post("/batch", json={"records": [{"data": i} for i in range(150)]}).json()
+        # THEN 100 were taken (and failed at the TTL) and 50 were refused at once as overloaded
+        errors = [r["error"] for r in body["records"]]
+        assert errors.count("not_accepted") == 100
+        assert errors.count("overloaded") == 50
+        # AND a single record is refused with 503 + Retry-After while the buffer is full
+        single = client.post("/", json={"data": "x"})
+        assert single.status_code == 503
+
+
+def test_api_key_is_required_when_configured(kinesis: FakeKinesis) -> None:
+    with _client(kinesis, api_key="s3cret") as client:
+        missing = client.post("/", json={"data": 1})
+        wrong = client.post("/", json={"data": 1}, headers={"x-api-key": "s3cre"})
+        right = client.post("/", json={"data": 1}, headers={"x-api-key": "s3cret"})
+        health = client.get("/health")
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json()["error"] == "unauthorized"
+    assert right.status_code == 200
+    assert health.status_code == 200
+    assert len(_stored_envelopes(kinesis)) == 1
+
+
+def test_ready_turns_503_while_draining(client: TestClient) -> None:
+    assert client.get("/ready").status_code == 200
+    client.app.state.draining = True  # type: ignore[attr-defined]
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["error"] == "draining"
+
+
+def test_openapi_documents_both_record_endpoints(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/", "/batch", "/health", "/ready"} <= set(paths)

@@ -1,0 +1,60 @@
+"""Request and response shapes of the producer's API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RecordIn(BaseModel):
+    """One record: any JSON value under ``data``; optional partition key (else random)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: Any = Field(..., description="The record's payload: any JSON value.")
+    partition_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Kinesis partition key: records with one key keep their order. "
+        "Random (the record's id) when absent.",
+    )
+
+
+class RecordAccepted(BaseModel):
+    """Kinesis stored the record: ``id`` is its key in DynamoDB."""
+
+    id: str
+    shard_id: str
+    sequence_number: str
+
+
+class RecordFailed(BaseModel):
+    """The record was not taken (a bad record) or not stored (retry it later)."""
+
+    error: str = Field(description="invalid_record, record_too_large, overloaded, not_accepted")
+    detail: Any
+    id: str | None = None
+
+
+class BatchIn(BaseModel):
+    """Many records in one request; each is validated and answered on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[Any] = Field(..., min_length=1, description="Objects shaped like `POST /`.")
+
+
+class BatchOut(BaseModel):
+    """Like Kinesis PutRecords: one result per record, in request order."""
+
+    failed_record_count: int
+    records: list[RecordAccepted | RecordFailed]
+
+
+class Problem(BaseModel):
+    """Every error answer: a code and what is wrong."""
+
+    error: str
+    detail: Any
