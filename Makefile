@@ -7,12 +7,13 @@ UV_VERSION := 0.13.9
 UV := python3 -m uv
 PY := .venv/bin/python
 
-.PHONY: help install run test test-unit test-integration lint clean
+.PHONY: help install run test test-unit test-integration lint bench clean
 
 help:
 	@echo "make run    - install what is missing, then run the local pipeline (Ctrl-C stops it)"
 	@echo "make test   - install what is missing, then run every test"
 	@echo "make lint   - ruff check and format check"
+	@echo "make bench  - benchmarks: ratios measured side by side in one run"
 	@echo "make clean  - remove the local state (.local/)"
 
 install: .local/.system-ok .venv/.installed node_modules/.installed
@@ -54,6 +55,9 @@ test-integration: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+bench: install
+	$(PY) -m benchmarks.encoder
 
 clean:
 	rm -rf .local

@@ -43,6 +43,19 @@ def _field_size(payload_len: int) -> int:
     return 1 + varint_size(payload_len) + payload_len
 
 
+_SMALL = 1 << 14  # values with one or two byte varints: nearly every length and index here
+_SMALL_VARINTS = tuple(varint(i) for i in range(_SMALL))
+# Precomputed field prefixes: "records" tag + length, "partition_key_index" tag + index + "data"
+# tag, "partition_key_table" tag + length. Four appends a record instead of seven.
+_RECORD_PREFIX = tuple(_RECORDS_TAG + v for v in _SMALL_VARINTS)
+_INDEX_PREFIX = tuple(_RECORD_PK_INDEX_TAG + v + _RECORD_DATA_TAG for v in _SMALL_VARINTS)
+_KEY_PREFIX = tuple(_PARTITION_KEY_TABLE_TAG + v for v in _SMALL_VARINTS)
+
+
+def _varint(value: int) -> bytes:
+    return _SMALL_VARINTS[value] if value < _SMALL else varint(value)
+
+
 class AggregateBuilder:
     """Accumulates user records for one Kinesis record in the KPL aggregated format.
 
@@ -50,16 +63,19 @@ class AggregateBuilder:
     digest) stays within ``max_bytes`` together with the aggregate's partition key; the first
     record is always accepted (a record too large to aggregate is the caller's business).
     ``encode`` may be called once records were added; the builder is not reused after.
+    This is the producer's hot path: sizes are computed inline and the protobuf is written as
+    a flat list of byte strings joined once.
     """
 
-    __slots__ = ("_key_index", "_keys", "_max_bytes", "_records", "_size", "count")
+    __slots__ = ("_first_key_len", "_key_index", "_keys", "_max_bytes", "_parts", "_size", "count")
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self._key_index: dict[str, int] = {}
         self._keys: list[bytes] = []
-        self._records: list[bytes] = []
+        self._parts: list[bytes] = []
         self._size = len(MAGIC) + DIGEST_SIZE
+        self._first_key_len = 0
         self.count = 0
 
     @property
@@ -75,43 +91,46 @@ class AggregateBuilder:
     def add(self, partition_key: str, data: bytes) -> bool:
         """Add one user record; False (and nothing changed) when it would not fit."""
         index = self._key_index.get(partition_key)
-        key_bytes = b""
-        added = 0
+        data_len = len(data)
         if index is None:
             key_bytes = partition_key.encode()
+            key_len = len(key_bytes)
             index = len(self._keys)
-            added += _field_size(len(key_bytes))
-        inner = 1 + varint_size(index) + _field_size(len(data))
-        added += _field_size(inner)
-        if self.count and self._size + added + len(self._keys[0]) > self._max_bytes:
+            added = 2 + key_len if key_len < 128 else 1 + varint_size(key_len) + key_len
+        else:
+            key_bytes = b""
+            added = 0
+        inner = (
+            (3 if index < 128 else 2 + varint_size(index))
+            + (1 if data_len < 128 else varint_size(data_len))
+            + data_len
+        )
+        added += (2 if inner < 128 else 1 + varint_size(inner)) + inner
+        if self.count and self._size + added + self._first_key_len > self._max_bytes:
             return False
         if key_bytes:
             self._key_index[partition_key] = index
             self._keys.append(key_bytes)
-        self._records.append(
-            b"".join(
-                (
-                    _RECORDS_TAG,
-                    varint(inner),
-                    _RECORD_PK_INDEX_TAG,
-                    varint(index),
-                    _RECORD_DATA_TAG,
-                    varint(len(data)),
-                    data,
-                )
-            )
-        )
+            if not self.count:
+                self._first_key_len = len(key_bytes)
+        if inner < _SMALL and index < _SMALL:
+            self._parts += (_RECORD_PREFIX[inner], _INDEX_PREFIX[index], _varint(data_len), data)
+        else:
+            self._parts += (
+                _RECORDS_TAG, varint(inner), _RECORD_PK_INDEX_TAG, varint(index),
+                _RECORD_DATA_TAG, varint(data_len), data,
+            )  # fmt: skip
         self._size += added
         self.count += 1
         return True
 
     def encode(self) -> bytes:
         """The aggregated record: magic + protobuf + MD5(protobuf)."""
-        parts = []
+        parts: list[bytes] = []
         for key in self._keys:
-            parts.append(_PARTITION_KEY_TABLE_TAG)
-            parts.append(varint(len(key)))
-            parts.append(key)
-        parts.extend(self._records)
-        body = b"".join(parts)
+            if len(key) < _SMALL:
+                parts += (_KEY_PREFIX[len(key)], key)
+            else:
+                parts += (_PARTITION_KEY_TABLE_TAG, varint(len(key)), key)
+        body = b"".join(parts + self._parts)
         return b"".join((MAGIC, body, hashlib.md5(body).digest()))

@@ -86,3 +86,17 @@ def test_first_record_is_always_accepted() -> None:
     assert [(pk, data) for pk, _, data in sub_records(builder.encode(), "k")] == [
         ("k", b"y" * 5000)
     ]
+
+
+def test_large_records_and_many_keys_take_the_long_varint_path() -> None:
+    # GIVEN records past the two-byte varint range (lengths >= 16384, key index >= 16384)
+    big = [("big-1", b"a" * 20_000), ("big-2", b"b" * 100_000)]
+    many = [(f"k{i}", b"") for i in range(16_500)]
+    for records in (big, many):
+        builder = AggregateBuilder(1024 * 1024)
+        for pk, data in records:
+            assert builder.add(pk, data)
+        # WHEN encoded THEN the library reads back the same records and the size is exact
+        payload = builder.encode()
+        assert _library_deaggregate(payload, builder.partition_key) == records
+        assert builder.size == len(payload)
