@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from producer.aggregation import KINESIS_MAX_RECORD_BYTES, AggregateBuilder
+from producer.metrics import ProducerMetrics
 from producer.shards import KinesisClient, Shard, ShardMap
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,14 @@ class CollectorConfig:
 class KinesisCollector:
     """Shard-aware aggregation and PutRecords batching; see the module docstring."""
 
-    def __init__(self, client: KinesisClient, config: CollectorConfig, shard_map: ShardMap):
+    def __init__(
+        self,
+        client: KinesisClient,
+        config: CollectorConfig,
+        shard_map: ShardMap,
+        metrics: ProducerMetrics | None = None,
+    ):
+        self.metrics = metrics or ProducerMetrics()
         self._client = client
         self._config = config
         self._map = shard_map
@@ -135,9 +143,11 @@ class KinesisCollector:
             self.buffered_records >= self._config.max_buffered_records
             or self.buffered_bytes + size > self._config.max_buffered_bytes
         ):
+            self.metrics.count("UserRecordsOverloaded")
             raise Overloaded(
                 f"{self.buffered_records} records / {self.buffered_bytes} bytes awaiting Kinesis"
             )
+        self.metrics.count("UserRecordsReceived")
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self.buffered_records += 1
         self.buffered_bytes += size
@@ -245,6 +255,8 @@ class KinesisCollector:
                 response = await asyncio.to_thread(self._put_records, batch)
             except Exception as exc:  # transport or service error: retry the whole call
                 log.warning("PutRecords call failed, retrying", extra={"error": str(exc)})
+                self.metrics.error(type(exc).__name__)
+                self.metrics.count("Retries", len(batch))
                 await self._backoff(batch)
                 continue
             batch, misrouted = self._settle(batch, response["Records"])
@@ -254,6 +266,7 @@ class KinesisCollector:
                 await self._backoff(batch)
 
     def _put_records(self, batch: list[_Entry]) -> dict[str, Any]:
+        self.metrics.count("PutRecordsCalls")
         return self._client.put_records(
             StreamName=self._config.stream_name,
             Records=[{"Data": e.payload, "PartitionKey": e.partition_key} for e in batch],
@@ -265,17 +278,25 @@ class KinesisCollector:
         """Answer accepted entries; return the entries to retry and the records to re-route."""
         retry: list[_Entry] = []
         misrouted: list[UserRecord] = []
+        metrics, now, ttl = self.metrics, time.monotonic(), self._config.record_ttl
         for entry, result in zip(batch, results, strict=True):
             if "ErrorCode" in result:
                 log.warning("record not accepted", extra={"code": result["ErrorCode"]})
+                metrics.error(result["ErrorCode"])
+                metrics.count("Retries")
                 retry.append(entry)
             elif result["ShardId"] != entry.shard.shard_id and len(entry.records) > 1:
+                metrics.count("Reroutes")
                 misrouted.extend(entry.records)
             else:
                 accepted = Accepted(result["ShardId"], result["SequenceNumber"])
                 for record in entry.records:
                     if not record.future.done():
                         record.future.set_result(accepted)
+                        metrics.observe("BufferingTime", (now - record.deadline + ttl) * 1000)
+                metrics.count("KinesisRecordsPut")
+                metrics.count("UserRecordsPut", len(entry.records))
+                metrics.observe("UserRecordsPerKinesisRecord", len(entry.records))
         return retry, misrouted
 
     async def _reroute(self, records: list[UserRecord]) -> None:
@@ -303,8 +324,8 @@ class KinesisCollector:
         cap = min(self._config.backoff_max, self._config.backoff_base * 2**attempts)
         await asyncio.sleep(random.uniform(0, cap))
 
-    @staticmethod
-    def _fail(records: list[UserRecord], reason: str) -> None:
+    def _fail(self, records: list[UserRecord], reason: str) -> None:
         for record in records:
             if not record.future.done():
                 record.future.set_exception(RecordNotAccepted(reason))
+                self.metrics.count("UserRecordsNotAccepted")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from producer.api.routes import problems, router
 from producer.collector import CollectorConfig, KinesisCollector
 from producer.config import ProducerSettings, get_settings
 from producer.ids import IdGenerator
+from producer.metrics import ProducerMetrics
 from producer.shards import ShardMap
 
 
@@ -59,6 +61,14 @@ def body_problem(request: Request) -> JSONResponse | None:
     return None
 
 
+async def emit_emf(metrics: ProducerMetrics, interval: float) -> None:
+    """Every ``interval`` seconds, one EMF line on stdout (CloudWatch Logs extracts it)."""
+    while True:
+        await asyncio.sleep(interval)
+        sys.stdout.write(metrics.emf() + "\n")
+        sys.stdout.flush()
+
+
 def create_app(settings: ProducerSettings | None = None, client: Any = None) -> FastAPI:
     """Build the app; ``client`` (a boto3 Kinesis client) is injectable for tests."""
 
@@ -81,6 +91,9 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
             shard_map,
         )
         collector.start()
+        emitter = None
+        if conf.emf_interval_seconds > 0:
+            emitter = asyncio.create_task(emit_emf(collector.metrics, conf.emf_interval_seconds))
         app.state.collector = collector
         app.state.ids = IdGenerator()
         app.state.max_body_bytes = conf.max_body_bytes
@@ -91,6 +104,9 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
             yield
         finally:
             await collector.close()  # SIGTERM: flush what was taken before exiting
+            if emitter is not None:
+                emitter.cancel()
+                sys.stdout.write(collector.metrics.emf() + "\n")  # the last interval too
 
     app = FastAPI(
         title="kinesis-ingest producer",

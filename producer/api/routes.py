@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 
 from producer.aggregation import KINESIS_MAX_RECORD_BYTES
@@ -149,3 +149,9 @@ async def ready(request: Request) -> Any:
             status_code=503, content={"error": "draining", "detail": "shutting down"}
         )
     return {"status": "ready"}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(collector: Collector) -> str:
+    """KPL-style counters in the Prometheus text format."""
+    return collector.metrics.prometheus()

@@ -190,3 +190,10 @@ def test_ready_turns_503_while_draining(client: TestClient) -> None:
 def test_openapi_documents_both_record_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/", "/batch", "/health", "/ready"} <= set(paths)
+
+
+def test_metrics_endpoint_counts_requests(client: TestClient) -> None:
+    client.post("/batch", json={"records": [{"data": 1}, {"data": 2}, {"bad": 3}]})
+    text = client.get("/metrics").text
+    assert "producer_user_records_received_total 2" in text
+    assert "producer_user_records_put_total 2" in text

@@ -1,0 +1,109 @@
+"""The producer's metrics, named like the KPL's: one registry, two outputs.
+
+``prometheus()`` renders the Prometheus text format for ``GET /metrics`` (local use);
+``emf()`` renders a CloudWatch Embedded Metric Format log line with the counts since the last
+call (in AWS the log driver ships it and CloudWatch extracts the metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+NAMESPACE = "KinesisIngest/Producer"
+
+# name -> (CloudWatch unit, help); counters unless listed in DISTRIBUTIONS
+COUNTERS = {
+    "UserRecordsReceived": ("Count", "user records taken by the producer"),
+    "UserRecordsPut": ("Count", "user records Kinesis accepted"),
+    "UserRecordsNotAccepted": ("Count", "user records answered 503 after the record TTL"),
+    "UserRecordsOverloaded": ("Count", "user records refused with 503 by back-pressure"),
+    "KinesisRecordsPut": ("Count", "Kinesis records (aggregates) accepted"),
+    "PutRecordsCalls": ("Count", "PutRecords requests made"),
+    "Retries": ("Count", "PutRecords entries or calls retried"),
+    "Reroutes": ("Count", "aggregates re-sent after a reshard"),
+}
+DISTRIBUTIONS = {
+    "BufferingTime": ("Milliseconds", "time from taking a record to Kinesis accepting it"),
+    "UserRecordsPerKinesisRecord": ("Count", "user records in each accepted Kinesis record"),
+}
+
+
+@dataclass
+class Distribution:
+    count: int = 0
+    total: float = 0.0
+    maximum: float = 0.0
+
+    def add(self, value: float, times: int = 1) -> None:
+        self.count += times
+        self.total += value * times
+        self.maximum = max(self.maximum, value)
+
+
+@dataclass
+class ProducerMetrics:
+    counters: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # ErrorsByCode
+    distributions: dict[str, Distribution] = field(
+        default_factory=lambda: {name: Distribution() for name in DISTRIBUTIONS}
+    )
+    _last_emf: Counter[str] = field(default_factory=Counter)
+
+    def count(self, name: str, value: int = 1) -> None:
+        assert name in COUNTERS, name
+        self.counters[name] += value
+
+    def observe(self, name: str, value: float, times: int = 1) -> None:
+        self.distributions[name].add(value, times)
+
+    def error(self, code: str) -> None:
+        self.errors[code] += 1
+
+    def prometheus(self) -> str:
+        lines = []
+        for name, (_, text) in COUNTERS.items():
+            metric = f"producer_{_snake(name)}_total"
+            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} counter",
+                      f"{metric} {self.counters[name]}"]  # fmt: skip
+        for name, (_, text) in DISTRIBUTIONS.items():
+            metric, dist = f"producer_{_snake(name)}", self.distributions[name]
+            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} summary",
+                      f"{metric}_count {dist.count}", f"{metric}_sum {dist.total:g}"]  # fmt: skip
+        lines += ["# HELP producer_errors_total PutRecords errors by code",
+                  "# TYPE producer_errors_total counter"]  # fmt: skip
+        lines += [
+            f'producer_errors_total{{code="{c}"}} {n}' for c, n in sorted(self.errors.items())
+        ]
+        return "\n".join(lines) + "\n"
+
+    def emf(self, now: float | None = None) -> str:
+        """An EMF line with the counters' increase since the previous call, and the averages."""
+        values: dict[str, float] = {}
+        for name in COUNTERS:
+            values[name] = self.counters[name] - self._last_emf[name]
+            self._last_emf[name] = self.counters[name]
+        for name, dist in self.distributions.items():
+            values[name] = dist.total / dist.count if dist.count else 0.0
+        units = {name: unit for name, (unit, _) in (COUNTERS | DISTRIBUTIONS).items()}
+        document = {
+            "_aws": {
+                "Timestamp": int((now if now is not None else time.time()) * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [["Service"]],
+                        "Metrics": [{"Name": n, "Unit": units[n]} for n in values],
+                    }
+                ],
+            },
+            "Service": "producer",
+            **values,
+        }
+        return json.dumps(document)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
