@@ -18,6 +18,9 @@ def _arguments() -> StackConfig:
     parser.add_argument("--state-dir", type=Path, default=defaults.state_dir)
     parser.add_argument("--shards", type=int, default=defaults.shard_count)
     parser.add_argument("--stream", default=defaults.stream_name)
+    parser.add_argument(
+        "--retrieval-mode", choices=("FANOUT", "POLLING"), default=defaults.retrieval_mode
+    )
     for name in ("kinesis_tls_port", "kinesis_plain_port", "dynamodb_port", "producer_port"):
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, default=getattr(defaults, name))
@@ -26,6 +29,7 @@ def _arguments() -> StackConfig:
         state_dir=args.state_dir,
         shard_count=args.shards,
         stream_name=args.stream,
+        retrieval_mode=args.retrieval_mode,
         kinesis_tls_port=args.kinesis_tls_port,
         kinesis_plain_port=args.kinesis_plain_port,
         dynamodb_port=args.dynamodb_port,

@@ -35,6 +35,7 @@ class StackConfig:
     shard_count: int = 5
     records_table: str = "records"
     application_name: str = "kinesis-ingest-consumer"
+    retrieval_mode: str = "FANOUT"  # POLLING: see README, resharding under kinesis-mock
     startup_timeout: float = 180.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -135,6 +136,10 @@ class LocalStack:
             process.stop()
         self.processes.clear()
 
+    def process(self, name: str) -> ManagedProcess:
+        """The running component called ``name`` (kinesis-mock, dynamodb-local, consumer, ...)."""
+        return next(p for p in self.processes if p.name == name)
+
     def failed(self) -> list[ManagedProcess]:
         return [p for p in self.processes if not p.running()]
 
@@ -232,7 +237,7 @@ class LocalStack:
             # so the KCL uses the emulator's cleartext HTTP/2 port (see README, "Local stack").
             "CONSUMER_KINESIS_ENDPOINT": cfg.kinesis_http,
             "CONSUMER_DYNAMODB_ENDPOINT": cfg.dynamodb_url,
-            "CONSUMER_RETRIEVAL_MODE": "FANOUT",
+            "CONSUMER_RETRIEVAL_MODE": cfg.retrieval_mode,
             "CONSUMER_METRICS_LEVEL": "NONE",  # no CloudWatch locally
             "CONSUMER_FAILOVER_TIME_MILLIS": "10000",
             "CONSUMER_SHARD_SYNC_INTERVAL_MILLIS": "10000",
