@@ -63,6 +63,7 @@ class _Entry:
     payload: bytes
     partition_key: str
     attempts: int = 0
+    flushed: bool = False  # its buffered time is up: send as soon as its shard is free
 
     @property
     def size(self) -> int:
@@ -110,6 +111,7 @@ class KinesisCollector:
         self._wake = asyncio.Event()
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self._sends: set[asyncio.Task[None]] = set()
+        self._busy: set[str] = set()  # shards with an entry in flight: one at a time keeps order
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
         self.buffered_records = 0  # taken, not yet answered
@@ -210,26 +212,44 @@ class KinesisCollector:
                 for current in list(self._open.values()):
                     self._seal(current)
                 self._oldest = None
-            await self._dispatch(everything=due or self._closing)
+            await self._dispatch(flush=due or self._closing)
             if self._closing and not self._open and not self._sealed and not self._sends:
                 return
             if self._closing and self._sends:
                 await asyncio.wait(set(self._sends))
 
-    async def _dispatch(self, everything: bool) -> None:
-        while self._sealed:
-            batch, size = [], 0
-            while self._sealed and len(batch) < PUT_RECORDS_MAX_COUNT:
-                if batch and size + self._sealed[0].size > PUT_RECORDS_MAX_BYTES:
-                    break
-                entry = self._sealed.pop(0)
-                batch.append(entry)
-                size += entry.size
-            full = len(batch) == PUT_RECORDS_MAX_COUNT or bool(self._sealed)
-            if not (full or everything):
-                self._sealed[:0] = batch
+    async def _dispatch(self, flush: bool) -> None:
+        """Send sealed entries: at most one entry per shard in flight, so that a retried entry
+        is never overtaken by a later one of its shard (per-key order survives retries).
+
+        Entries go once a PutRecords call is full (500 entries or 5 MiB) or once flushed.
+        """
+        if flush:
+            for entry in self._sealed:
+                entry.flushed = True
+        while True:
+            batch: list[_Entry] = []
+            keep: list[_Entry] = []
+            shards: set[str] = set()
+            size, overflow = 0, False
+            for entry in self._sealed:
+                shard_id = entry.shard.shard_id
+                if shard_id in self._busy or shard_id in shards:
+                    keep.append(entry)
+                elif (
+                    len(batch) == PUT_RECORDS_MAX_COUNT or size + entry.size > PUT_RECORDS_MAX_BYTES
+                ):
+                    keep.append(entry)
+                    overflow = True
+                else:
+                    batch.append(entry)
+                    shards.add(shard_id)
+                    size += entry.size
+            if not batch or not (overflow or any(e.flushed for e in batch)):
                 return
+            self._sealed = keep
             self._sealed_bytes -= size
+            self._busy |= shards
             await self._in_flight.acquire()
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._sends.add(task)
@@ -242,6 +262,7 @@ class KinesisCollector:
             log.exception("PutRecords failed unexpectedly")
             for entry in batch:
                 self._fail(entry.records, f"internal error: {exc}")
+                self._busy.discard(entry.shard.shard_id)
         finally:
             self._in_flight.release()
             self._wake.set()
@@ -288,7 +309,9 @@ class KinesisCollector:
             elif result["ShardId"] != entry.shard.shard_id and len(entry.records) > 1:
                 metrics.count("Reroutes")
                 misrouted.extend(entry.records)
+                self._busy.discard(entry.shard.shard_id)
             else:
+                self._busy.discard(entry.shard.shard_id)
                 accepted = Accepted(result["ShardId"], result["SequenceNumber"])
                 for record in entry.records:
                     if not record.future.done():
@@ -315,6 +338,7 @@ class KinesisCollector:
         if min(r.deadline for r in entry.records) > time.monotonic():
             return False
         self._fail(entry.records, "not accepted by Kinesis within the record TTL")
+        self._busy.discard(entry.shard.shard_id)
         return True
 
     async def _backoff(self, batch: list[_Entry]) -> None:

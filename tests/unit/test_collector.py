@@ -142,3 +142,32 @@ def test_ids_are_unique_and_distinct_across_generators() -> None:
     ids = [first() for _ in range(1000)] + [second() for _ in range(1000)]
     assert len(set(ids)) == len(ids)
     assert len(set(itertools.islice((i.split("-")[0] for i in ids), 0, None))) == 2
+
+
+def test_per_key_order_survives_retries() -> None:
+    # GIVEN one caller key, small aggregates, and a Kinesis that throttles every other entry once
+    attempts: Counter[bytes] = Counter()
+
+    def throttle_some(entry: dict[str, object]) -> str | None:
+        data = entry["Data"]
+        assert isinstance(data, bytes)
+        attempts[data] += 1
+        ordinal = list(attempts).index(data)  # entries in the order Kinesis first saw them
+        throttled = ordinal % 2 == 0 and attempts[data] == 1
+        return "ProvisionedThroughputExceededException" if throttled else None
+
+    kinesis = FakeKinesis(even_shards(2), fail=throttle_some)
+    records = [("customer-1", f"{i:06d}".encode()) for i in range(600)]
+    collector = KinesisCollector(
+        kinesis,
+        CollectorConfig(stream_name="s", aggregation_max_bytes=1024, max_buffered_time=0.005,
+                        backoff_base=0.02),
+        ShardMap(kinesis.open_shards),
+    )  # fmt: skip
+    # WHEN put in order
+    results = asyncio.run(_put_all(collector, records))
+    # THEN Kinesis stored them in the order they were taken, despite the retries
+    assert all(isinstance(r, Accepted) for r in results)
+    assert sum(attempts.values()) > len(kinesis.stored)  # some entries were retried
+    stored = [data for s in kinesis.stored for _, _, data in sub_records(s.data, s.partition_key)]
+    assert stored == [data for _, data in records]
