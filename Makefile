@@ -57,7 +57,9 @@ lint: install
 	$(PY) -m ruff format --check .
 
 bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) -m benchmarks.encoder
+	$(PY) -m benchmarks.http
 
 clean:
 	rm -rf .local

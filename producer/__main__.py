@@ -48,6 +48,7 @@ def main() -> None:
         "loop": "uvloop",
         "http": "httptools",
         "timeout_graceful_shutdown": 30,
+        "access_log": settings.access_log,
     }
     if settings.workers > 1:  # several processes: each flushes its own buffer on SIGTERM
         uvicorn.run("producer.main:create_app", factory=True, workers=settings.workers, **common)

@@ -63,7 +63,7 @@ class _Entry:
     payload: bytes
     partition_key: str
     attempts: int = 0
-    flushed: bool = False  # its buffered time is up: send as soon as its shard is free
+    flushed: bool = False  # full, or its buffered time is up: send once its shard is free
 
     @property
     def size(self) -> int:
@@ -167,8 +167,9 @@ class KinesisCollector:
         shard = self._map.shard_for(record.partition_key)
         current = self._open.get(shard.shard_id)
         if current is None or not current.builder.add(record.partition_key, record.data):
-            if current is not None:
-                self._seal(current)
+            if current is not None:  # full: it cannot grow, so it may go at once
+                self._seal(current, ripe=True)
+                self._wake.set()
             current = _Open(shard, AggregateBuilder(self._config.aggregation_max_bytes))
             current.builder.add(record.partition_key, record.data)
             self._open[shard.shard_id] = current
@@ -176,13 +177,8 @@ class KinesisCollector:
         if self._oldest is None:
             self._oldest = time.monotonic()
             self._wake.set()
-        if (
-            len(self._sealed) >= PUT_RECORDS_MAX_COUNT
-            or self._sealed_bytes >= PUT_RECORDS_MAX_BYTES
-        ):
-            self._wake.set()
 
-    def _seal(self, current: _Open) -> None:
+    def _seal(self, current: _Open, ripe: bool = False) -> None:
         shard = current.shard
         del self._open[shard.shard_id]
         builder = current.builder
@@ -191,6 +187,7 @@ class KinesisCollector:
             entry = _Entry(shard, current.records, only.data, only.partition_key)
         else:
             entry = _Entry(shard, current.records, builder.encode(), builder.partition_key)
+        entry.flushed = ripe
         if entry.size > KINESIS_MAX_RECORD_BYTES:
             self._fail(current.records, "record exceeds the 1 MiB Kinesis record limit")
             return
@@ -222,7 +219,8 @@ class KinesisCollector:
         """Send sealed entries: at most one entry per shard in flight, so that a retried entry
         is never overtaken by a later one of its shard (per-key order survives retries).
 
-        Entries go once a PutRecords call is full (500 entries or 5 MiB) or once flushed.
+        Entries go once flushed (a full aggregate, or its buffered time is up), or when a
+        PutRecords call's worth (500 entries or 5 MiB) is waiting.
         """
         if flush:
             for entry in self._sealed:

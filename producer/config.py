@@ -31,6 +31,7 @@ class ProducerSettings(BaseSettings):
     api_key: SecretStr | None = None  # when set, POSTs need the X-Api-Key header
     drain_seconds: float = Field(0.0, ge=0, le=300)  # SIGTERM: /ready is 503 this long first
     workers: int = Field(1, ge=1, le=64)
+    access_log: bool = False  # a line per request costs more than handling it; the ALB logs too
     emf_interval_seconds: float = Field(60.0, ge=0)  # EMF metrics line on stdout; 0: off
 
 

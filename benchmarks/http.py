@@ -1,0 +1,142 @@
+"""HTTP path benchmark: the producer against the ceiling of its HTTP stack and a naive producer.
+
+Every server runs alone on the same uvicorn settings (one worker, uvloop, httptools, no access
+log) against ``benchmarks.null_kinesis`` (so the emulator is not the bottleneck), loaded by
+wrk (one thread; 512 connections, so that the producer's 100 ms buffering is not the limit;
+32 for the batch endpoint, whose requests carry 100 records each)
+from 127.0.0.1. Contenders alternate round by round; the table gives medians and the ratios
+the goals are about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from local_stack.processes import port_open
+
+NULL_PORT, SERVER_PORT = 14999, 18181
+RECORD = {"data": {"order": 12345, "item": "x" * 64}}  # ~100 bytes, like the encoder's case
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    app: str  # uvicorn factory
+    path: str
+    records_per_request: int
+    connections: int = 512
+
+    def body(self) -> str:
+        if self.records_per_request == 1:
+            return json.dumps(RECORD)
+        return json.dumps({"records": [RECORD] * self.records_per_request})
+
+
+CONTENDERS = [
+    Contender("bare 202", "benchmarks.apps:bare", "/", 1),
+    Contender("producer POST /", "producer.main:create_app", "/", 1),
+    Contender("producer POST /batch (100)", "producer.main:create_app", "/batch", 100, 32),
+    Contender("naive PutRecord", "benchmarks.apps:naive", "/", 1),
+]
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "PRODUCER_STREAM_NAME": "bench",
+        "PRODUCER_KINESIS_ENDPOINT": f"http://127.0.0.1:{NULL_PORT}",
+        "PRODUCER_EMF_INTERVAL_SECONDS": "0",
+    }
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server on {port} did not start")
+        time.sleep(0.1)
+
+
+def _wrk(contender: Contender, seconds: int, script: Path) -> tuple[float, int]:
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(contender.body())}\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{contender.connections}", f"-d{seconds}s", "--timeout", "10s",
+         "-s", str(script),
+         f"http://127.0.0.1:{SERVER_PORT}{contender.path}"],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rate, int(bad.group(1)) if bad else 0
+
+
+def run_round(contender: Contender, seconds: int, script: Path) -> tuple[float, int]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", contender.app, "--factory", "--host", "127.0.0.1",
+         "--port", str(SERVER_PORT), "--loop", "uvloop", "--http", "httptools",
+         "--no-access-log", "--log-level", "warning"],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_port(SERVER_PORT, server)
+        _wrk(contender, 2, script)  # warm-up
+        return _wrk(contender, seconds, script)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: `make bench` installs it (Debian package wrk)")
+    null = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
+         "--lifetime", str(args.rounds * len(CONTENDERS) * (args.seconds + 15) + 60)],
+    )  # fmt: skip
+    rates: dict[str, list[float]] = {c.name: [] for c in CONTENDERS}
+    errors: dict[str, int] = {c.name: 0 for c in CONTENDERS}
+    try:
+        _wait_port(NULL_PORT, null)
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(args.rounds):
+                for contender in CONTENDERS:
+                    rate, bad = run_round(contender, args.seconds, Path(tmp) / "post.lua")
+                    rates[contender.name].append(rate * contender.records_per_request)
+                    errors[contender.name] += bad
+    finally:
+        null.terminate()
+        null.wait(timeout=10)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    print("HTTP path, user records/s (median of rounds; wrk -t1; null Kinesis)")  # noqa: T201
+    for name, value in median.items():
+        conns = next(c.connections for c in CONTENDERS if c.name == name)
+        print(f"  {name:<28} {value:>10,.0f}   -c{conns}  non-2xx: {errors[name]}")  # noqa: T201
+    single = median["producer POST /"] / median["bare 202"]
+    batch = median["producer POST /batch (100)"] / median["naive PutRecord"]
+    print(f"  POST / vs bare ceiling:          {single:.0%}  (goal >= 70%)")  # noqa: T201
+    print(f"  batch vs naive PutRecord:        {batch:.0f}x  (goal >= 100x)")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
