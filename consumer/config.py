@@ -10,13 +10,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ConsumerSettings(BaseSettings):
-    """What the daemon launcher and the record processor need; both read the same variables."""
+    """What the daemon launcher and the record processor need; both read the same variables.
+
+    Construction validates everything (bad values raise ``pydantic.ValidationError`` at start):
+    names non-empty, the millis positive, every string a single line (they end up in a
+    properties file).
+    """
 
     model_config = SettingsConfigDict(env_prefix="CONSUMER_", frozen=True)
 
     stream_name: str = Field(min_length=1, max_length=128)
     application_name: str = Field("kinesis-ingest-consumer", min_length=1, max_length=128)
-    region: str = "us-east-1"
+    region: str = Field("us-east-1", min_length=1)
     records_table: str = Field("records", min_length=3, max_length=255)
     kinesis_endpoint: str | None = None
     dynamodb_endpoint: str | None = None
@@ -27,10 +32,15 @@ class ConsumerSettings(BaseSettings):
     parent_shard_poll_interval_millis: int = Field(10_000, gt=0)
     shutdown_grace_millis: int = Field(30_000, gt=0)  # SIGTERM to exit; keep under the stop timeout
     metrics_level: Literal["NONE", "SUMMARY", "DETAILED"] = "SUMMARY"
-    java: str = "java"
+    java: str = Field("java", min_length=1)
     jvm_options: str = ""
     properties_path: str = ".local/consumer.properties"
-    write_deadline_seconds: float = Field(60.0, gt=0)
+    write_deadline_seconds: float = Field(60.0, gt=0, allow_inf_nan=False)
+
+    @field_validator("kinesis_endpoint", "dynamodb_endpoint", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("*")
     @classmethod
@@ -42,4 +52,5 @@ class ConsumerSettings(BaseSettings):
 
 @lru_cache
 def get_settings() -> ConsumerSettings:
+    """The process's settings, read from the environment on first use (not at import)."""
     return ConsumerSettings()  # type: ignore[call-arg]  # values come from the environment

@@ -2,104 +2,141 @@
 
 Run by the MultiLangDaemon as ``python -m consumer.processor``, one process per leased shard.
 Its stdout is the protocol channel: this module and everything it calls log to stderr only.
+
+Contract: a batch is checkpointed (at its last record's sequence and sub-sequence number) only
+after every storable record of it is in DynamoDB. Poison records are logged at ERROR and
+skipped. If the batch cannot be written, the process exits without checkpointing; the daemon
+then stops and, once restarted, replays the shard from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, Protocol
 
-import boto3
 from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor
-from botocore.config import Config
 
-from consumer.config import ConsumerSettings, get_settings
+from consumer.config import get_settings
 from consumer.logs import configure_logging
 from consumer.records import KinesisRecord, PoisonRecord, to_item
-from consumer.sink import DynamoDBSink, SinkWriteError
+from consumer.sink import DynamoDBSink
 
 log = logging.getLogger(__name__)
 
-EXIT_WRITE_FAILED = 70
-CHECKPOINT_RETRIES = 5
+EXIT_WRITE_FAILED = 70  # EX_SOFTWARE
+CHECKPOINT_ATTEMPTS = 5
 
 
-def fail_stop(reason: str) -> NoReturn:
-    """End this processor without checkpointing so the KCL replays from the last checkpoint.
+class Sink(Protocol):
+    """Where items go: ``write`` returns only once all are stored, or raises."""
+
+    def write(self, items: list[dict[str, Any]]) -> None: ...
+
+
+def _fail_stop(reason: str) -> NoReturn:
+    """End this process at once, without checkpointing, so the KCL replays the batch.
 
     amazon_kclpy catches every exception from ``process_records`` and reports the batch done,
-    which would let a later checkpoint skip the unwritten records; only SystemExit gets through.
+    which would let the next checkpoint skip the unwritten records; so no exception is raised.
     """
-    log.error("stopping the record processor without checkpoint", extra={"reason": reason})
-    sys.exit(EXIT_WRITE_FAILED)
+    log.critical("stopping the record processor without checkpoint", extra={"reason": reason})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_WRITE_FAILED)
+
+
+def convert(raw: Any) -> KinesisRecord:
+    """The pure record for one ``amazon_kclpy.messages.Record``."""
+    return KinesisRecord(
+        data=raw.binary_data,
+        partition_key=raw.partition_key,
+        sequence_number=raw.sequence_number,
+        sub_sequence_number=int(raw.sub_sequence_number or 0),
+        # kclpy's approximate_arrival_timestamp is a naive local datetime; this is the epoch ms
+        approximate_arrival_timestamp=raw.timestamp_millis,
+    )
 
 
 class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
     """Writes every record of a batch, then checkpoints at the batch's last record."""
 
-    def __init__(self, sink: DynamoDBSink, sleep: Any = time.sleep) -> None:
+    def __init__(self, sink: Sink, sleep: Callable[[float], None] = time.sleep) -> None:
         self._sink = sink
         self._sleep = sleep
         self.shard_id = "unknown"
 
     def initialize(self, initialize_input: Any) -> None:
+        """Remember the shard; nothing is checkpointed."""
         self.shard_id = initialize_input.shard_id
         log.info("processing shard", extra={"shard_id": self.shard_id})
 
     def process_records(self, process_records_input: Any) -> None:
+        """Convert, write, then checkpoint; an empty batch neither writes nor checkpoints."""
         records = process_records_input.records
         if not records:
             return
+        try:
+            self._sink.write(self._items(records))
+        except Exception as exc:  # SinkWriteError, or a bug: either way, nothing may be skipped
+            _fail_stop(f"{type(exc).__name__}: {exc}")
+            return  # only reached when a test replaces _fail_stop
+        last = records[-1]
+        self._checkpoint(
+            process_records_input.checkpointer,
+            last.sequence_number,
+            int(last.sub_sequence_number or 0),
+        )
+
+    def _items(self, records: list[Any]) -> list[dict[str, Any]]:
+        """The items of a batch; poison records are logged at ERROR and left out."""
         items = []
         for raw in records:
-            record = KinesisRecord(
-                data=raw.binary_data,
-                partition_key=raw.partition_key,
-                sequence_number=raw.sequence_number,
-                sub_sequence_number=int(raw.sub_sequence_number or 0),
-                arrival_time=raw.timestamp_millis,
-            )
+            record = convert(raw)
             try:
                 items.append(to_item(record, self.shard_id))
             except PoisonRecord as poison:
                 log.error(
                     "poison record skipped",
-                    extra={"shard_id": self.shard_id, "sequence_number": record.sequence_number,
-                           "sub_sequence_number": record.sub_sequence_number,
-                           "reason": poison.reason},
-                )  # fmt: skip
-        try:
-            self._sink.write(items)
-        except SinkWriteError as exc:
-            fail_stop(str(exc))
-        last = records[-1]
-        self._checkpoint(process_records_input.checkpointer, last.sequence_number,
-                         int(last.sub_sequence_number or 0))  # fmt: skip
+                    extra={
+                        "shard_id": self.shard_id,
+                        "sequence_number": record.sequence_number,
+                        "sub_sequence_number": record.sub_sequence_number,
+                        "reason": poison.reason,
+                    },
+                )
+        return items
 
     def lease_lost(self, lease_lost_input: Any) -> None:
+        """Another worker owns the shard now: checkpointing is not possible, nor tried."""
         log.info("lease lost; not checkpointing", extra={"shard_id": self.shard_id})
 
     def shard_ended(self, shard_ended_input: Any) -> None:
+        """Checkpoint the shard's end so the KCL starts on its children."""
         log.info("shard ended; checkpointing at its end", extra={"shard_id": self.shard_id})
         self._checkpoint(shard_ended_input.checkpointer, None, None)
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        """Checkpoint what was delivered (all of it is written) before the lease is released."""
         log.info("shutdown requested; checkpointing", extra={"shard_id": self.shard_id})
         self._checkpoint(shutdown_requested_input.checkpointer, None, None)
 
     def _checkpoint(self, checkpointer: Any, sequence: str | None, sub: int | None) -> None:
-        """Checkpoint, retrying throttling; a shutdown means another worker takes over."""
-        for attempt in range(1, CHECKPOINT_RETRIES + 1):
+        """Checkpoint, retrying throttling; a ShutdownException means another worker takes
+        over (warning, no error); any other CheckpointError is logged and raised."""
+        for attempt in range(1, CHECKPOINT_ATTEMPTS + 1):
             try:
                 checkpointer.checkpoint(sequence, sub)
                 return
             except CheckpointError as exc:
                 extra = {"shard_id": self.shard_id, "error": exc.value, "attempt": attempt}
-                if exc.value == "ThrottlingException" and attempt < CHECKPOINT_RETRIES:
+                if exc.value == "ThrottlingException" and attempt < CHECKPOINT_ATTEMPTS:
                     log.warning("checkpoint throttled; retrying", extra=extra)
                     self._sleep(0.2 * 2**attempt)
                     continue
@@ -110,20 +147,14 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
                 raise
 
 
-def build_sink(settings: ConsumerSettings) -> DynamoDBSink:
-    client = boto3.client(
-        "dynamodb",
-        region_name=settings.region,
-        endpoint_url=settings.dynamodb_endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}),
-    )
-    return DynamoDBSink(settings.records_table, client, settings.write_deadline_seconds)
-
-
 def main() -> None:
+    """Serve the MultiLang protocol on stdin/stdout until the daemon closes stdin."""
     configure_logging("consumer")
     settings = get_settings()
-    kcl.KCLProcess(RecordProcessor(build_sink(settings))).run()
+    sink = DynamoDBSink(settings.records_table, deadline_seconds=settings.write_deadline_seconds)
+    protocol_out = sys.stdout
+    sys.stdout = sys.stderr  # a stray print() in any library must not corrupt the protocol
+    kcl.KCLProcess(RecordProcessor(sink), sys.stdin, protocol_out, sys.stderr).run()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,12 @@ POLLING_ONLY_KEYS = frozenset(
 
 
 def render_properties(settings: ConsumerSettings, executable: str) -> str:
-    """``key = value`` lines for the daemon; endpoints only when set (local runs)."""
+    """``key = value`` lines for the daemon, which reads them with ``java.util.Properties``.
+
+    ``executable`` is the processor's command line (the daemon splits it on spaces).
+    ``retrievalMode`` is always written and no polling-only key ever is; the endpoints only
+    when set (local runs). Raises ``ValueError`` when a value spans more than one line.
+    """
     values: dict[str, str | int | None] = {
         "executableName": executable,
         "streamName": settings.stream_name,
@@ -44,5 +49,17 @@ def render_properties(settings: ConsumerSettings, executable: str) -> str:
         text = str(value)
         if "\n" in text or "\r" in text:
             raise ValueError(f"{key} must be a single line")
-        lines.append(f"{key} = {text}")
+        lines.append(f"{key} = {_escape(text)}")
     return "\n".join(lines) + "\n"
+
+
+def _escape(text: str) -> str:
+    """``text`` as a java.util.Properties value: backslashes doubled, non-ASCII as \\uXXXX."""
+    out = []
+    for char in text.replace("\\", "\\\\"):
+        if char.isascii():
+            out.append(char)
+            continue
+        encoded = char.encode("utf-16-be", errors="surrogatepass")
+        out.extend(f"\\u{encoded[i : i + 2].hex()}" for i in range(0, len(encoded), 2))
+    return "".join(out)

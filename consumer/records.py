@@ -1,4 +1,9 @@
-"""From a Kinesis user record to a DynamoDB item (pure: no AWS calls)."""
+"""From a Kinesis user record to a DynamoDB item (pure: no AWS calls, nothing of amazon_kclpy).
+
+The producer's wire format is compact UTF-8 JSON ``{"id": str, "ts": int, "data": any}``.
+Every item this module returns is one DynamoDB will accept: whatever it would reject (and so
+make every retry of the batch fail, stalling the shard) is a ``PoisonRecord`` instead.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
+
+MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit, attribute names included
+MAX_KEY_BYTES = 2048  # DynamoDB's limit for a partition key value
+MAX_DATA_NESTING = 31  # maps/lists inside a top-level attribute; DynamoDB rejects a 32nd
 
 _SERIALIZER = TypeSerializer()
 
@@ -29,41 +38,116 @@ class KinesisRecord:
     partition_key: str
     sequence_number: str
     sub_sequence_number: int
-    arrival_time: int  # epoch ms, Kinesis's approximate arrival timestamp
+    approximate_arrival_timestamp: int  # epoch ms, Kinesis's approximate arrival time
 
 
 def to_item(record: KinesisRecord, shard_id: str, now_ms: int | None = None) -> dict[str, Any]:
-    """The item for ``record``: keyed by the producer's record id, ``data`` as native types.
+    """The low-level item for ``record``: keyed by the producer's id, ``data`` as native types.
 
-    Raises ``PoisonRecord`` when the bytes are not the producer's envelope
-    ``{"id": str, "ts": int, "data": any}`` or DynamoDB cannot represent the data.
+    ``stored_at`` is ``now_ms`` (default: the wall clock). ``ingested_at`` is the envelope's
+    ``ts``, left out when that is not an integer DynamoDB can store. Raises ``PoisonRecord``
+    when the bytes are not the producer's envelope or DynamoDB could not store the item.
     """
-    try:
-        envelope = json.loads(record.data, parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PoisonRecord(f"not JSON: {exc}") from exc
-    if not isinstance(envelope, dict):
-        raise PoisonRecord("not a JSON object")
-    record_id = envelope.get("id")
-    if not isinstance(record_id, str) or not record_id:
-        raise PoisonRecord("no string 'id'")
-    if "data" not in envelope:
-        raise PoisonRecord("no 'data'")
+    envelope = _envelope(record.data)
     ingested = envelope.get("ts")
+    _check_document(envelope["data"], depth=1)
     try:
         data = _SERIALIZER.serialize(envelope["data"])
     except (TypeError, ValueError, ArithmeticError) as exc:
-        raise PoisonRecord(f"data not storable in DynamoDB: {exc}") from exc
+        raise PoisonRecord(f"data not storable in DynamoDB: {exc!r}") from exc
     item: dict[str, Any] = {
-        "id": {"S": record_id},
+        "id": {"S": envelope["id"]},
         "data": data,
         "partition_key": {"S": record.partition_key},
         "shard_id": {"S": shard_id},
         "sequence_number": {"S": record.sequence_number},
         "sub_sequence_number": {"N": str(record.sub_sequence_number)},
-        "arrival_time": {"N": str(record.arrival_time)},
-        "stored_at": {"N": str(now_ms if now_ms is not None else int(time.time() * 1000))},
+        "arrival_time": {"N": str(record.approximate_arrival_timestamp)},
+        "stored_at": {"N": str(now_ms if now_ms is not None else time.time_ns() // 1_000_000)},
     }
-    if isinstance(ingested, int):
+    if _is_storable_int(ingested):
         item["ingested_at"] = {"N": str(ingested)}
+    try:
+        size = item_size(item)
+    except UnicodeEncodeError as exc:  # a lone surrogate (JSON "\ud800") has no UTF-8
+        raise PoisonRecord(f"not encodable as UTF-8: {exc!r}") from exc
+    if size > MAX_ITEM_BYTES:
+        raise PoisonRecord(f"item of {size} bytes exceeds DynamoDB's {MAX_ITEM_BYTES}")
     return item
+
+
+def _envelope(raw: bytes) -> dict[str, Any]:
+    """The parsed envelope, with a usable string ``id`` and a ``data`` key."""
+    try:
+        envelope = json.loads(raw, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise PoisonRecord(f"not JSON: {exc!r}") from exc
+    if not isinstance(envelope, dict):
+        raise PoisonRecord("not a JSON object")
+    record_id = envelope.get("id")
+    if not isinstance(record_id, str) or not record_id:
+        raise PoisonRecord("no string 'id'")
+    if len(record_id.encode(errors="surrogatepass")) > MAX_KEY_BYTES:
+        raise PoisonRecord(f"'id' longer than {MAX_KEY_BYTES} bytes")
+    if "data" not in envelope:
+        raise PoisonRecord("no 'data'")
+    return envelope
+
+
+def _is_storable_int(value: Any) -> bool:
+    """An int (not a bool) within DynamoDB's 38 significant digits."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**38
+
+
+def _check_document(value: Any, depth: int) -> None:
+    """Refuse what DynamoDB rejects in a document: too deep a nesting, empty map keys."""
+    if not isinstance(value, dict | list):
+        return
+    if depth > MAX_DATA_NESTING:
+        raise PoisonRecord(f"'data' nested deeper than {MAX_DATA_NESTING} levels")
+    if isinstance(value, dict):
+        if "" in value:
+            raise PoisonRecord("'data' has an empty map key")
+        children: Any = value.values()
+    else:
+        children = value
+    for child in children:
+        _check_document(child, depth + 1)
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's size of ``item`` in bytes (its documented formula; an upper bound)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    """Bytes of one low-level AttributeValue: containers cost 3 + 1 per element."""
+    (kind, inner), *_ = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return _number_size(inner)
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + _value_size(element) for element in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in inner.items())
+    raise PoisonRecord(f"unexpected DynamoDB type {kind}")  # sets: JSON never makes them
+
+
+def _number_size(text: str) -> int:
+    """Bytes of a number: its significant digits in base-100 pairs aligned on the decimal
+    point, plus 1, plus 1 more if negative (measured against DynamoDB Local)."""
+    sign, digit_tuple, exponent = Decimal(text).as_tuple()
+    digits = "".join(map(str, digit_tuple)).lstrip("0")
+    if not digits:
+        return 1  # zero
+    stripped = digits.rstrip("0")
+    exponent = int(exponent) + len(digits) - len(stripped)
+    if exponent % 2:
+        stripped += "0"
+    pairs = (len(stripped) + 1) // 2
+    return pairs + 1 + sign

@@ -8,7 +8,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+from consumer.config import ConsumerSettings, get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -18,7 +22,7 @@ else:
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 25
-RETRYABLE_CODES = frozenset(
+THROTTLING_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
@@ -30,23 +34,38 @@ RETRYABLE_CODES = frozenset(
 
 
 class SinkWriteError(Exception):
-    """The items could not all be written before the deadline."""
+    """The items could not all be written (before the deadline, or at all)."""
+
+
+def default_client(settings: ConsumerSettings) -> DynamoDBClient:
+    """A low-level DynamoDB client for ``settings``' region and endpoint (None: AWS)."""
+    return boto3.client(
+        "dynamodb",
+        region_name=settings.region,
+        endpoint_url=settings.dynamodb_endpoint,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=5,
+            read_timeout=20,
+        ),
+    )
 
 
 class DynamoDBSink:
     """Upserts items keyed by ``id``: writing a record twice leaves one item (idempotent).
 
     Contract: ``write`` returns only when every item is in the table; otherwise it raises
-    ``SinkWriteError`` once ``deadline_seconds`` passed, and the caller must not checkpoint.
-    Items with the same id within one call collapse to the last one (a batch may not carry a
-    key twice).  ``UnprocessedItems``, throttling and 5xx answers are retried with exponential
-    backoff and full jitter.
+    ``SinkWriteError`` (once ``deadline_seconds`` passed, or at once for an error retrying
+    cannot fix) and the caller must not checkpoint. Items with the same id within one call
+    collapse to the last one (a batch may not carry a key twice). ``UnprocessedItems``,
+    throttling, 5xx answers and connection errors are retried with exponential backoff and
+    full jitter. ``client=None`` builds ``default_client(get_settings())``.
     """
 
     def __init__(
         self,
         table: str,
-        client: DynamoDBClient,
+        client: DynamoDBClient | None = None,
         deadline_seconds: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -54,7 +73,7 @@ class DynamoDBSink:
         backoff_max: float = 2.0,
     ) -> None:
         self.table = table
-        self._client = client
+        self._client = client if client is not None else default_client(get_settings())
         self._deadline_seconds = deadline_seconds
         self._sleep = sleep
         self._clock = clock
@@ -62,6 +81,7 @@ class DynamoDBSink:
         self._backoff_max = backoff_max
 
     def write(self, items: list[dict[str, Any]]) -> None:
+        """Put every item (low-level AttributeValue dicts with an ``id`` S) or raise."""
         unique = list({item["id"]["S"]: item for item in items}.values())
         deadline = self._clock() + self._deadline_seconds
         for start in range(0, len(unique), BATCH_LIMIT):
@@ -76,12 +96,11 @@ class DynamoDBSink:
                 requests = answer.get("UnprocessedItems", {}).get(self.table, [])
                 problem = f"{len(requests)} unprocessed items"
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code not in RETRYABLE_CODES:
-                    raise SinkWriteError(f"BatchWriteItem failed: {code}: {exc}") from exc
-                problem = code
+                problem = _retryable_problem(exc)
+            except ParamValidationError as exc:  # a malformed request: retrying cannot help
+                raise SinkWriteError(f"BatchWriteItem request invalid: {exc}") from exc
             except BotoCoreError as exc:  # connection trouble: retry like a 5xx
-                problem = str(exc)
+                problem = repr(exc)
             if not requests:
                 return
             attempt += 1
@@ -90,3 +109,13 @@ class DynamoDBSink:
                 raise SinkWriteError(f"gave up after {attempt} attempts: {problem}")
             log.warning("retrying BatchWriteItem", extra={"attempt": attempt, "problem": problem})
             self._sleep(pause)
+
+
+def _retryable_problem(exc: ClientError) -> str:
+    """The code of a throttling or 5xx error; raises ``SinkWriteError`` for any other."""
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in THROTTLING_CODES or status >= 500:
+        return f"{code} (HTTP {status})"
+    raise SinkWriteError(f"BatchWriteItem failed: {code}: {error.get('Message', exc)}") from exc

@@ -1,142 +1,297 @@
 """The record processor driven through the real amazon_kclpy protocol loop, in memory.
 
-Each test feeds the JSON lines the MultiLangDaemon would send and compares the exact lines the
-processor answers on stdout (golden transcripts): checkpoints only after the write, statuses.
+Each test feeds the JSON lines the MultiLangDaemon would send (its checkpoint replies included)
+and compares the exact text the processor answers on stdout (golden transcripts).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from amazon_kclpy import kcl
 
 from consumer import processor as processor_module
+from consumer.logs import configure_logging
 from consumer.processor import RecordProcessor
 from consumer.sink import SinkWriteError
 
 SHARD = "shardId-000000000001"
+INIT = {"action": "initialize", "shardId": SHARD, "sequenceNumber": "1", "subSequenceNumber": 0}
 
 
 class FakeSink:
-    """Records what was written and whether a checkpoint had been asked for before."""
+    """Keeps what was written, and how many checkpoints had been asked for at each write."""
 
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
         self.written: list[dict[str, Any]] = []
-        self.stdout: io.StringIO | None = None
+        self.stdout = io.StringIO()
         self.checkpoints_before_write: list[int] = []
 
     def write(self, items: list[dict[str, Any]]) -> None:
-        assert self.stdout is not None
         self.checkpoints_before_write.append(self.stdout.getvalue().count('"checkpoint"'))
-        if self.fail:
-            raise SinkWriteError("DynamoDB unavailable")
+        if self.error is not None:
+            raise self.error
         self.written.extend(items)
 
 
-def _record(record_id: str, seq: str, sub: int) -> dict[str, Any]:
-    body = json.dumps({"id": record_id, "ts": 1, "data": {"v": record_id}}).encode()
-    return {"action": "record", "data": base64.b64encode(body).decode(), "partitionKey": record_id,
+class Stopped(BaseException):
+    """Stands for the process exit of the real ``_fail_stop``."""
+
+
+def _record(record_id: str, seq: str, sub: int, body: bytes | None = None) -> dict[str, Any]:
+    if body is None:
+        body = json.dumps({"id": record_id, "ts": 1, "data": {"v": record_id}}).encode()
+    return {"action": "record", "data": base64.b64encode(body).decode(), "partitionKey": "k",
             "sequenceNumber": seq, "subSequenceNumber": sub,
             "approximateArrivalTimestamp": 1_700_000_000_000}  # fmt: skip
 
 
-def _run(lines: list[dict[str, Any]], sink: FakeSink) -> tuple[list[dict[str, Any]], str]:
+def _batch(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"action": "processRecords", "millisBehindLatest": 0, "records": list(records)}
+
+
+def _reply(seq: str | None, sub: int | None, error: str | None = None) -> dict[str, Any]:
+    """The daemon's answer to a checkpoint request."""
+    return {"action": "checkpoint", "sequenceNumber": seq, "subSequenceNumber": sub, "error": error}
+
+
+def _ask(seq: str | None, sub: int | None) -> str:
+    """The checkpoint request line, exactly as the processor writes it."""
+    return json.dumps({"action": "checkpoint", "sequenceNumber": seq, "subSequenceNumber": sub})
+
+
+def _status(action: str) -> str:
+    return json.dumps({"action": "status", "responseFor": action})
+
+
+def _transcript(*lines: str) -> str:
+    """kclpy frames every line it writes with newlines before and after."""
+    return "".join(f"\n{line}\n" for line in lines)
+
+
+def _run(lines: list[dict[str, Any]], sink: FakeSink) -> tuple[str, str]:
     stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
-    stdout, stderr = io.StringIO(), io.StringIO()
-    sink.stdout = stdout
-    process = kcl.KCLProcess(RecordProcessor(sink, sleep=lambda _: None), stdin, stdout, stderr)
-    process.run()
-    replies = [json.loads(line) for line in stdout.getvalue().splitlines() if line.strip()]
-    return replies, stderr.getvalue()
+    stderr = io.StringIO()
+    record_processor = RecordProcessor(sink, sleep=lambda _: None)
+    process = kcl.KCLProcess(record_processor, stdin, sink.stdout, stderr)
+    with contextlib.suppress(Stopped):
+        process.run()
+    return sink.stdout.getvalue(), stderr.getvalue()
 
 
-INIT = {"action": "initialize", "shardId": SHARD, "sequenceNumber": "1", "subSequenceNumber": 0}
-OK = {"action": "checkpoint", "sequenceNumber": None, "subSequenceNumber": None, "error": None}
+@pytest.fixture
+def fail_stops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace ``_fail_stop`` by one that records the reason and unwinds like an exit."""
+    reasons: list[str] = []
+
+    def stop(reason: str) -> None:
+        reasons.append(reason)
+        raise Stopped
+
+    monkeypatch.setattr(processor_module, "_fail_stop", stop)
+    return reasons
 
 
-def _status(action: str) -> dict[str, Any]:
-    return {"action": "status", "responseFor": action}
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """The processor's JSON log lines, in a buffer; the root logger is restored after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging("consumer", stream)
+    yield stream
+    root.handlers[:], root.level = handlers, level
 
 
 def test_batch_is_written_then_checkpointed_at_its_last_record() -> None:
-    # GIVEN a batch of three sub-records of one aggregate, then the daemon's checkpoint reply
-    records = [_record("a", "100", 0), _record("b", "100", 1), _record("c", "100", 2)]
-    lines = [INIT, {"action": "processRecords", "millisBehindLatest": 0, "records": records}, OK]
+    # GIVEN three sub-records of one aggregate and a plain record, then the checkpoint reply
+    batch = _batch(_record("a", "100", 0), _record("b", "100", 1), _record("c", "100", 2),
+                   _record("d", "205", 0))  # fmt: skip
     sink = FakeSink()
     # WHEN the processor handles them
-    out, _ = _run(lines, sink)
-    # THEN it wrote all three, then asked to checkpoint at (100, 2), then reported done
-    assert [i["id"]["S"] for i in sink.written] == ["a", "b", "c"]
-    assert sink.written[0]["shard_id"] == {"S": SHARD}
+    out, err = _run([INIT, batch, _reply("205", 0)], sink)
+    # THEN it wrote all four, before any checkpoint
+    assert [i["id"]["S"] for i in sink.written] == ["a", "b", "c", "d"]
+    assert sink.written[1]["shard_id"] == {"S": SHARD}
+    assert sink.written[1]["sub_sequence_number"] == {"N": "1"}
+    assert sink.written[1]["arrival_time"] == {"N": "1700000000000"}
     assert sink.checkpoints_before_write == [0]
-    assert out == [
-        _status("initialize"),
-        {"action": "checkpoint", "sequenceNumber": "100", "subSequenceNumber": 2},
-        _status("processRecords"),
-    ]
+    # AND then asked to checkpoint at the last record, then reported the batch done
+    assert out == _transcript(_status("initialize"), _ask("205", 0), _status("processRecords"))
+    assert err == ""
 
 
-def test_write_failure_stops_without_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a sink that cannot write
-    lines = [INIT, {"action": "processRecords", "millisBehindLatest": 0,
-                    "records": [_record("a", "7", 0)]}]  # fmt: skip
-    out: list[dict[str, Any]] = []
+def test_checkpoint_carries_the_sub_sequence_of_an_aggregate() -> None:
+    batch = _batch(_record("a", "100", 0), _record("b", "100", 1))
+    out, _ = _run([INIT, batch, _reply("100", 1)], FakeSink())
+    assert out == _transcript(_status("initialize"), _ask("100", 1), _status("processRecords"))
+
+
+def test_write_failure_stops_without_checkpoint(fail_stops: list[str]) -> None:
+    # GIVEN a sink that gives up on the batch
+    sink = FakeSink(SinkWriteError("gave up after 9 attempts"))
     # WHEN the batch arrives
-    with pytest.raises(SystemExit) as stopped:
-        out, _ = _run(lines, FakeSink(fail=True))
-    # THEN the process exits (so the KCL replays) and never asked for a checkpoint
-    assert stopped.value.code == processor_module.EXIT_WRITE_FAILED
-    assert out == []
+    out, _ = _run([INIT, _batch(_record("a", "7", 0)), {"action": "shutdownRequested"}], sink)
+    # THEN the processor fail-stops: no checkpoint, no status for the batch, nothing after it
+    assert fail_stops == ["SinkWriteError: gave up after 9 attempts"]
+    assert out == _transcript(_status("initialize"))
 
 
-def test_poison_record_is_logged_and_the_rest_written() -> None:
-    bad = {**_record("x", "5", 0), "data": base64.b64encode(b"not json").decode()}
-    lines = [INIT, {"action": "processRecords", "millisBehindLatest": 0,
-                    "records": [bad, _record("good", "6", 0)]}, OK]  # fmt: skip
+def test_unexpected_sink_error_also_stops(fail_stops: list[str]) -> None:
+    # GIVEN a sink failing in a way nobody planned for
+    out, _ = _run([INIT, _batch(_record("a", "7", 0))], FakeSink(RuntimeError("bug")))
+    # THEN the batch is not reported done either (kclpy would otherwise skip it)
+    assert fail_stops == ["RuntimeError: bug"]
+    assert out == _transcript(_status("initialize"))
+
+
+def test_no_checkpoint_even_if_fail_stop_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processor_module, "_fail_stop", lambda reason: None)
+    out, _ = _run([INIT, _batch(_record("a", "7", 0))], FakeSink(SinkWriteError("x")))
+    assert '"checkpoint"' not in out
+
+
+def test_fail_stop_exits_the_process_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN os._exit replaced by a recorder
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        raise Stopped
+
+    monkeypatch.setattr(processor_module.os, "_exit", fake_exit)
+    # WHEN the processor fail-stops THEN it exits with 70, not by an exception kclpy could catch
+    with pytest.raises(Stopped):
+        processor_module._fail_stop("DynamoDB unavailable")
+    assert codes == [70]
+
+
+def test_poison_record_is_logged_and_skipped(json_logs: io.StringIO) -> None:
+    # GIVEN a batch whose last record is not JSON
+    bad = _record("x", "6", 0, body=b"not json")
     sink = FakeSink()
-    out, _ = _run(lines, sink)
+    # WHEN handled
+    out, _ = _run([INIT, _batch(_record("good", "5", 0), bad), _reply("6", 0)], sink)
+    # THEN the good record is written and the batch checkpointed past the poison one
     assert [i["id"]["S"] for i in sink.written] == ["good"]
-    assert out[1] == {"action": "checkpoint", "sequenceNumber": "6", "subSequenceNumber": 0}
+    assert out == _transcript(_status("initialize"), _ask("6", 0), _status("processRecords"))
+    # AND the skip is an ERROR log line saying where and why
+    logged = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    poison = [entry for entry in logged if entry["message"] == "poison record skipped"]
+    assert len(poison) == 1
+    assert poison[0]["level"] == "ERROR"
+    assert poison[0]["service"] == "consumer"
+    assert (poison[0]["shard_id"], poison[0]["sequence_number"]) == (SHARD, "6")
+    assert poison[0]["sub_sequence_number"] == 0
+    assert poison[0]["reason"].startswith("not JSON")
 
 
 def test_empty_batch_does_not_checkpoint() -> None:
-    out, _ = _run([INIT, {"action": "processRecords", "millisBehindLatest": 0, "records": []}],
-                  FakeSink())  # fmt: skip
-    assert out == [_status("initialize"), _status("processRecords")]
+    sink = FakeSink()
+    out, _ = _run([INIT, _batch()], sink)
+    assert out == _transcript(_status("initialize"), _status("processRecords"))
+    assert sink.checkpoints_before_write == []
 
 
-def test_shard_end_and_shutdown_checkpoint_lease_lost_does_not() -> None:
-    lines = [INIT, {"action": "leaseLost"}, {"action": "shardEnded", "checkpoint": None}, OK,
-             {"action": "shutdownRequested", "checkpoint": None}, OK]  # fmt: skip
+def test_lease_lost_does_not_checkpoint() -> None:
+    # GIVEN the lease is lost WHEN told THEN the processor only acknowledges
+    out, _ = _run([INIT, {"action": "leaseLost"}], FakeSink())
+    assert out == _transcript(_status("initialize"), _status("leaseLost"))
+
+
+def test_shard_end_and_shutdown_checkpoint() -> None:
+    # GIVEN the end of the shard, then a shutdown request, each with the daemon's reply
+    lines = [INIT, {"action": "shardEnded"}, _reply(None, None),
+             {"action": "shutdownRequested"}, _reply(None, None)]  # fmt: skip
+    # WHEN handled
     out, _ = _run(lines, FakeSink())
-    checkpoint_end = {"action": "checkpoint", "sequenceNumber": None, "subSequenceNumber": None}
-    assert out == [
+    # THEN each asks for a checkpoint at the end of what was delivered, then reports done
+    assert out == _transcript(
         _status("initialize"),
-        _status("leaseLost"),
-        checkpoint_end,
+        _ask(None, None),
         _status("shardEnded"),
-        checkpoint_end,
+        _ask(None, None),
         _status("shutdownRequested"),
-    ]
+    )
 
 
 def test_throttled_checkpoint_is_retried() -> None:
-    throttled = {**OK, "error": "ThrottlingException"}
-    lines = [INIT, {"action": "processRecords", "millisBehindLatest": 0,
-                    "records": [_record("a", "9", 0)]}, throttled, OK]  # fmt: skip
+    # GIVEN the first checkpoint is throttled
+    lines = [INIT, _batch(_record("a", "9", 0)), _reply("9", 0, "ThrottlingException"),
+             _reply("9", 0)]  # fmt: skip
+    # WHEN handled THEN the same checkpoint is asked for again
     out, _ = _run(lines, FakeSink())
-    ask = {"action": "checkpoint", "sequenceNumber": "9", "subSequenceNumber": 0}
-    assert out == [_status("initialize"), ask, ask, _status("processRecords")]
+    assert out == _transcript(
+        _status("initialize"), _ask("9", 0), _ask("9", 0), _status("processRecords")
+    )
 
 
 def test_shutdown_exception_on_checkpoint_is_not_an_error() -> None:
-    lines = [INIT, {"action": "shutdownRequested", "checkpoint": None},
-             {**OK, "error": "ShutdownException"}]  # fmt: skip
-    out, stderr = _run(lines, FakeSink())
-    assert out[-1] == _status("shutdownRequested")
-    assert "Caught exception" not in stderr
+    lines = [INIT, {"action": "shutdownRequested"}, _reply(None, None, "ShutdownException")]
+    out, err = _run(lines, FakeSink())
+    assert out == _transcript(_status("initialize"), _ask(None, None), _status("shutdownRequested"))
+    assert "Caught exception" not in err
+
+
+def test_other_checkpoint_errors_are_raised() -> None:
+    # GIVEN the daemon refuses the checkpoint as invalid
+    lines = [INIT, _batch(_record("a", "9", 0)), _reply("9", 0, "InvalidStateException")]
+    # WHEN handled THEN the error surfaces (kclpy reports it on stderr) and is not retried
+    out, err = _run(lines, FakeSink())
+    assert out == _transcript(_status("initialize"), _ask("9", 0), _status("processRecords"))
+    assert "InvalidStateException" in err
+
+
+def test_nothing_but_protocol_lines_on_stdout(
+    capsys: pytest.CaptureFixture[str], json_logs: io.StringIO
+) -> None:
+    # GIVEN a whole session, with logging on and a poison record
+    lines = [INIT, _batch(_record("a", "5", 0), _record("x", "6", 0, body=b"{")), _reply("6", 0),
+             {"action": "leaseLost"}, {"action": "shardEnded"}, _reply(None, None)]  # fmt: skip
+    out, _ = _run(lines, FakeSink())
+    # THEN every line on the protocol channel is a status or checkpoint message
+    for line in filter(None, out.splitlines()):
+        assert json.loads(line)["action"] in {"status", "checkpoint"}
+    # AND the process's real stdout got nothing; the logs went elsewhere
+    assert capsys.readouterr().out == ""
+    assert "poison record skipped" in json_logs.getvalue()
+
+
+def test_main_keeps_stdout_for_the_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN settings, and a KCLProcess that only records how it was made
+    monkeypatch.setenv("CONSUMER_STREAM_NAME", "s")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setattr(processor_module, "configure_logging", lambda service: None)
+    real_stdout, fake_stderr = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(processor_module.sys, "stdout", real_stdout)
+    monkeypatch.setattr(processor_module.sys, "stderr", fake_stderr)
+    made: list[tuple[Any, ...]] = []
+
+    class FakeProcess:
+        def __init__(self, *args: Any) -> None:
+            made.append(args)
+
+        def run(self) -> None:
+            made.append(("ran", processor_module.sys.stdout))
+
+    monkeypatch.setattr(processor_module.kcl, "KCLProcess", FakeProcess)
+    processor_module.get_settings.cache_clear()
+    try:
+        # WHEN the processor starts
+        processor_module.main()
+    finally:
+        processor_module.get_settings.cache_clear()
+    # THEN the protocol writes to the real stdout, while anything else printing goes to stderr
+    record_processor, _, output_file, error_file = made[0]
+    assert isinstance(record_processor, RecordProcessor)
+    assert (output_file, error_file) == (real_stdout, fake_stderr)
+    assert made[1] == ("ran", fake_stderr)

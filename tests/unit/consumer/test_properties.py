@@ -1,15 +1,15 @@
-"""The KCL properties file and the daemon's command line."""
+"""Settings validation and the KCL properties file."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from consumer.__main__ import DAEMON_CLASS, LOGBACK_CONFIG, daemon_command
+from consumer import config
 from consumer.config import ConsumerSettings
 from consumer.properties import POLLING_ONLY_KEYS, render_properties
+
+PROCESSOR = "/usr/bin/python3 -m consumer.processor"
 
 
 def _parse(text: str) -> dict[str, str]:
@@ -20,49 +20,98 @@ def test_fanout_is_explicit_and_no_polling_key_is_written() -> None:
     # GIVEN default settings (AWS: no endpoints)
     settings = ConsumerSettings(stream_name="s")
     # WHEN rendered
-    props = _parse(render_properties(settings, "/usr/bin/python3 -m consumer.processor"))
+    props = _parse(render_properties(settings, PROCESSOR))
     # THEN retrieval is FANOUT, said explicitly, and nothing could switch it to polling
     assert props["retrievalMode"] == "FANOUT"
     assert not POLLING_ONLY_KEYS & set(props)
-    assert "kinesisEndpoint" not in props and "dynamoDBEndpoint" not in props
-    assert props["AwsCredentialsProvider"] == "DefaultCredentialsProvider"
-    assert props["executableName"] == "/usr/bin/python3 -m consumer.processor"
-    assert props["applicationName"] == "kinesis-ingest-consumer"
-    assert props["shutdownGraceMillis"] == "30000"
+    assert "kinesisEndpoint" not in props
+    assert "dynamoDBEndpoint" not in props
+    # AND the rest is what the daemon needs
+    assert props == {
+        "executableName": PROCESSOR,
+        "streamName": "s",
+        "applicationName": "kinesis-ingest-consumer",
+        "AwsCredentialsProvider": "DefaultCredentialsProvider",
+        "regionName": "us-east-1",
+        "initialPositionInStream": "TRIM_HORIZON",
+        "retrievalMode": "FANOUT",
+        "metricsLevel": "SUMMARY",
+        "failoverTimeMillis": "10000",
+        "shardSyncIntervalMillis": "60000",
+        "parentShardPollIntervalMillis": "10000",
+        "shutdownGraceMillis": "30000",
+    }
+
+
+def test_polling_is_written_without_polling_tuning_keys() -> None:
+    props = _parse(render_properties(ConsumerSettings(stream_name="s", retrieval_mode="POLLING"),
+                                     PROCESSOR))  # fmt: skip
+    assert props["retrievalMode"] == "POLLING"
+    assert not POLLING_ONLY_KEYS & set(props)
 
 
 def test_local_endpoints_are_written_when_set() -> None:
+    # GIVEN local endpoints
     settings = ConsumerSettings(
         stream_name="s", kinesis_endpoint="http://127.0.0.1:4568",
         dynamodb_endpoint="http://127.0.0.1:8000", metrics_level="NONE",
     )  # fmt: skip
+    # WHEN rendered THEN the daemon is pointed at them
     props = _parse(render_properties(settings, "p"))
     assert props["kinesisEndpoint"] == "http://127.0.0.1:4568"
     assert props["dynamoDBEndpoint"] == "http://127.0.0.1:8000"
     assert props["metricsLevel"] == "NONE"
 
 
+def test_empty_endpoint_variable_means_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSUMER_STREAM_NAME", "s")
+    monkeypatch.setenv("CONSUMER_KINESIS_ENDPOINT", "")
+    assert ConsumerSettings().kinesis_endpoint is None  # type: ignore[call-arg]
+
+
 @pytest.mark.parametrize(
     "bad",
-    [{"stream_name": "a\nretrievalMode = POLLING"},
-     {"stream_name": "s", "retrieval_mode": "DEFAULT"},
-     {"stream_name": "s", "failover_time_millis": 0}, {"stream_name": ""}],
-)  # fmt: skip
+    [
+        {"stream_name": "a\nretrievalMode = POLLING"},
+        {"stream_name": "s", "retrieval_mode": "DEFAULT"},
+        {"stream_name": "s", "initial_position": "AT_TIMESTAMP"},
+        {"stream_name": "s", "metrics_level": "ALL"},
+        {"stream_name": "s", "failover_time_millis": 0},
+        {"stream_name": "s", "shard_sync_interval_millis": -1},
+        {"stream_name": "s", "parent_shard_poll_interval_millis": 0},
+        {"stream_name": "s", "write_deadline_seconds": 0},
+        {"stream_name": "s", "write_deadline_seconds": float("inf")},
+        {"stream_name": ""},
+        {},
+    ],
+)
 def test_nonsense_settings_fail_at_start(bad: dict[str, object]) -> None:
+    # GIVEN a missing or invalid value WHEN settings are built THEN they are refused
     with pytest.raises(ValidationError):
         ConsumerSettings(**bad)  # type: ignore[arg-type]
 
 
-def test_executable_with_a_newline_is_refused() -> None:
+def test_settings_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN CONSUMER_ variables
+    config.get_settings.cache_clear()
+    monkeypatch.setenv("CONSUMER_STREAM_NAME", "orders")
+    monkeypatch.setenv("CONSUMER_FAILOVER_TIME_MILLIS", "2500")
+    try:
+        # WHEN read twice THEN parsed, validated and cached
+        settings = config.get_settings()
+        assert (settings.stream_name, settings.failover_time_millis) == ("orders", 2500)
+        assert config.get_settings() is settings
+    finally:
+        config.get_settings.cache_clear()
+
+
+def test_a_value_with_a_newline_is_refused() -> None:
     with pytest.raises(ValueError, match="single line"):
         render_properties(ConsumerSettings(stream_name="s"), "python\nstreamName = other")
 
 
-def test_daemon_command_runs_the_multilang_daemon_with_jvm_options() -> None:
-    settings = ConsumerSettings(stream_name="s", java="/opt/java", jvm_options="-Xmx512m -Da=b")
-    argv = daemon_command(settings, Path("/jars"), Path("/p/consumer.properties"))
-    assert LOGBACK_CONFIG.is_file()
-    assert argv == [
-        "/opt/java", f"-Dlogback.configurationFile={LOGBACK_CONFIG}", "-Xmx512m", "-Da=b",
-        "-cp", "/jars/*", DAEMON_CLASS, "--properties-file", "/p/consumer.properties",
-    ]  # fmt: skip
+def test_values_are_escaped_for_java_properties() -> None:
+    # GIVEN values with a backslash and non-ASCII characters
+    props = render_properties(ConsumerSettings(stream_name="s"), "C:\\py\\python -m é𝄞")
+    # THEN java.util.Properties reads them back as written
+    assert "executableName = C:\\\\py\\\\python -m \\u00e9\\ud834\\udd1e\n" in props

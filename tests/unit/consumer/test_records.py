@@ -1,35 +1,48 @@
-"""Kinesis user record -> DynamoDB item."""
+"""Kinesis user record -> DynamoDB item, and what DynamoDB would refuse (poison records)."""
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from consumer.records import KinesisRecord, PoisonRecord, to_item
+from consumer.records import MAX_ITEM_BYTES, KinesisRecord, PoisonRecord, item_size, to_item
+
+SHARD = "shardId-000000000002"
 
 
 def _record(body: bytes) -> KinesisRecord:
     return KinesisRecord(body, "pk-1", "4960", 3, 1_700_000_000_123)
 
 
+def _body(data: Any, **envelope: Any) -> bytes:
+    return json.dumps({"id": "r-1", "ts": 1_700_000_000_000, "data": data, **envelope}).encode()
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
 @pytest.mark.parametrize(
     "data",
-    ["hello", "", 42, Decimal("1.25"), True, None, [1, "two", {"three": 3}], {"a": {"b": [None]}}],
+    ["hello", "", 42, -7, True, False, None, [1, "two", {"three": 3}], {"a": {"b": [None]}}, []],
 )
 def test_data_round_trips_as_native_types(data: object) -> None:
     # GIVEN the producer's envelope around some JSON value
-    body = json.dumps({"id": "r-1", "ts": 1_700_000_000_000, "data": data}, default=str).encode()
-    if isinstance(data, Decimal):
-        body = b'{"id":"r-1","ts":1700000000000,"data":1.25}'
+    body = _body(data)
     # WHEN converted
-    item = to_item(_record(body), "shardId-000000000002", now_ms=1_700_000_000_500)
-    # THEN the item is keyed by the id and carries where and when the record was
+    item = to_item(_record(body), SHARD, now_ms=1_700_000_000_500)
+    # THEN data is stored as native DynamoDB types and reads back equal
     assert TypeDeserializer().deserialize(item["data"]) == data
+    # AND the item is keyed by the id and says where and when the record was
     assert item["id"] == {"S": "r-1"}
-    assert item["shard_id"] == {"S": "shardId-000000000002"}
+    assert item["shard_id"] == {"S": SHARD}
     assert item["partition_key"] == {"S": "pk-1"}
     assert item["sequence_number"] == {"S": "4960"}
     assert item["sub_sequence_number"] == {"N": "3"}
@@ -38,19 +51,93 @@ def test_data_round_trips_as_native_types(data: object) -> None:
     assert item["stored_at"] == {"N": "1700000000500"}
 
 
+def test_floats_become_exact_decimals() -> None:
+    # GIVEN JSON numbers a binary float would not hold exactly
+    body = b'{"id":"r-1","ts":1,"data":{"price":0.1,"big":12345678901234567890.5,"e":1e2}}'
+    # WHEN converted
+    item = to_item(_record(body), SHARD, now_ms=0)
+    # THEN they are DynamoDB numbers with the exact digits sent
+    assert item["data"]["M"]["price"] == {"N": "0.1"}
+    assert item["data"]["M"]["big"] == {"N": "12345678901234567890.5"}
+    assert TypeDeserializer().deserialize(item["data"]["M"]["e"]) == Decimal(100)
+
+
+def test_stored_at_defaults_to_the_wall_clock() -> None:
+    item = to_item(_record(_body(1)), SHARD)
+    assert int(item["stored_at"]["N"]) > 1_700_000_000_000
+
+
+@pytest.mark.parametrize("ts", [None, "1700000000000", 1.5, True, 10**40])
+def test_unusable_ts_leaves_ingested_at_out(ts: object) -> None:
+    # GIVEN an envelope whose ts is missing, not an integer, or too big for DynamoDB
+    body = _body(1, ts=ts)
+    # WHEN converted
+    item = to_item(_record(body), SHARD, now_ms=0)
+    # THEN the record is stored, without an ingested_at DynamoDB would refuse
+    assert "ingested_at" not in item
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
         (b"\xff\xfe", "not JSON"),
         (b"{not json", "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
         (b"[1, 2]", "not a JSON object"),
+        (b'"just a string"', "not a JSON object"),
         (b'{"data": 1}', "no string 'id'"),
         (b'{"id": 7, "data": 1}', "no string 'id'"),
+        (b'{"id": "", "data": 1}', "no string 'id'"),
         (b'{"id": "x"}', "no 'data'"),
         (b'{"id": "x", "data": NaN}', "not storable"),
+        (b'{"id": "x", "data": 1e400}', "not storable"),
+        (b'{"id": "x", "data": 123456789012345678901234567890123456789}', "not storable"),
+        (b'{"id": "x", "data": "\\ud800"}', "UTF-8"),
+        (b'{"id": "x", "data": {"": 1}}', "empty map key"),
     ],
 )
 def test_poison_records_say_why(body: bytes, reason: str) -> None:
+    # GIVEN bytes that are not the envelope, or data DynamoDB cannot store
+    # WHEN converted THEN PoisonRecord says why
     with pytest.raises(PoisonRecord) as caught:
         to_item(_record(body), "shardId-0")
     assert reason in caught.value.reason
+
+
+def test_id_longer_than_a_dynamodb_key_is_poison() -> None:
+    to_item(_record(_body(1, id="x" * 2048)), SHARD, now_ms=0)
+    with pytest.raises(PoisonRecord, match="2048"):
+        to_item(_record(_body(1, id="x" * 2049)), SHARD, now_ms=0)
+
+
+def test_nesting_deeper_than_dynamodb_allows_is_poison() -> None:
+    # GIVEN data nested 31 maps deep (DynamoDB's limit) and one deeper
+    # WHEN converted THEN the first is stored and the second refused
+    to_item(_record(_body(_nested(31))), SHARD, now_ms=0)
+    with pytest.raises(PoisonRecord, match="nested deeper"):
+        to_item(_record(_body(_nested(32))), SHARD, now_ms=0)
+
+
+def test_item_over_400_kb_is_poison() -> None:
+    # GIVEN data that makes the item 1 byte too big
+    fits = to_item(_record(_body("")), SHARD, now_ms=0)
+    room = MAX_ITEM_BYTES - item_size(fits)
+    to_item(_record(_body("x" * room)), SHARD, now_ms=0)
+    # WHEN converted THEN it is refused before DynamoDB could fail the whole batch on it
+    with pytest.raises(PoisonRecord, match="exceeds"):
+        to_item(_record(_body("x" * (room + 1))), SHARD, now_ms=0)
+
+
+@pytest.mark.parametrize(
+    ("item", "size"),
+    [
+        # the largest items DynamoDB Local 3.3.1 accepted for id "a" (one more element: refused)
+        ({"id": {"S": "a"}, "data": {"S": "x" * 409_593}}, 409_600),
+        ({"id": {"S": "a"}, "data": {"L": [{"S": "x"}] * 204_795}}, 409_600),
+        ({"id": {"S": "a"}, "data": {"L": [{"NULL": True}] * 204_795}}, 409_600),
+        ({"id": {"S": "a"}, "data": {"L": [{"N": "12345678"}] * 68_265}}, 409_600),
+        ({"id": {"S": "é"}, "m": {"M": {"ab": {"BOOL": True}, "n": {"N": "-0.00100"}}}}, 16),
+    ],
+)
+def test_item_size_follows_dynamodb(item: dict[str, Any], size: int) -> None:
+    assert item_size(item) == size

@@ -8,6 +8,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from consumer import config
+from consumer import sink as sink_module
 from consumer.sink import DynamoDBSink, SinkWriteError
 
 
@@ -45,16 +47,25 @@ def _sink(client: Any, clock: FakeClock, deadline: float = 60.0) -> DynamoDBSink
 def test_items_go_in_chunks_of_25(client: Any) -> None:
     # GIVEN 60 items
     items = [_item(i) for i in range(60)]
+    clock = FakeClock()
     with Stubber(client) as stub:
         for chunk in (items[:25], items[25:50], items[50:]):
             stub.add_response("batch_write_item", {}, {"RequestItems": {"records": _puts(chunk)}})
         # WHEN written
-        _sink(client, FakeClock()).write(items)
-        # THEN three calls of 25, 25 and 10, in order, were made
+        _sink(client, clock).write(items)
+        # THEN three calls of 25, 25 and 10, in order, were made, with no waiting
+        stub.assert_no_pending_responses()
+    assert clock.sleeps == []
+
+
+def test_nothing_to_write_makes_no_call(client: Any) -> None:
+    with Stubber(client) as stub:
+        _sink(client, FakeClock()).write([])
         stub.assert_no_pending_responses()
 
 
 def test_unprocessed_items_are_retried_until_written(client: Any) -> None:
+    # GIVEN DynamoDB leaves two items, then one, unprocessed
     items = [_item(i) for i in range(5)]
     clock = FakeClock()
     with Stubber(client) as stub:
@@ -63,42 +74,103 @@ def test_unprocessed_items_are_retried_until_written(client: Any) -> None:
         stub.add_response("batch_write_item", {"UnprocessedItems": {"records": _puts(items[4:])}},
                           {"RequestItems": {"records": _puts(items[3:])}})  # fmt: skip
         stub.add_response("batch_write_item", {}, {"RequestItems": {"records": _puts(items[4:])}})
+        # WHEN written
         _sink(client, clock).write(items)
+        # THEN exactly the unprocessed ones were sent again until none was left
         stub.assert_no_pending_responses()
+    # AND the pauses were jittered within the exponential bounds (0.05 * 2**attempt)
     assert len(clock.sleeps) == 2
+    assert 0 <= clock.sleeps[0] <= 0.1
+    assert 0 <= clock.sleeps[1] <= 0.2
 
 
-def test_throttling_is_retried(client: Any) -> None:
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ProvisionedThroughputExceededException", 400), ("ThrottlingException", 400),
+     ("RequestLimitExceeded", 400), ("InternalServerError", 500), ("SomethingNew", 503)],
+)  # fmt: skip
+def test_throttling_and_5xx_are_retried(client: Any, code: str, status: int) -> None:
+    # GIVEN one throttling or server error, then success
     items = [_item(1)]
     with Stubber(client) as stub:
-        stub.add_client_error("batch_write_item", "ProvisionedThroughputExceededException")
+        stub.add_client_error("batch_write_item", code, http_status_code=status)
         stub.add_response("batch_write_item", {}, {"RequestItems": {"records": _puts(items)}})
         _sink(client, FakeClock()).write(items)
         stub.assert_no_pending_responses()
 
 
 def test_duplicate_ids_collapse_to_the_last_version(client: Any) -> None:
+    # GIVEN the same id twice in one call (a replayed record), the last version newest
     items = [_item(1, "old"), _item(2), _item(1, "new")]
     with Stubber(client) as stub:
         expected = {"RequestItems": {"records": _puts([_item(1, "new"), _item(2)])}}
         stub.add_response("batch_write_item", {}, expected)
+        # WHEN written THEN one put per id, with the last version, where the id came first
         _sink(client, FakeClock()).write(items)
         stub.assert_no_pending_responses()
 
 
-def test_gives_up_at_the_deadline(client: Any) -> None:
+def test_duplicates_are_collapsed_across_chunks(client: Any) -> None:
+    # GIVEN 30 items whose last 5 repeat the first 5 ids
+    items = [_item(i) for i in range(25)] + [_item(i, "v2") for i in range(5)]
+    expected = [_item(i, "v2") for i in range(5)] + [_item(i) for i in range(5, 25)]
+    with Stubber(client) as stub:
+        stub.add_response("batch_write_item", {}, {"RequestItems": {"records": _puts(expected)}})
+        # WHEN written THEN a single call of the 25 distinct ids is enough
+        _sink(client, FakeClock()).write(items)
+        stub.assert_no_pending_responses()
+
+
+def test_gives_up_at_the_deadline(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN DynamoDB never takes the item, and jitter that always picks the longest pause
+    monkeypatch.setattr(sink_module.random, "uniform", lambda low, high: high)
     items = [_item(1)]
     clock = FakeClock()
     with Stubber(client) as stub:
         for _ in range(200):
             stub.add_response("batch_write_item", {"UnprocessedItems": {"records": _puts(items)}})
+        # WHEN written with a 5 s deadline THEN SinkWriteError, without sleeping past it
         with pytest.raises(SinkWriteError, match="unprocessed"):
             _sink(client, clock, deadline=5.0).write(items)
-    assert clock.now <= 5.0
+    # AND it had backed off exponentially: the next pause (2 s, the cap) would pass 5 s
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6])
 
 
-def test_non_retryable_errors_fail_at_once(client: Any) -> None:
+def test_throttling_until_the_deadline_fails(client: Any) -> None:
+    clock = FakeClock()
     with Stubber(client) as stub:
-        stub.add_client_error("batch_write_item", "ResourceNotFoundException")
-        with pytest.raises(SinkWriteError, match="ResourceNotFoundException"):
-            _sink(client, FakeClock()).write([_item(1)])
+        for _ in range(200):
+            stub.add_client_error("batch_write_item", "ThrottlingException")
+        with pytest.raises(SinkWriteError, match="ThrottlingException"):
+            _sink(client, clock, deadline=3.0).write([_item(1)])
+    assert clock.now <= 3.0
+
+
+@pytest.mark.parametrize("code", ["ResourceNotFoundException", "ValidationException"])
+def test_non_retryable_errors_fail_at_once(client: Any, code: str) -> None:
+    # GIVEN an error no retry can fix WHEN written THEN SinkWriteError without waiting
+    clock = FakeClock()
+    with Stubber(client) as stub:
+        stub.add_client_error("batch_write_item", code)
+        with pytest.raises(SinkWriteError, match=code):
+            _sink(client, clock).write([_item(1)])
+    assert clock.sleeps == []
+
+
+def test_default_client_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN settings for a local DynamoDB (and dummy credentials)
+    monkeypatch.setenv("CONSUMER_STREAM_NAME", "s")
+    monkeypatch.setenv("CONSUMER_REGION", "eu-west-1")
+    monkeypatch.setenv("CONSUMER_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    config.get_settings.cache_clear()
+    try:
+        # WHEN a sink is made without a client
+        sink = DynamoDBSink("records")
+    finally:
+        config.get_settings.cache_clear()
+    # THEN its client uses that region and endpoint, with the SDK's standard retries
+    meta = sink._client.meta
+    assert (meta.region_name, meta.endpoint_url) == ("eu-west-1", "http://127.0.0.1:8000")
+    assert meta.config.retries == {"mode": "standard", "total_max_attempts": 6}  # 5 retries
