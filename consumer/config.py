@@ -23,6 +23,7 @@ class ConsumerSettings(BaseSettings):
     application_name: str = Field("kinesis-ingest-consumer", min_length=1, max_length=128)
     region: str = Field("us-east-1", min_length=1)
     records_table: str = Field("records", min_length=3, max_length=255)
+    quarantine_table: str = Field("records-quarantine", min_length=3, max_length=255)
     kinesis_endpoint: str | None = None
     dynamodb_endpoint: str | None = None
     initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"

@@ -24,7 +24,7 @@ from amazon_kclpy.v3 import processor
 
 from consumer.config import get_settings
 from consumer.logs import configure_logging
-from consumer.records import KinesisRecord, PoisonRecord, to_item
+from consumer.records import KinesisRecord, PoisonRecord, quarantine_item, to_item
 from consumer.sink import DynamoDBSink
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,14 @@ def convert(raw: Any) -> KinesisRecord:
 class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
     """Writes every record of a batch, then checkpoints at the batch's last record."""
 
-    def __init__(self, sink: Sink, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        quarantine: Sink | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._sink = sink
+        self._quarantine = quarantine
         self._sleep = sleep
         self.shard_id = "unknown"
 
@@ -83,7 +89,10 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         if not records:
             return
         try:
-            self._sink.write(self._items(records))
+            items, poison = self._items(records)
+            self._sink.write(items)
+            if poison and self._quarantine is not None:
+                self._quarantine.write(poison)
         except Exception as exc:  # SinkWriteError, or a bug: either way, nothing may be skipped
             _fail_stop(f"{type(exc).__name__}: {exc}")
             return  # only reached when a test replaces _fail_stop
@@ -94,24 +103,26 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
             int(last.sub_sequence_number or 0),
         )
 
-    def _items(self, records: list[Any]) -> list[dict[str, Any]]:
-        """The items of a batch; poison records are logged at ERROR and left out."""
-        items = []
+    def _items(self, records: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The items of a batch, and the quarantine items of its poison records (each also
+        logged at ERROR with where it was and why)."""
+        items, poison = [], []
         for raw in records:
             record = convert(raw)
             try:
                 items.append(to_item(record, self.shard_id))
-            except PoisonRecord as poison:
+            except PoisonRecord as bad:
+                poison.append(quarantine_item(record, self.shard_id, bad.reason))
                 log.error(
-                    "poison record skipped",
+                    "poison record quarantined",
                     extra={
                         "shard_id": self.shard_id,
                         "sequence_number": record.sequence_number,
                         "sub_sequence_number": record.sub_sequence_number,
-                        "reason": poison.reason,
+                        "reason": bad.reason,
                     },
                 )
-        return items
+        return items, poison
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         """Another worker owns the shard now: checkpointing is not possible, nor tried."""
@@ -151,10 +162,13 @@ def main() -> None:
     """Serve the MultiLang protocol on stdin/stdout until the daemon closes stdin."""
     configure_logging("consumer")
     settings = get_settings()
-    sink = DynamoDBSink(settings.records_table, deadline_seconds=settings.write_deadline_seconds)
+    deadline = settings.write_deadline_seconds
+    sink = DynamoDBSink(settings.records_table, deadline_seconds=deadline)
+    quarantine = DynamoDBSink(settings.quarantine_table, deadline_seconds=deadline)
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # a stray print() in any library must not corrupt the protocol
-    kcl.KCLProcess(RecordProcessor(sink), sys.stdin, protocol_out, sys.stderr).run()
+    processor_ = RecordProcessor(sink, quarantine)
+    kcl.KCLProcess(processor_, sys.stdin, protocol_out, sys.stderr).run()
 
 
 if __name__ == "__main__":

@@ -151,3 +151,30 @@ def _number_size(text: str) -> int:
         stripped += "0"
     pairs = (len(stripped) + 1) // 2
     return pairs + 1 + sign
+
+
+QUARANTINE_MAX_DATA = 350 * 1024  # the raw bytes kept; the rest of the item stays under 400 KB
+
+
+def quarantine_item(
+    record: KinesisRecord, shard_id: str, reason: str, now_ms: int | None = None
+) -> dict[str, Any]:
+    """The quarantine item for a poison record: its raw bytes, where it was and why.
+
+    Keyed by ``<shard>/<sequence>/<sub-sequence>``, so a replay overwrites, never duplicates.
+    Bytes beyond ``QUARANTINE_MAX_DATA`` are cut and ``data_truncated`` says so.
+    """
+    kept = record.data[:QUARANTINE_MAX_DATA]
+    return {
+        "id": {"S": f"{shard_id}/{record.sequence_number}/{record.sub_sequence_number}"},
+        "data": {"B": kept},
+        "data_bytes": {"N": str(len(record.data))},
+        "data_truncated": {"BOOL": len(kept) < len(record.data)},
+        "reason": {"S": reason[:1000]},
+        "partition_key": {"S": record.partition_key},
+        "shard_id": {"S": shard_id},
+        "sequence_number": {"S": record.sequence_number},
+        "sub_sequence_number": {"N": str(record.sub_sequence_number)},
+        "arrival_time": {"N": str(record.approximate_arrival_timestamp)},
+        "quarantined_at": {"N": str(now_ms if now_ms is not None else time.time_ns() // 1_000_000)},
+    }

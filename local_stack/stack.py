@@ -34,6 +34,7 @@ class StackConfig:
     stream_name: str = "ingest-stream"
     shard_count: int = 5
     records_table: str = "records"
+    quarantine_table: str = "records-quarantine"
     application_name: str = "kinesis-ingest-consumer"
     retrieval_mode: str = "FANOUT"  # POLLING: see README, resharding under kinesis-mock
     startup_timeout: float = 180.0
@@ -199,12 +200,13 @@ class LocalStack:
     def _create_resources(self, kinesis_process: ManagedProcess) -> None:
         cfg = self.config
         ddb = self.client("dynamodb")
-        ddb.create_table(
-            TableName=cfg.records_table,
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        for table in (cfg.records_table, cfg.quarantine_table):
+            ddb.create_table(
+                TableName=table,
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
         kinesis = self.client("kinesis")
 
         def stream_active() -> bool:
@@ -233,6 +235,7 @@ class LocalStack:
             "CONSUMER_APPLICATION_NAME": cfg.application_name,
             "CONSUMER_REGION": cfg.region,
             "CONSUMER_RECORDS_TABLE": cfg.records_table,
+            "CONSUMER_QUARANTINE_TABLE": cfg.quarantine_table,
             # The KCL's SDK client speaks HTTP/2 without ALPN; kinesis-mock's TLS port needs ALPN,
             # so the KCL uses the emulator's cleartext HTTP/2 port (see README, "Local stack").
             "CONSUMER_KINESIS_ENDPOINT": cfg.kinesis_http,

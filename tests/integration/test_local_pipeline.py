@@ -92,8 +92,18 @@ def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:
         pids = json.loads((state / "pids.json").read_text())
         assert set(pids) == {"kinesis-mock", "dynamodb-local", "consumer", "producer"}
 
-        # WHEN 1,000 records with random partition keys are POSTed
+        # WHEN 1,000 records with random partition keys are POSTed, and a record that is not
+        # the producer's JSON is put into the stream behind its back
         answers = asyncio.run(_post_all(RECORDS))
+        kinesis = boto3.client(
+            "kinesis",
+            endpoint_url=f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
+            verify=str(state / "tls" / "cert.pem"),
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        poison = kinesis.put_record(StreamName=STREAM, Data=b"\x00not json", PartitionKey="p")
 
         # THEN each id is stored exactly once with its data, shard and sequence number
         expected = {a["id"]: (a, data) for a, data in answers}
@@ -116,17 +126,17 @@ def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:
             assert item["data"]["M"]["nested"]["M"]["ok"] == {"BOOL": True}
             assert int(item["stored_at"]["N"]) >= int(item["ingested_at"]["N"])
 
+        # AND the poison record is in the quarantine with its raw bytes, not lost
+        deadline, quarantined = time.monotonic() + 60, []
+        while not quarantined and time.monotonic() < deadline:
+            quarantined = _scan_all("records-quarantine")
+            time.sleep(1)
+        assert [(q["shard_id"]["S"], q["sequence_number"]["S"], q["data"]["B"])
+                for q in quarantined] == [(poison["ShardId"], poison["SequenceNumber"],
+                                           b"\x00not json")]  # fmt: skip
         # AND the KCL read them with enhanced fan-out: FANOUT configured, its consumer registered
         properties = (state / "consumer.properties").read_text()
         assert "retrievalMode = FANOUT" in properties
-        kinesis = boto3.client(
-            "kinesis",
-            endpoint_url=f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
-            verify=str(state / "tls" / "cert.pem"),
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
         arn = kinesis.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"][
             "StreamARN"
         ]

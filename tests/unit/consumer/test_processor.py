@@ -77,10 +77,12 @@ def _transcript(*lines: str) -> str:
     return "".join(f"\n{line}\n" for line in lines)
 
 
-def _run(lines: list[dict[str, Any]], sink: FakeSink) -> tuple[str, str]:
+def _run(
+    lines: list[dict[str, Any]], sink: FakeSink, quarantine: FakeSink | None = None
+) -> tuple[str, str]:
     stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
     stderr = io.StringIO()
-    record_processor = RecordProcessor(sink, sleep=lambda _: None)
+    record_processor = RecordProcessor(sink, quarantine, sleep=lambda _: None)
     process = kcl.KCLProcess(record_processor, stdin, sink.stdout, stderr)
     with contextlib.suppress(Stopped):
         process.run()
@@ -174,18 +176,25 @@ def test_fail_stop_exits_the_process_at_once(monkeypatch: pytest.MonkeyPatch) ->
     assert codes == [70]
 
 
-def test_poison_record_is_logged_and_skipped(json_logs: io.StringIO) -> None:
+def test_poison_record_is_quarantined_and_logged(json_logs: io.StringIO) -> None:
     # GIVEN a batch whose last record is not JSON
     bad = _record("x", "6", 0, body=b"not json")
-    sink = FakeSink()
+    sink, quarantine = FakeSink(), FakeSink()
+    quarantine.stdout = sink.stdout
     # WHEN handled
-    out, _ = _run([INIT, _batch(_record("good", "5", 0), bad), _reply("6", 0)], sink)
-    # THEN the good record is written and the batch checkpointed past the poison one
+    out, _ = _run([INIT, _batch(_record("good", "5", 0), bad), _reply("6", 0)], sink, quarantine)
+    # THEN the good record is written, the poison one quarantined with its raw bytes and the
+    # reason, and only then is the batch checkpointed past both
     assert [i["id"]["S"] for i in sink.written] == ["good"]
+    assert [(q["id"]["S"], q["data"]["B"]) for q in quarantine.written] == [
+        (f"{SHARD}/6/0", b"not json")
+    ]
+    assert quarantine.written[0]["reason"]["S"].startswith("not JSON")
+    assert quarantine.checkpoints_before_write == [0]
     assert out == _transcript(_status("initialize"), _ask("6", 0), _status("processRecords"))
-    # AND the skip is an ERROR log line saying where and why
+    # AND it is an ERROR log line saying where and why
     logged = [json.loads(line) for line in json_logs.getvalue().splitlines()]
-    poison = [entry for entry in logged if entry["message"] == "poison record skipped"]
+    poison = [entry for entry in logged if entry["message"] == "poison record quarantined"]
     assert len(poison) == 1
     assert poison[0]["level"] == "ERROR"
     assert poison[0]["service"] == "consumer"
@@ -262,7 +271,7 @@ def test_nothing_but_protocol_lines_on_stdout(
         assert json.loads(line)["action"] in {"status", "checkpoint"}
     # AND the process's real stdout got nothing; the logs went elsewhere
     assert capsys.readouterr().out == ""
-    assert "poison record skipped" in json_logs.getvalue()
+    assert "poison record quarantined" in json_logs.getvalue()
 
 
 def test_main_keeps_stdout_for_the_protocol(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -136,8 +136,25 @@ def test_item_over_400_kb_is_poison() -> None:
         ({"id": {"S": "a"}, "data": {"L": [{"S": "x"}] * 204_795}}, 409_600),
         ({"id": {"S": "a"}, "data": {"L": [{"NULL": True}] * 204_795}}, 409_600),
         ({"id": {"S": "a"}, "data": {"L": [{"N": "12345678"}] * 68_265}}, 409_600),
-        ({"id": {"S": "é"}, "m": {"M": {"ab": {"BOOL": True}, "n": {"N": "-0.00100"}}}}, 16),
+        ({"id": {"S": "é"}, "m": {"M": {"ab": {"BOOL": True}, "n": {"N": "-0.00100"}}}}, 17),
     ],
 )
 def test_item_size_follows_dynamodb(item: dict[str, Any], size: int) -> None:
     assert item_size(item) == size
+
+
+def test_quarantine_item_keeps_raw_bytes_where_and_why() -> None:
+    from consumer.records import QUARANTINE_MAX_DATA, KinesisRecord, item_size, quarantine_item
+
+    # GIVEN a poison record too large to keep whole
+    raw = b"\xff" * (QUARANTINE_MAX_DATA + 10)
+    record = KinesisRecord(raw, "pk", "4960", 2, 1_700_000_000_000)
+    # WHEN quarantined
+    item = quarantine_item(record, "shardId-000000000003", "not JSON", now_ms=5)
+    # THEN it is keyed by its position (a replay overwrites it), says why, and fits DynamoDB
+    assert item["id"] == {"S": "shardId-000000000003/4960/2"}
+    assert item["data"]["B"] == raw[:QUARANTINE_MAX_DATA]
+    assert item["data_truncated"] == {"BOOL": True}
+    assert item["data_bytes"] == {"N": str(len(raw))}
+    assert item["reason"] == {"S": "not JSON"}
+    assert item_size(item) <= 400 * 1024
