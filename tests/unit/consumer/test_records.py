@@ -143,6 +143,18 @@ def test_item_size_follows_dynamodb(item: dict[str, Any], size: int) -> None:
     assert item_size(item) == size
 
 
+@pytest.mark.parametrize(
+    ("number", "size"),
+    # sizes measured with DynamoDB Local 3.3.1: base-100 digit pairs aligned on the decimal
+    # point, + 1, + 1 if negative
+    [("0", 1), ("1", 2), ("12", 2), ("123", 3), ("1234", 3), ("100", 2), ("1000000", 2),
+     ("1700000000000", 3), ("1E+2", 2), ("0.1", 2), ("0.001", 2), ("1.5", 3), ("1.25", 3),
+     ("10.5", 3), ("-1", 3), ("-12", 3), ("123456789", 6), ("12345678901234567890", 11)],
+)  # fmt: skip
+def test_number_size_follows_dynamodb(number: str, size: int) -> None:
+    assert item_size({"n": {"N": number}}) == 1 + size
+
+
 def test_quarantine_item_keeps_raw_bytes_where_and_why() -> None:
     from consumer.records import QUARANTINE_MAX_DATA, KinesisRecord, item_size, quarantine_item
 
