@@ -60,6 +60,7 @@ bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) -m benchmarks.encoder
 	$(PY) -m benchmarks.http
+	$(PY) -m benchmarks.memory
 
 clean:
 	rm -rf .local
