@@ -110,6 +110,9 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: `make bench` installs it (Debian package wrk)")
+    busy = [p for p in (NULL_PORT, SERVER_PORT) if port_open("127.0.0.1", p)]
+    if busy:
+        sys.exit(f"ports {busy} are in use: another benchmark running?")
     null = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
          "--lifetime", str(args.rounds * len(CONTENDERS) * (args.seconds + 15) + 60)],

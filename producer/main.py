@@ -13,7 +13,9 @@ from botocore.config import Config
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from producer.api.routes import problems, router
 from producer.collector import CollectorConfig, KinesisCollector
@@ -39,15 +41,15 @@ def kinesis_client(settings: ProducerSettings) -> Any:
 ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
-def body_problem(request: Request) -> JSONResponse | None:
-    length = request.headers.get("content-length", "")
-    limit = getattr(request.app.state, "max_body_bytes", None)
+def body_problem(headers: Headers, limit: int | None) -> JSONResponse | None:
+    """413 for a body over ``limit`` bytes, 415 for one that is not JSON; None if fine."""
+    length = headers.get("content-length", "")
     if limit and length.isdigit() and int(length) > limit:
         return JSONResponse(
             status_code=413,
             content={"error": "body_too_large", "detail": f"the body exceeds {limit} bytes"},
         )
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if media != "application/json" and not (
         media.startswith("application/") and media.endswith("+json")
     ):
@@ -59,6 +61,26 @@ def body_problem(request: Request) -> JSONResponse | None:
             },
         )
     return None
+
+
+class CheckBody:
+    """Pure ASGI middleware answering 413/415 for POSTs before the body is read or parsed.
+
+    (Starlette's ``@app.middleware("http")`` runs every request through an extra task and
+    memory stream; under load that cost more than the rest of the request.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            limit = getattr(scope["app"].state, "max_body_bytes", None)
+            problem = body_problem(Headers(scope=scope), limit)
+            if problem is not None:
+                await problem(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def emit_emf(metrics: ProducerMetrics, interval: float) -> None:
@@ -130,13 +152,5 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
             headers=getattr(exc, "headers", None),
         )
 
-    @app.middleware("http")
-    async def check_body(request: Request, call_next: Any) -> Any:
-        """413 for bodies over the limit, 415 for POSTs that are not JSON, before parsing."""
-        if request.method == "POST":
-            problem = body_problem(request)
-            if problem is not None:
-                return problem
-        return await call_next(request)
-
+    app.add_middleware(CheckBody)
     return app
