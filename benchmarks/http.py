@@ -71,36 +71,52 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.1)
 
 
-def _wrk(contender: Contender, seconds: int, script: Path) -> tuple[float, int]:
+def write_post_script(script: Path, body: str) -> None:
+    """A wrk Lua script that POSTs ``body`` as JSON."""
     script.write_text(
         'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(contender.body())}\n"
+        f"wrk.body = {json.dumps(body)}\n"
     )
+
+
+def wrk(path: str, connections: int, seconds: int, script: Path) -> tuple[float, int]:
+    """Load ``path`` on the benchmark server: requests/s and non-2xx answers."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{contender.connections}", f"-d{seconds}s", "--timeout", "10s",
-         "-s", str(script),
-         f"http://127.0.0.1:{SERVER_PORT}{contender.path}"],
-        capture_output=True, text=True, check=True, timeout=seconds + 30,
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
+         "-s", str(script), f"http://127.0.0.1:{SERVER_PORT}{path}"],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return rate, int(bad.group(1)) if bad else 0
 
 
-def run_round(contender: Contender, seconds: int, script: Path) -> tuple[float, int]:
+def start_server(app: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """One uvicorn worker serving the factory ``app``, with the settings every contender gets."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", contender.app, "--factory", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
          "--port", str(SERVER_PORT), "--loop", "uvloop", "--http", "httptools",
          "--no-access-log", "--log-level", "warning"],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**_env(), **(extra_env or {})}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    _wait_port(SERVER_PORT, server)
+    return server
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+
+def run_round(contender: Contender, seconds: int, script: Path) -> tuple[float, int]:
+    server = start_server(contender.app)
     try:
-        _wait_port(SERVER_PORT, server)
-        _wrk(contender, 2, script)  # warm-up
-        return _wrk(contender, seconds, script)
+        write_post_script(script, contender.body())
+        wrk(contender.path, contender.connections, 2, script)  # warm-up
+        return wrk(contender.path, contender.connections, seconds, script)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
 
 
 def main() -> None:

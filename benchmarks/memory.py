@@ -12,13 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.http import NULL_PORT, RECORD, SERVER_PORT, _env, _wait_port
+from benchmarks.http import (
+    NULL_PORT,
+    RECORD,
+    SERVER_PORT,
+    _wait_port,
+    start_server,
+    stop,
+    write_post_script,
+    wrk,
+)  # fmt: skip
 
 # wrk's load is closed-loop (a connection waits for its answer), so the records awaiting
 # Kinesis are at most connections x 100: a bound of 2,000 sits between the nominal load (4
@@ -31,35 +39,20 @@ def _rss_peak_mib(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def _load(connections: int, seconds: int, script: Path) -> tuple[float, int]:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script),
-         f"http://127.0.0.1:{SERVER_PORT}/batch"],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
-    ).stdout  # fmt: skip
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rate, int(bad.group(1)) if bad else 0
-
-
 def _phase(connections: int, seconds: int, delay: float, script: Path) -> dict[str, float]:
     """A fresh producer under one load; its peak RSS and what it answered."""
     null = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
          "--delay", str(delay), "--lifetime", str(seconds + 120)],
     )  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "producer.main:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(SERVER_PORT), "--loop", "uvloop",
-         "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-        env={**_env(), "PRODUCER_MAX_BUFFERED_RECORDS": str(BOUND)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server = None
     try:
         _wait_port(NULL_PORT, null)
-        _wait_port(SERVER_PORT, server)
+        server = start_server(
+            "producer.main:create_app", {"PRODUCER_MAX_BUFFERED_RECORDS": str(BOUND)}
+        )
         idle = _rss_peak_mib(server.pid)
-        rate, rejected = _load(connections, seconds, script)
+        rate, rejected = wrk("/batch", connections, seconds, script)
         metrics = subprocess.run(
             ["curl", "-s", f"http://127.0.0.1:{SERVER_PORT}/metrics"],
             capture_output=True, text=True, check=True,
@@ -75,8 +68,8 @@ def _phase(connections: int, seconds: int, delay: float, script: Path) -> dict[s
             "put": int(put.group(1)) if put else 0,
         }
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        if server is not None:
+            stop(server)
         null.terminate()
         null.wait(timeout=10)
 
@@ -89,11 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "batch.lua"
-        body = json.dumps({"records": [RECORD] * 100})
-        script.write_text(
-            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = {json.dumps(body)}\n"
-        )
+        write_post_script(script, json.dumps({"records": [RECORD] * 100}))
         nominal = _phase(args.connections, args.seconds, args.delay, script)
         overload = _phase(args.connections * 10, args.seconds, args.delay, script)
     print(  # noqa: T201
