@@ -22,8 +22,8 @@ from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor
 
+from common.logs import configure_logging
 from consumer.config import get_settings
-from consumer.logs import configure_logging
 from consumer.records import KinesisRecord, PoisonRecord, quarantine_item, to_item
 from consumer.sink import DynamoDBSink
 

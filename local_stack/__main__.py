@@ -21,6 +21,12 @@ def _arguments() -> StackConfig:
     parser.add_argument(
         "--retrieval-mode", choices=("FANOUT", "POLLING"), default=defaults.retrieval_mode
     )
+    parser.add_argument(
+        "--scaler",
+        choices=("off", "dry-run", "on"),
+        default=defaults.scaler,
+        help="the shard scaler: dry-run logs decisions; on reshards (use --retrieval-mode POLLING)",
+    )
     for name in ("kinesis_tls_port", "kinesis_plain_port", "dynamodb_port", "producer_port"):
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, default=getattr(defaults, name))
@@ -30,6 +36,7 @@ def _arguments() -> StackConfig:
         shard_count=args.shards,
         stream_name=args.stream,
         retrieval_mode=args.retrieval_mode,
+        scaler=args.scaler,
         kinesis_tls_port=args.kinesis_tls_port,
         kinesis_plain_port=args.kinesis_plain_port,
         dynamodb_port=args.dynamodb_port,
@@ -56,6 +63,7 @@ def main() -> int:
                 f"  kinesis-mock    {config.kinesis_https} (TLS), {config.kinesis_http}\n"
                 f"  DynamoDB Local  {config.dynamodb_url}  table '{config.records_table}'\n"
                 f"  stream          {config.stream_name} ({config.shard_count} shards)\n"
+                f"  shard scaler    {config.scaler} (decisions in logs/scaler.log)\n"
                 f"  logs            {config.state_dir / 'logs'}\n"
                 "Ctrl-C stops everything.\n"
             )

@@ -37,6 +37,10 @@ class StackConfig:
     quarantine_table: str = "records-quarantine"
     application_name: str = "kinesis-ingest-consumer"
     retrieval_mode: str = "FANOUT"  # POLLING: see README, resharding under kinesis-mock
+    # the shard scaler: "dry-run" logs its decisions only (kinesis-mock's enhanced fan-out
+    # stalls after a reshard, see README), "on" reshards (use with POLLING), "off"
+    scaler: str = "dry-run"
+    scaler_interval_seconds: float = 10.0
     startup_timeout: float = 180.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -127,6 +131,8 @@ class LocalStack:
         )
         producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
         wait_until("the producer", self._producer_healthy, 60, producer)
+        if cfg.scaler != "off":
+            self._spawn("scaler", [sys.executable, "-m", "scaler"], self._scaler_env())
         wait_until(
             "the consumer to lease every shard", self._all_leased, cfg.startup_timeout, consumer
         )
@@ -248,6 +254,21 @@ class LocalStack:
             "CONSUMER_SHUTDOWN_GRACE_MILLIS": "30000",
             "CONSUMER_JVM_OPTIONS": " ".join(self.tls.jvm_options()),
             "CONSUMER_PROPERTIES_PATH": str(cfg.state_dir / "consumer.properties"),
+        }
+
+    def _scaler_env(self) -> dict[str, str]:
+        assert self.tls is not None
+        cfg = self.config
+        return {
+            "SCALER_STREAM_NAME": cfg.stream_name,
+            "SCALER_REGION": cfg.region,
+            "SCALER_KINESIS_ENDPOINT": cfg.kinesis_https,
+            "AWS_CA_BUNDLE": str(self.tls.cert),
+            "SCALER_METRICS_SOURCE": "producer",  # no CloudWatch locally: the producer's counts
+            "SCALER_PRODUCER_METRICS_URLS": f"{cfg.producer_url}/metrics",
+            "SCALER_CHECK_INTERVAL_SECONDS": str(cfg.scaler_interval_seconds),
+            "SCALER_DRY_RUN": str(cfg.scaler == "dry-run").lower(),
+            "SCALER_MIN_SHARDS": "1",
         }
 
     def _producer_healthy(self) -> bool:

@@ -302,6 +302,8 @@ class KinesisCollector:
             if "ErrorCode" in result:
                 log.warning("record not accepted", extra={"code": result["ErrorCode"]})
                 metrics.error(result["ErrorCode"])
+                if result["ErrorCode"] == "ProvisionedThroughputExceededException":
+                    metrics.shard_throttled[entry.shard.shard_id] += 1
                 metrics.count("Retries")
                 retry.append(entry)
             elif result["ShardId"] != entry.shard.shard_id and len(entry.records) > 1:
@@ -316,6 +318,7 @@ class KinesisCollector:
                         record.future.set_result(accepted)
                         metrics.observe("BufferingTime", (now - record.deadline + ttl) * 1000)
                 metrics.count("KinesisRecordsPut")
+                metrics.shard_put(result["ShardId"], entry.size)
                 metrics.count("UserRecordsPut", len(entry.records))
                 metrics.observe("UserRecordsPerKinesisRecord", len(entry.records))
         return retry, misrouted

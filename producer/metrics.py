@@ -50,6 +50,11 @@ class ProducerMetrics:
     distributions: dict[str, Distribution] = field(
         default_factory=lambda: {name: Distribution() for name in DISTRIBUTIONS}
     )
+    # per shard, for the shard scaler's local metric source: Kinesis records and bytes put,
+    # entries refused with ProvisionedThroughputExceeded
+    shard_records: Counter[str] = field(default_factory=Counter)
+    shard_bytes: Counter[str] = field(default_factory=Counter)
+    shard_throttled: Counter[str] = field(default_factory=Counter)
     _last_emf: Counter[str] = field(default_factory=Counter)
 
     def count(self, name: str, value: int = 1) -> None:
@@ -61,6 +66,10 @@ class ProducerMetrics:
 
     def error(self, code: str) -> None:
         self.errors[code] += 1
+
+    def shard_put(self, shard_id: str, size: int) -> None:
+        self.shard_records[shard_id] += 1
+        self.shard_bytes[shard_id] += size
 
     def prometheus(self) -> str:
         lines = []
@@ -77,6 +86,13 @@ class ProducerMetrics:
         lines += [
             f'producer_errors_total{{code="{c}"}} {n}' for c, n in sorted(self.errors.items())
         ]
+        for metric, counts, text in (
+            ("producer_shard_kinesis_records_put_total", self.shard_records, "records put"),
+            ("producer_shard_kinesis_bytes_put_total", self.shard_bytes, "bytes put"),
+            ("producer_shard_throttled_total", self.shard_throttled, "entries throttled"),
+        ):
+            lines += [f"# HELP {metric} Kinesis {text} by shard", f"# TYPE {metric} counter"]
+            lines += [f'{metric}{{shard="{s}"}} {n}' for s, n in sorted(counts.items())]
         return "\n".join(lines) + "\n"
 
     def emf(self, now: float | None = None) -> str:

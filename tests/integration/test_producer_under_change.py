@@ -4,17 +4,15 @@ during traffic, and SIGTERM under load. Every acknowledged record must end up in
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from local_stack.stack import LocalStack, StackConfig
+from tests.integration.traffic import open_shards, send, wait_stored
 
 pytestmark = pytest.mark.integration
 
@@ -28,65 +26,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # POLLING: kinesis-mock's SubscribeToShard stalls once a subscribed shard is closed by a
     # reshard (no further events, no child shards), so the KCL would wait on the parents; the
     # producer's behaviour under test does not depend on how the consumer reads.
-    config = StackConfig(state_dir=state, retrieval_mode="POLLING", **CONFIG)  # type: ignore[arg-type]
+    config = StackConfig(state_dir=state, retrieval_mode="POLLING", scaler="off", **CONFIG)  # type: ignore[arg-type]
     with LocalStack(config) as running:
         yield running
-
-
-async def _send(
-    base: str, count: int, rate: float, keys: int, acked: list[str] | None = None
-) -> list[str]:
-    """POST ``count`` records at about ``rate``/s; the ids Kinesis acknowledged are appended
-    to ``acked`` as they come, and returned."""
-    acked = [] if acked is None else acked
-    rng = random.Random(count)
-
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
-
-        async def one(i: int) -> None:
-            body: dict[str, Any] = {"data": {"i": i}}
-            if keys and rng.random() < 0.5:
-                body["partition_key"] = f"customer-{rng.randrange(keys)}"
-            try:
-                response = await client.post("/", json=body)
-            except httpx.TransportError:
-                return  # never answered: not acknowledged, may or may not be stored
-            if response.status_code == 200:
-                acked.append(response.json()["id"])
-
-        tasks = []
-        for i in range(count):
-            tasks.append(asyncio.create_task(one(i)))
-            await asyncio.sleep(1 / rate)
-        await asyncio.gather(*tasks)
-    return acked
-
-
-def _wait_stored(stack: LocalStack, ids: list[str], timeout: float) -> set[str]:
-    """The ids of ``ids`` not in the records table after ``timeout`` (empty when all are)."""
-    ddb = stack.client("dynamodb")
-    missing = set(ids)
-    deadline = time.monotonic() + timeout
-    while missing and time.monotonic() < deadline:
-        batch = list(missing)[:100]
-        found = ddb.batch_get_item(
-            RequestItems={"records": {"Keys": [{"id": {"S": i}} for i in batch]}}
-        )["Responses"]["records"]
-        missing -= {item["id"]["S"] for item in found}
-        if len(found) < len(batch):
-            time.sleep(1)
-    return missing
-
-
-def _open_shards(stack: LocalStack) -> int:
-    shards = stack.client("kinesis").list_shards(StreamName=CONFIG["stream_name"])["Shards"]
-    return sum("EndingSequenceNumber" not in s["SequenceNumberRange"] for s in shards)
 
 
 def test_reshard_during_traffic_loses_nothing(stack: LocalStack) -> None:
     # GIVEN traffic with random and caller-given keys
     async def scenario() -> list[str]:
-        sender = asyncio.create_task(_send(stack.config.producer_url, 600, 60, keys=5))
+        sender = asyncio.create_task(send(stack.config.producer_url, 600, 60, keys=5))
         await asyncio.sleep(3)
         # WHEN the stream is resharded from 2 to 4 shards in the middle of it
         stack.client("kinesis").update_shard_count(
@@ -98,8 +46,8 @@ def test_reshard_during_traffic_loses_nothing(stack: LocalStack) -> None:
     # THEN every acknowledged record is stored (the producer re-routed what landed elsewhere
     # and the KCL moved from the parent shards to the children)
     assert len(acked) == 600
-    assert _open_shards(stack) == 4
-    assert _wait_stored(stack, acked, timeout=240) == set()
+    assert open_shards(stack) == 4
+    assert wait_stored(stack, acked, timeout=240) == set()
 
 
 def test_sigterm_under_load_loses_no_acknowledged_record(stack: LocalStack) -> None:
@@ -108,7 +56,7 @@ def test_sigterm_under_load_loses_no_acknowledged_record(stack: LocalStack) -> N
 
     async def scenario() -> list[str]:
         acked: list[str] = []
-        sender = asyncio.create_task(_send(stack.config.producer_url, 400, 100, 0, acked))
+        sender = asyncio.create_task(send(stack.config.producer_url, 400, 100, 0, acked))
         deadline = time.monotonic() + 30
         while len(acked) < 50 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -122,4 +70,4 @@ def test_sigterm_under_load_loses_no_acknowledged_record(stack: LocalStack) -> N
     assert producer.proc is not None and producer.proc.wait(timeout=60) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in producer.log_tail(5)
     assert 50 <= len(acked) < 400
-    assert _wait_stored(stack, acked, timeout=180) == set()
+    assert wait_stored(stack, acked, timeout=180) == set()

@@ -49,6 +49,14 @@ def test_collector_counts_like_the_kpl() -> None:
     per_record = metrics.distributions["UserRecordsPerKinesisRecord"]
     assert per_record.total == 1000 and per_record.count == len(kinesis.stored)
     assert metrics.distributions["BufferingTime"].count == 1000
+    # AND per shard: what each stored, and one throttle per stored entry, on its own shard
+    per_shard = {s.shard_id: 0 for s in kinesis.open_shards}
+    for stored in kinesis.stored:
+        per_shard[stored.shard_id] += 1
+    assert dict(metrics.shard_records) == dict(metrics.shard_throttled) == per_shard
+    assert sum(metrics.shard_bytes.values()) == sum(
+        len(r.data) + len(r.partition_key) for r in kinesis.stored
+    )
 
 
 def test_prometheus_text_has_every_metric() -> None:
@@ -58,7 +66,18 @@ def test_prometheus_text_has_every_metric() -> None:
     text = metrics.prometheus()
     assert "producer_user_records_received_total 3" in text
     assert 'producer_errors_total{code="InternalFailure"} 1' in text
-    assert text.count("# TYPE") == len(COUNTERS) + len(DISTRIBUTIONS) + 1
+    assert text.count("# TYPE") == len(COUNTERS) + len(DISTRIBUTIONS) + 4
+
+
+def test_prometheus_text_has_the_per_shard_counts() -> None:
+    metrics = ProducerMetrics()
+    metrics.shard_put("shardId-000000000001", 500)
+    metrics.shard_put("shardId-000000000001", 300)
+    metrics.shard_throttled["shardId-000000000002"] += 1
+    text = metrics.prometheus()
+    assert 'producer_shard_kinesis_records_put_total{shard="shardId-000000000001"} 2' in text
+    assert 'producer_shard_kinesis_bytes_put_total{shard="shardId-000000000001"} 800' in text
+    assert 'producer_shard_throttled_total{shard="shardId-000000000002"} 1' in text
 
 
 def test_emf_reports_the_increase_since_the_last_line() -> None:

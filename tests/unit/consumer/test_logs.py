@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from consumer.logs import configure_logging
+from common.logs import configure_logging
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from amazon_kclpy import kcl
 
+from common.logs import configure_logging
 from consumer import processor as processor_module
-from consumer.logs import configure_logging
 from consumer.processor import RecordProcessor
 from consumer.sink import SinkWriteError
 

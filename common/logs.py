@@ -1,4 +1,5 @@
-"""JSON-lines logging. The record processor logs to stderr: its stdout is the KCL protocol."""
+"""JSON-lines logging for every service. The record processor logs to stderr: its stdout is the KCL
+protocol."""
 
 from __future__ import annotations
 

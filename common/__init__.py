@@ -1,0 +1,1 @@
+"""Code the services share (JSON logging)."""

@@ -1,0 +1,53 @@
+"""``python -m scaler``: the shard scaler service. SIGTERM or SIGINT ends it between checks."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+import boto3
+
+from common.logs import configure_logging
+from scaler.config import ScalerSettings, get_settings
+from scaler.policy import Policy
+from scaler.service import Scaler
+from scaler.sources import CloudWatchSource, MetricSource, ProducerSource
+from scaler.stream import StreamAdmin
+
+
+def build(settings: ScalerSettings) -> Scaler:
+    session = boto3.session.Session(region_name=settings.region)
+    kinesis = session.client("kinesis", endpoint_url=settings.kinesis_endpoint)
+    source: MetricSource
+    if settings.metrics_source == "producer":
+        source = ProducerSource(settings.urls)
+    else:
+        cloudwatch = session.client("cloudwatch", endpoint_url=settings.cloudwatch_endpoint)
+        source = CloudWatchSource(cloudwatch, settings.stream_name, settings.shard_level_metrics)
+    return Scaler(
+        StreamAdmin(kinesis, settings.stream_name),
+        source,
+        Policy(settings.policy_config()),
+        dry_run=settings.dry_run,
+        wait_active_seconds=settings.wait_active_seconds,
+        metrics_out=sys.stdout if settings.emf else None,
+    )
+
+
+def main() -> None:
+    configure_logging("scaler")
+    settings = get_settings()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    build(settings).run(settings.check_interval_seconds, stop)
+
+
+if __name__ == "__main__":
+    main()

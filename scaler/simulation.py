@@ -1,0 +1,200 @@
+"""Replay synthetic traffic against the policy and a simulated stream; compare with an ideal.
+
+``python -m scaler.simulation`` prints, per trace: minutes over the shard limits (and the
+longest run of them), shard-hours paid against an ideal scaler that knows the future, the
+resharding operations and the direction reversals within 30 minutes (flapping).
+
+The model: one-minute steps; the scaler sees the samples up to the previous minute (CloudWatch
+publishes a minute's metrics after it ends) with per-shard loads (enhanced monitoring); an
+operation leaves the stream UPDATING for ``SPLIT_MERGE_MINUTES`` or ``UPDATE_MINUTES`` and
+takes effect when it ends. Traffic is uniform over the hash space plus, optionally, one hot
+partition key at a fixed hash point; each minute gets seeded +-5% noise.
+
+The ideal scaler reshards instantly and for free and places shard boundaries perfectly: each
+minute it has the fewest shards that keep every shard within the limits (100% of capacity,
+no headroom). No real scaler can reach it; the goal is to stay within 1.3x of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scaler.model import (
+    HASH_SPACE,
+    SHARD_BYTES_PER_S,
+    SHARD_RECORDS_PER_S,
+    Action,
+    Decision,
+    Load,
+    Sample,
+    Shard,
+    uniform_shards,
+)
+from scaler.policy import Operation, Policy, PolicyConfig
+
+DAY = 24 * 60
+MIB = 1024 * 1024
+SPLIT_MERGE_MINUTES = 1
+UPDATE_MINUTES = 2
+FLAP_MINUTES = 30
+RECORD_BYTES = 40_000  # aggregated Kinesis records: bytes, not counts, are the binding limit
+
+
+@dataclass(frozen=True)
+class Trace:
+    name: str
+    start_shards: int
+    uniform_mib: Callable[[int], float]  # MiB/s spread evenly over the hash space
+    hot_mib: Callable[[int], float] = lambda _minute: 0.0  # MiB/s on one partition key
+    hot_point: float = 0.37  # where that key hashes, as a fraction of the hash space
+    minutes: int = DAY
+
+
+def traces() -> list[Trace]:
+    def daily(m: int) -> float:
+        return 1.0 + 11.0 * (1 - math.cos(2 * math.pi * m / DAY)) / 2
+
+    def spike(m: int) -> float:
+        return 30.0 if 600 <= m < 720 else 3.0
+
+    def hot(m: int) -> float:
+        return 0.6 if 300 <= m < 1100 else 0.0
+
+    return [
+        Trace("daily curve 1-12 MiB/s", 2, daily),
+        Trace("10x spike for 2 h", 4, spike),
+        Trace("one hot key (0.6 MiB/s) on 6 MiB/s", 8, lambda _m: 6.0, hot),
+    ]
+
+
+def _load(mib: float) -> Load:
+    return Load(mib * MIB, mib * MIB / RECORD_BYTES)
+
+
+def ideal_shards(uniform: Load, hot: Load) -> int:
+    """The fewest shards, with perfect boundaries, that keep every shard within its limits."""
+    caps = ((uniform.bytes_per_s, hot.bytes_per_s, SHARD_BYTES_PER_S),
+            (uniform.records_per_s, hot.records_per_s, SHARD_RECORDS_PER_S))  # fmt: skip
+    w_other = min((cap / u if u else math.inf) for u, _, cap in caps)  # widest plain shard
+    if not (hot.bytes_per_s or hot.records_per_s):
+        return max(1, math.ceil(1 / w_other - 1e-9))
+    w_hot = min(((cap - h) / u if u else math.inf) for u, h, cap in caps)
+    return 1 + math.ceil(max(0.0, 1 - w_hot) / w_other - 1e-9)
+
+
+@dataclass
+class Result:
+    trace: str
+    over_limit_minutes: int = 0
+    longest_over_limit: int = 0
+    shard_minutes: int = 0
+    ideal_shard_minutes: int = 0
+    operations: dict[str, int] = field(default_factory=dict)
+    reversals: int = 0
+    max_shards: int = 0
+
+    @property
+    def ratio(self) -> float:
+        return self.shard_minutes / self.ideal_shard_minutes
+
+
+class SimulatedStream:
+    def __init__(self, count: int) -> None:
+        self.shards = uniform_shards(count)
+        self._next_id = count
+
+    def _new(self, start: int, end: int) -> Shard:
+        self._next_id += 1
+        return Shard(f"shardId-{self._next_id:012d}", start, end)
+
+    def apply(self, decision: Decision) -> None:
+        by_id = {s.shard_id: s for s in self.shards}
+        if decision.action is Action.UPDATE_SHARD_COUNT:
+            self.shards = [self._new(s.start, s.end) for s in uniform_shards(decision.target)]
+        elif decision.action is Action.SPLIT:
+            parent = by_id[decision.shards[0]]
+            assert decision.split_at is not None
+            children = [self._new(parent.start, decision.split_at - 1),
+                        self._new(decision.split_at, parent.end)]  # fmt: skip
+            self.shards = [s for s in self.shards if s is not parent] + children
+        elif decision.action is Action.MERGE:
+            lower, upper = (by_id[i] for i in decision.shards)
+            merged = self._new(lower.start, upper.end)
+            self.shards = [s for s in self.shards if s not in (lower, upper)] + [merged]
+        self.shards.sort(key=lambda s: s.start)
+
+    def loads(self, uniform: Load, hot: Load, hot_key: int) -> dict[str, Load]:
+        return {
+            s.shard_id: uniform.scaled(s.width) + (hot if s.start <= hot_key <= s.end else Load())
+            for s in self.shards
+        }
+
+
+def simulate(trace: Trace, config: PolicyConfig, seed: int = 7) -> Result:
+    rng = random.Random(seed)
+    policy, stream = Policy(config), SimulatedStream(trace.start_shards)
+    result = Result(trace.name)
+    samples: list[Sample] = []
+    history: list[Operation] = []
+    pending: tuple[int, Decision] | None = None
+    run = 0
+    hot_key = int(trace.hot_point * HASH_SPACE)
+    for minute in range(trace.minutes):
+        noise = rng.uniform(0.95, 1.05)
+        uniform, hot = _load(trace.uniform_mib(minute) * noise), _load(trace.hot_mib(minute))
+        shard_loads = stream.loads(uniform, hot, hot_key)
+        over = sum(1 for load in shard_loads.values() if load.utilisation() > 1.0)
+        samples.append(Sample(minute, uniform + hot, over, shard_loads))
+        run = run + 1 if over else 0
+        result.over_limit_minutes += bool(over)
+        result.longest_over_limit = max(result.longest_over_limit, run)
+        result.shard_minutes += len(stream.shards)
+        result.max_shards = max(result.max_shards, len(stream.shards))
+        result.ideal_shard_minutes += ideal_shards(uniform, hot)
+        if pending and pending[0] <= minute:
+            stream.apply(pending[1])
+            pending = None
+        if pending is None:
+            decision = policy.decide(minute, stream.shards, samples[:-1], history)
+            if decision.action is not Action.HOLD:
+                last = next((op for op in reversed(history) if op.decision.direction), None)
+                if last and last.decision.direction == -decision.direction:
+                    result.reversals += minute - last.minute < FLAP_MINUTES
+                history.append(Operation(minute, decision))
+                result.operations[decision.action] = result.operations.get(decision.action, 0) + 1
+                update = decision.action is Action.UPDATE_SHARD_COUNT
+                pending = (minute + (UPDATE_MINUTES if update else SPLIT_MERGE_MINUTES), decision)
+    return result
+
+
+def table(results: list[Result]) -> str:
+    head = ("trace", "min over limit", "longest run", "shard-h", "ideal shard-h", "ratio",
+            "operations (update/split/merge)", "reversals <30 min", "max shards")  # fmt: skip
+    rows = [head]
+    for r in results:
+        ops = "/".join(str(r.operations.get(a, 0)) for a in list(Action)[1:])
+        rows.append((r.trace, str(r.over_limit_minutes), str(r.longest_over_limit),
+                     f"{r.shard_minutes / 60:.1f}", f"{r.ideal_shard_minutes / 60:.1f}",
+                     f"{r.ratio:.2f}x", ops, str(r.reversals), str(r.max_shards)))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in rows]  # fmt: skip
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    config = PolicyConfig()
+    results = [simulate(t, config, args.seed) for t in traces()]
+    print(table(results))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Where the load comes from. Both sources answer ``samples(shards, count)``: the last
+``count`` complete samples, oldest first.
+
+- ``CloudWatchSource`` (AWS): IncomingBytes, IncomingRecords and
+  WriteProvisionedThroughputExceeded per minute at stream level, and per shard when the
+  stream has enhanced (shard-level) monitoring; one GetMetricData call per 500 queries.
+- ``ProducerSource`` (local stack, or anywhere the producers are reachable): scrapes the
+  per-shard counters each producer publishes at ``GET /metrics`` once per check and turns the
+  increase since the previous scrape into a sample. Exact for the records that went through
+  the producers, which locally is all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import urllib.request
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from scaler.model import Load, Sample, Shard
+
+log = logging.getLogger(__name__)
+
+_NAMESPACE = "AWS/Kinesis"
+_METRICS = {"b": "IncomingBytes", "r": "IncomingRecords", "t": "WriteProvisionedThroughputExceeded"}
+
+
+class MetricSource(Protocol):
+    def samples(self, shards: Sequence[Shard], count: int) -> list[Sample]: ...
+
+    def now(self) -> int:
+        """The current time in the samples' unit (what ``Sample.minute`` counts)."""
+        ...
+
+
+class CloudWatchSource:
+    def __init__(self, client: Any, stream_name: str, shard_level: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self._client = client
+        self._stream = stream_name
+        self._shard_level = shard_level
+        self._clock = clock
+
+    def _queries(self, shards: Sequence[Shard]) -> list[dict[str, Any]]:
+        def query(qid: str, metric: str, shard: str | None) -> dict[str, Any]:
+            dims = [{"Name": "StreamName", "Value": self._stream}]
+            if shard is not None:
+                dims.append({"Name": "ShardId", "Value": shard})
+            stat = {"Metric": {"Namespace": _NAMESPACE, "MetricName": metric, "Dimensions": dims},
+                    "Period": 60, "Stat": "Sum"}  # fmt: skip
+            return {"Id": qid, "MetricStat": stat, "ReturnData": True}
+
+        queries = [query(f"s{k}", metric, None) for k, metric in _METRICS.items()]
+        if self._shard_level:
+            for i, shard in enumerate(shards):
+                queries += [query(f"h{i}{k}", _METRICS[k], shard.shard_id) for k in ("b", "r")]
+        return queries
+
+    def now(self) -> int:
+        return int(self._clock() // 60)
+
+    def samples(self, shards: Sequence[Shard], count: int) -> list[Sample]:
+        # A minute's datapoint is complete a minute or two after it ends: leave the last one.
+        end = datetime.fromtimestamp(self._clock() // 60 * 60, UTC) - timedelta(minutes=1)
+        start = end - timedelta(minutes=count)
+        queries = self._queries(shards)
+        values: dict[str, dict[datetime, float]] = {}
+        for chunk in range(0, len(queries), 500):
+            kwargs: dict[str, Any] = {"MetricDataQueries": queries[chunk : chunk + 500],
+                                      "StartTime": start, "EndTime": end}  # fmt: skip
+            while True:
+                answer = self._client.get_metric_data(**kwargs)
+                for result in answer["MetricDataResults"]:
+                    series = values.setdefault(result["Id"], {})
+                    series.update(zip(result["Timestamps"], result["Values"], strict=True))
+                if not answer.get("NextToken"):
+                    break
+                kwargs["NextToken"] = answer["NextToken"]
+        minutes = sorted(values.get("sb", {}))
+        samples = []
+        for at in minutes[-count:]:
+            per_shard = {}
+            if self._shard_level:
+                for i, shard in enumerate(shards):
+                    b, r = values.get(f"h{i}b", {}).get(at), values.get(f"h{i}r", {}).get(at)
+                    if b is not None and r is not None:
+                        per_shard[shard.shard_id] = Load(b / 60, r / 60)
+            stream = Load(values["sb"][at] / 60, values.get("sr", {}).get(at, 0.0) / 60)
+            throttled = int(values.get("st", {}).get(at, 0.0))
+            samples.append(Sample(int(at.timestamp() // 60), stream, throttled, per_shard))
+        return samples
+
+
+_LINE = re.compile(r'^(producer_shard_\w+)_total\{shard="([^"]+)"\} (\d+)$', re.MULTILINE)
+
+
+def parse_shard_counts(text: str) -> dict[str, Counter[str]]:
+    """Per-shard counters from a producer's Prometheus text: metric name -> shard -> count."""
+    counts: dict[str, Counter[str]] = {}
+    for metric, shard, value in _LINE.findall(text):
+        counts.setdefault(metric, Counter())[shard] += int(value)
+    return counts
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+class ProducerSource:
+    """Samples from the producers' per-shard counters, one per call to ``samples``."""
+
+    RECORDS = "producer_shard_kinesis_records_put"
+    BYTES = "producer_shard_kinesis_bytes_put"
+    THROTTLED = "producer_shard_throttled"
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        fetch: Callable[[str], str] = _fetch,
+        clock: Callable[[], float] = time.monotonic,
+        keep: int = 1440,
+    ) -> None:
+        self._urls = list(urls)
+        self._fetch = fetch
+        self._clock = clock
+        self._last: tuple[float, dict[str, dict[str, Counter[str]]]] | None = None
+        self._samples: deque[Sample] = deque(maxlen=keep)
+        self._tick = 0
+
+    def _scrape(self) -> dict[str, dict[str, Counter[str]]]:
+        scraped = {}
+        for url in self._urls:
+            try:
+                scraped[url] = parse_shard_counts(self._fetch(url))
+            except OSError as exc:  # a producer restarting: its share is missing this time
+                log.warning("cannot scrape producer metrics", extra={"url": url, "error": str(exc)})
+        return scraped
+
+    def samples(self, shards: Sequence[Shard], count: int) -> list[Sample]:
+        now, scraped = self._clock(), self._scrape()
+        if self._last is not None:
+            then, before = self._last
+            seconds = max(now - then, 1e-3)
+            delta = {name: Counter[str]() for name in (self.RECORDS, self.BYTES, self.THROTTLED)}
+            for url, counts in scraped.items():
+                for name, per_shard in delta.items():
+                    old = before.get(url, {}).get(name, Counter())
+                    for shard, value in counts.get(name, Counter()).items():
+                        # a counter that went down means the producer restarted
+                        per_shard[shard] += value - old[shard] if value >= old[shard] else value
+            loads = {
+                s: Load(delta[self.BYTES][s] / seconds, delta[self.RECORDS][s] / seconds)
+                for s in set(delta[self.BYTES]) | set(delta[self.RECORDS])
+            }
+            open_ids = {s.shard_id for s in shards}
+            per_shard = {s: load for s, load in loads.items() if s in open_ids}
+            for shard_id in open_ids - set(per_shard):
+                per_shard[shard_id] = Load()  # open, and no producer wrote to it
+            total = sum(loads.values(), Load())
+            throttled = sum(delta[self.THROTTLED].values())
+            self._samples.append(Sample(self._tick, total, throttled, per_shard))
+        self._tick += 1
+        self._last = (now, scraped)
+        return list(self._samples)[-count:]
+
+    def now(self) -> int:
+        return self._tick

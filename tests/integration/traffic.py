@@ -1,0 +1,68 @@
+"""Traffic for the integration tests: POST records at a rate, wait until they are stored."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from local_stack.stack import LocalStack
+
+
+async def send(
+    base: str,
+    count: int,
+    rate: float,
+    keys: int,
+    acked: list[str] | None = None,
+    data: Callable[[int], Any] = lambda i: {"i": i},
+) -> list[str]:
+    """POST ``count`` records at about ``rate``/s; the ids Kinesis acknowledged are appended
+    to ``acked`` as they come, and returned."""
+    acked = [] if acked is None else acked
+    rng = random.Random(count)
+
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+
+        async def one(i: int) -> None:
+            body: dict[str, Any] = {"data": data(i)}
+            if keys and rng.random() < 0.5:
+                body["partition_key"] = f"customer-{rng.randrange(keys)}"
+            try:
+                response = await client.post("/", json=body)
+            except httpx.TransportError:
+                return  # never answered: not acknowledged, may or may not be stored
+            if response.status_code == 200:
+                acked.append(response.json()["id"])
+
+        tasks = []
+        for i in range(count):
+            tasks.append(asyncio.create_task(one(i)))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*tasks)
+    return acked
+
+
+def wait_stored(stack: LocalStack, ids: list[str], timeout: float) -> set[str]:
+    """The ids of ``ids`` not in the records table after ``timeout`` (empty when all are)."""
+    ddb, table = stack.client("dynamodb"), stack.config.records_table
+    missing = set(ids)
+    deadline = time.monotonic() + timeout
+    while missing and time.monotonic() < deadline:
+        batch = list(missing)[:100]
+        found = ddb.batch_get_item(
+            RequestItems={table: {"Keys": [{"id": {"S": i}} for i in batch]}}
+        )["Responses"][table]
+        missing -= {item["id"]["S"] for item in found}
+        if len(found) < len(batch):
+            time.sleep(1)
+    return missing
+
+
+def open_shards(stack: LocalStack) -> int:
+    shards = stack.client("kinesis").list_shards(StreamName=stack.config.stream_name)["Shards"]
+    return sum("EndingSequenceNumber" not in s["SequenceNumberRange"] for s in shards)
