@@ -1,0 +1,1 @@
+"""The Pulumi program (see Pulumi.yaml); ``program.build`` is the stack."""

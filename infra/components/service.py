@@ -1,0 +1,176 @@
+"""One ECS Fargate service: task role (given policy), execution role, task definition with its
+log group, health check and stop timeout, the service in private subnets without public IPs,
+deployment circuit breaker with rollback, and optional CPU target tracking."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam
+
+STOP_TIMEOUT_SECONDS = 120  # Fargate's maximum: the producer drains, the KCL checkpoints
+
+
+@dataclass
+class ServiceArgs:
+    cluster_arn: pulumi.Input[str]
+    image: pulumi.Input[str]
+    repository_arn: pulumi.Input[str]
+    log_group: aws.cloudwatch.LogGroup
+    task_policy: pulumi.Input[str]  # JSON policy document for the task role
+    environment: dict[str, pulumi.Input[str]]
+    subnet_ids: list[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    cpu: int
+    memory: int
+    min_tasks: int
+    max_tasks: int
+    cpu_target_percent: float | None  # None: a fixed count of min_tasks (no autoscaling)
+    health_check: list[str] | None = None
+    port: int | None = None
+    target_group_arn: pulumi.Input[str] | None = None
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class FargateService(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kinesis-ingest:ecs:FargateService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        assume = json.dumps(iam.assume_role())
+        self.task_role = aws.iam.Role(f"{name}-task", assume_role_policy=assume, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-task", role=self.task_role.id, policy=args.task_policy, opts=child
+        )
+        self.execution_role = aws.iam.Role(
+            f"{name}-execution", assume_role_policy=assume, opts=child
+        )
+        execution_policy = pulumi.Output.all(args.repository_arn, args.log_group.arn).apply(
+            lambda a: json.dumps(iam.execution_policy([a[0]], [a[1]]))
+        )
+        aws.iam.RolePolicy(
+            f"{name}-execution", role=self.execution_role.id, policy=execution_policy, opts=child
+        )
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        containers = pulumi.Output.all(
+            image=args.image,
+            log_group=args.log_group.name,
+            region=region,
+            env=pulumi.Output.all(**args.environment),
+        ).apply(lambda a: json.dumps([self._container(name, args, a)]))
+        self.task_definition = aws.ecs.TaskDefinition(
+            f"{name}",
+            family=name,
+            cpu=str(args.cpu),
+            memory=str(args.memory),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
+            execution_role_arn=self.execution_role.arn,
+            task_role_arn=self.task_role.arn,
+            container_definitions=containers,
+            opts=child,
+        )
+        load_balancers = []
+        if args.target_group_arn is not None:
+            load_balancers = [
+                {
+                    "target_group_arn": args.target_group_arn,
+                    "container_name": name,
+                    "container_port": args.port,
+                }
+            ]
+        self.service = aws.ecs.Service(
+            f"{name}",
+            cluster=args.cluster_arn,
+            task_definition=self.task_definition.arn,
+            desired_count=args.min_tasks,
+            launch_type="FARGATE",
+            network_configuration={
+                "subnets": args.subnet_ids,
+                "assign_public_ip": False,
+                "security_groups": [args.security_group_id],
+            },
+            deployment_circuit_breaker={"enable": True, "rollback": True},
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            load_balancers=load_balancers,
+            propagate_tags="SERVICE",
+            health_check_grace_period_seconds=60 if load_balancers else None,
+            wait_for_steady_state=False,
+            opts=child.merge(
+                pulumi.ResourceOptions(depends_on=args.depends_on, ignore_changes=["desired_count"])
+            ),
+        )
+        if args.cpu_target_percent is not None:
+            self._autoscale(name, args, child)
+        self.register_outputs({"service": self.service.name})
+
+    @staticmethod
+    def _container(name: str, args: ServiceArgs, a: dict[str, Any]) -> dict[str, Any]:
+        container: dict[str, Any] = {
+            "name": name,
+            "image": a["image"],
+            "essential": True,
+            "environment": [{"name": k, "value": str(v)} for k, v in sorted(a["env"].items())],
+            "stopTimeout": STOP_TIMEOUT_SECONDS,
+            "readonlyRootFilesystem": False,
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": a["log_group"],
+                    "awslogs-region": a["region"],
+                    "awslogs-stream-prefix": name,
+                    "mode": "non-blocking",
+                    "max-buffer-size": "25m",
+                },
+            },
+        }
+        if args.port is not None:
+            container["portMappings"] = [{"containerPort": args.port, "protocol": "tcp"}]
+        if args.health_check is not None:
+            container["healthCheck"] = {
+                "command": args.health_check,
+                "interval": 30,
+                "timeout": 5,
+                "retries": 3,
+                "startPeriod": 120,
+            }
+        return container
+
+    def _autoscale(self, name: str, args: ServiceArgs, child: pulumi.ResourceOptions) -> None:
+        resource_id = pulumi.Output.concat(
+            "service/",
+            pulumi.Output.from_input(args.cluster_arn).apply(lambda a: a.split("/")[-1]),
+            "/",
+            self.service.name,
+        )
+        target = aws.appautoscaling.Target(
+            f"{name}-scaling",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=resource_id,
+            min_capacity=args.min_tasks,
+            max_capacity=args.max_tasks,
+            opts=child,
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-cpu",
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            target_tracking_scaling_policy_configuration={
+                "target_value": args.cpu_target_percent,
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "ECSServiceAverageCPUUtilization"
+                },
+                "scale_in_cooldown": 300,
+                "scale_out_cooldown": 60,
+            },
+            opts=child,
+        )
