@@ -13,7 +13,7 @@ help:
 	@echo "make run    - install what is missing, then run the local pipeline (Ctrl-C stops it)"
 	@echo "make test   - install what is missing, then run every test"
 	@echo "make lint   - ruff check and format check"
-	@echo "make bench  - benchmarks: ratios measured side by side in one run"
+	@echo "make bench  - benchmarks: ratios measured side by side in one run; scaler simulation"
 	@echo "make clean  - remove the local state (.local/)"
 
 install: .local/.system-ok .venv/.installed node_modules/.installed
@@ -61,6 +61,7 @@ bench: install
 	$(PY) -m benchmarks.encoder
 	$(PY) -m benchmarks.http
 	$(PY) -m benchmarks.memory
+	$(PY) -m scaler.simulation
 
 clean:
 	rm -rf .local

@@ -47,6 +47,9 @@ def answer(target: str, body: bytes) -> bytes:
         entries = json.loads(body)["Records"]
         results = [{"ShardId": _shard_id(e), "SequenceNumber": "1"} for e in entries]
         return json.dumps({"FailedRecordCount": 0, "Records": results}).encode()
+    if target.endswith("DescribeStreamSummary"):
+        summary = {"StreamStatus": "ACTIVE", "OpenShardCount": SHARDS}
+        return json.dumps({"StreamDescriptionSummary": summary}).encode()
     if target.endswith("PutRecord"):
         return json.dumps({"ShardId": _shard_id(json.loads(body)), "SequenceNumber": "1"}).encode()
     return b"{}"

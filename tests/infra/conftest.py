@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +87,7 @@ class Built:
 
 
 CONFIG = {"allowedCidr": "203.0.113.0/24"}
+_LOOPS: list[asyncio.AbstractEventLoop] = []
 
 
 def build_stack(values: dict[str, str]) -> Built:
@@ -91,6 +95,12 @@ def build_stack(values: dict[str, str]) -> Built:
     from infra.program import build
 
     recorder = Recorder()
+    # Pulumi's test runner drives the current event loop (earlier asyncio.run calls leave
+    # none); it stays current until the next build, which closes it.
+    if _LOOPS:
+        _LOOPS.pop().close()
+    _LOOPS.append(asyncio.new_event_loop())
+    asyncio.set_event_loop(_LOOPS[-1])
     pulumi.runtime.set_mocks(recorder, project="kinesis-ingest", stack="test", preview=False)
     outputs: dict[str, Any] = {}
 
@@ -110,6 +120,11 @@ def build_stack(values: dict[str, str]) -> Built:
         )
 
     program()
+    # Pulumi's runtime leaves event loops and sockets of its own behind; collect them here,
+    # where their ResourceWarnings are known noise, not in whichever test runs next.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     return Built(recorder.resources, outputs)
 
 

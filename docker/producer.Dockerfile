@@ -1,0 +1,29 @@
+# The producer image. Build context: the repository root
+#   docker build -f docker/producer.Dockerfile -t kinesis-ingest-producer .
+# Dependencies come from uv.lock in their own layer, so a code change rebuilds only the last one.
+
+FROM python:3.11.7-slim-bookworm AS builder
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/venv
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project --extra producer
+COPY common/ common/
+COPY producer/ producer/
+
+FROM python:3.11.7-slim-bookworm
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /app /app
+WORKDIR /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    PRODUCER_HOST=0.0.0.0 PRODUCER_PORT=8080
+USER 10001
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=3)"]
+# uvicorn is PID 1: SIGTERM turns /ready to 503, drains, flushes every buffered record.
+ENTRYPOINT ["python", "-m", "producer"]

@@ -1,0 +1,26 @@
+# The scaler image. Build context: the repository root
+#   docker build -f docker/scaler.Dockerfile -t kinesis-ingest-scaler .
+# Dependencies come from uv.lock in their own layer, so a code change rebuilds only the last one.
+
+FROM python:3.11.7-slim-bookworm AS builder
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/venv
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY common/ common/
+COPY scaler/ scaler/
+
+FROM python:3.11.7-slim-bookworm
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /app /app
+WORKDIR /app
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    SCALER_METRICS_SOURCE=cloudwatch
+USER 10001
+STOPSIGNAL SIGTERM
+# SIGTERM ends the loop between checks (an operation in progress finishes first).
+ENTRYPOINT ["python", "-m", "scaler"]
