@@ -90,7 +90,8 @@ def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:
     try:
         _wait_ready(proc, log, timeout=240)
         pids = json.loads((state / "pids.json").read_text())
-        assert set(pids) == {"kinesis-mock", "dynamodb-local", "consumer", "producer"}
+        # the scaler runs in dry-run by default: it decides and logs, and changes nothing
+        assert set(pids) == {"kinesis-mock", "dynamodb-local", "consumer", "producer", "scaler"}
 
         # WHEN 1,000 records with random partition keys are POSTed, and a record that is not
         # the producer's JSON is put into the stream behind its back

@@ -75,6 +75,7 @@ def test_scales_up_under_traffic_and_down_after_it_losing_nothing(stack: LocalSt
         while open_shards(stack) < 4 and time.monotonic() < deadline:
             await asyncio.sleep(1)
         scaled_up = open_shards(stack) == 4
+        await asyncio.sleep(5)  # keep posting across the reshard: new shard map, closed parents
         heavy.cancel()  # the requests in flight may or may not be answered: only acked count
         await asyncio.gather(heavy, return_exceptions=True)
         # WHEN the traffic drops to a trickle
@@ -90,5 +91,5 @@ def test_scales_up_under_traffic_and_down_after_it_losing_nothing(stack: LocalSt
     assert applied[0] == (2, 4), applied
     assert all(target < current for current, target in applied[1:]), applied
     # AND every acknowledged record is in DynamoDB (once: the table is keyed by record id)
-    assert len(acked) > 200 and len(light) == 60
+    assert len(acked) > 150 and len(light) == 60
     assert wait_stored(stack, acked + light, timeout=240) == set()
