@@ -60,17 +60,22 @@ class AggregateBuilder:
     """Accumulates user records for one Kinesis record in the KPL aggregated format.
 
     Contract: ``add`` accepts a record only while the encoded aggregate (magic, protobuf and
-    digest) stays within ``max_bytes`` together with the aggregate's partition key; the first
+    digest) stays within ``max_bytes`` together with the aggregate's partition key, and while
+    it holds fewer than ``max_count`` records (the KPL's AggregationMaxCount); the first
     record is always accepted (a record too large to aggregate is the caller's business).
     ``encode`` may be called once records were added; the builder is not reused after.
     This is the producer's hot path: sizes are computed inline and the protobuf is written as
     a flat list of byte strings joined once.
     """
 
-    __slots__ = ("_first_key_len", "_key_index", "_keys", "_max_bytes", "_parts", "_size", "count")
+    __slots__ = (
+        "_first_key_len", "_key_index", "_keys", "_max_bytes", "_max_count", "_parts", "_size",
+        "count",
+    )  # fmt: skip
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_count: int = 4_294_967_295) -> None:
         self._max_bytes = max_bytes
+        self._max_count = max_count
         self._key_index: dict[str, int] = {}
         self._keys: list[bytes] = []
         self._parts: list[bytes] = []
@@ -90,6 +95,8 @@ class AggregateBuilder:
 
     def add(self, partition_key: str, data: bytes) -> bool:
         """Add one user record; False (and nothing changed) when it would not fit."""
+        if self.count >= self._max_count:
+            return False
         index = self._key_index.get(partition_key)
         data_len = len(data)
         if index is None:

@@ -4,10 +4,15 @@
 acknowledgement).  Aggregates are sealed when full or after ``max_buffered_time``; PutRecords
 calls carry at most 500 records / 5 MiB and run in worker threads (boto3 is blocking), at most
 ``max_in_flight`` at once.  Failed entries are retried with backoff and jitter until the
-record TTL, then their callers get ``RecordNotAccepted``.  When an aggregate lands on another
-shard than the map said (the stream was resharded), the map is reloaded and its records are
-routed and sent again: the KCL would drop the sub-records outside the receiving shard, and
-re-sending is safe because the consumer writes idempotently by record id.
+record TTL, then their callers get ``RecordNotAccepted``.  Each shard gets at most
+``rate_limit_percent`` of its write limits (``ratelimit.py``); what waits for its shard stays
+buffered and counts against the back-pressure bounds.
+
+The shard map is reloaded every ``shard_refresh_interval`` (a reshard changed the open
+shards) and at once when an aggregate lands on another shard than the map said; then the
+aggregates not yet sealed are routed again against the new map, and a misrouted aggregate's
+records are routed and sent again: the KCL would drop the sub-records outside the receiving
+shard, and re-sending is safe because the consumer writes idempotently by record id.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from producer.aggregation import KINESIS_MAX_RECORD_BYTES, AggregateBuilder
 from producer.metrics import ProducerMetrics
+from producer.ratelimit import ShardRateLimiter
 from producer.shards import KinesisClient, Shard, ShardMap
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,7 @@ class _Entry:
     partition_key: str
     attempts: int = 0
     flushed: bool = False  # full, or its buffered time is up: send once its shard is free
+    held: bool = False  # waited for its shard's rate limit at least once
 
     @property
     def size(self) -> int:
@@ -81,11 +88,14 @@ class _Open:
 class CollectorConfig:
     stream_name: str
     aggregation_max_bytes: int = 51_200
+    aggregation_max_count: int = 4_294_967_295
     max_buffered_time: float = 0.1
     record_ttl: float = 30.0
     max_in_flight: int = 8
     max_buffered_bytes: int = 64 * 1024 * 1024
     max_buffered_records: int = 200_000
+    rate_limit_percent: float = 150.0
+    shard_refresh_interval: float = 60.0  # seconds; 0: only when a record lands elsewhere
     backoff_base: float = 0.1
     backoff_max: float = 5.0
 
@@ -112,18 +122,26 @@ class KinesisCollector:
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self._sends: set[asyncio.Task[None]] = set()
         self._busy: set[str] = set()  # shards with an entry in flight: one at a time keeps order
+        self._limiter = ShardRateLimiter(config.rate_limit_percent)
+        self._limit_timer: asyncio.TimerHandle | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
         self.buffered_records = 0  # taken, not yet answered
         self.buffered_bytes = 0
 
     def start(self) -> None:
-        self._runner = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._runner = loop.create_task(self._run())
+        if self._config.shard_refresh_interval > 0:
+            self._refresher = loop.create_task(self._refresh_periodically())
 
     async def close(self) -> None:
         """Flush everything buffered and wait until every record was answered."""
         self._closing = True
         self._wake.set()
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self._runner is not None:
             await self._runner
 
@@ -170,7 +188,9 @@ class KinesisCollector:
             if current is not None:  # full: it cannot grow, so it may go at once
                 self._seal(current, ripe=True)
                 self._wake.set()
-            current = _Open(shard, AggregateBuilder(self._config.aggregation_max_bytes))
+            config = self._config
+            builder = AggregateBuilder(config.aggregation_max_bytes, config.aggregation_max_count)
+            current = _Open(shard, builder)
             current.builder.add(record.partition_key, record.data)
             self._open[shard.shard_id] = current
         current.records.append(record)
@@ -225,15 +245,23 @@ class KinesisCollector:
         if flush:
             for entry in self._sealed:
                 entry.flushed = True
+        limiter = self._limiter
         while True:
             batch: list[_Entry] = []
             keep: list[_Entry] = []
-            shards: set[str] = set()
-            size, overflow = 0, False
+            shards: set[str] = set()  # in this batch, or held by the rate limit: later ones wait
+            size, overflow, wait = 0, False, 0.0
             for entry in self._sealed:
                 shard_id = entry.shard.shard_id
                 if shard_id in self._busy or shard_id in shards:
                     keep.append(entry)
+                elif delay := limiter.delay(shard_id, entry.size):
+                    keep.append(entry)
+                    shards.add(shard_id)
+                    wait = delay if not wait else min(wait, delay)
+                    if not entry.held:
+                        entry.held = True
+                        self.metrics.count("KinesisRecordsRateLimited")
                 elif (
                     len(batch) == PUT_RECORDS_MAX_COUNT or size + entry.size > PUT_RECORDS_MAX_BYTES
                 ):
@@ -243,15 +271,30 @@ class KinesisCollector:
                     batch.append(entry)
                     shards.add(shard_id)
                     size += entry.size
+            if wait:
+                self._wake_in(wait)
             if not batch or not (overflow or any(e.flushed for e in batch)):
                 return
             self._sealed = keep
             self._sealed_bytes -= size
-            self._busy |= shards
+            for entry in batch:
+                limiter.take(entry.shard.shard_id, entry.size)
+                self._busy.add(entry.shard.shard_id)
             await self._in_flight.acquire()
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
+
+    def _wake_in(self, delay: float) -> None:
+        """Run the dispatch again in ``delay`` seconds (a shard's rate limit lets it go)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        timer = self._limit_timer
+        if timer is not None:
+            if loop.time() < timer.when() <= when:
+                return  # a wake-up that comes sooner is set already
+            timer.cancel()
+        self._limit_timer = loop.call_at(when, self._wake.set)
 
     async def _send(self, batch: list[_Entry]) -> None:
         try:
@@ -325,11 +368,34 @@ class KinesisCollector:
 
     async def _reroute(self, records: list[UserRecord]) -> None:
         log.warning("aggregate landed on another shard; reloading the shard map")
-        self._map = await asyncio.to_thread(ShardMap.load, self._client, self._config.stream_name)
-        for shard_id in list(self._open):  # re-route what is buffered against the new map too
-            pending = self._open.pop(shard_id)
-            records.extend(pending.records)
-        if self._open or records:
+        self._adopt(await asyncio.to_thread(ShardMap.load, self._client, self._config.stream_name))
+        self._route_again(records)
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.shard_refresh_interval)
+            try:
+                loaded = await asyncio.to_thread(
+                    ShardMap.load, self._client, self._config.stream_name
+                )
+            except Exception as exc:  # the old map stays; misroutes are still repaired
+                log.warning("shard map refresh failed", extra={"error": str(exc)})
+                continue
+            if [s.shard_id for s in loaded.shards] != [s.shard_id for s in self._map.shards]:
+                log.info("the stream was resharded; routing by the new shard map")
+                self._adopt(loaded)
+                self._route_again([])
+
+    def _adopt(self, shard_map: ShardMap) -> None:
+        self.metrics.count("ShardMapRefreshes")
+        self._map = shard_map
+        self._limiter.retain(s.shard_id for s in shard_map.shards)
+
+    def _route_again(self, records: list[UserRecord]) -> None:
+        """Route ``records`` and every aggregate not yet sealed against the current map."""
+        for shard_id in list(self._open):
+            records.extend(self._open.pop(shard_id).records)
+        if records:
             self._oldest = None
         for record in records:
             self._route(record)

@@ -9,8 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ProducerSettings(BaseSettings):
-    """KPL-equivalent knobs keep the KPL's defaults (AggregationMaxSize, RecordMaxBufferedTime,
-    RecordTtl)."""
+    """KPL-equivalent knobs keep the KPL's defaults (AggregationMaxSize, AggregationMaxCount,
+    RecordMaxBufferedTime, RecordTtl, RateLimit)."""
 
     model_config = SettingsConfigDict(env_prefix="PRODUCER_", frozen=True)
 
@@ -21,6 +21,9 @@ class ProducerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     aggregation_max_bytes: int = Field(51_200, ge=1024, le=1024 * 1024)
+    aggregation_max_count: int = Field(4_294_967_295, ge=1)
+    rate_limit_percent: float = Field(150.0, gt=0, le=1000)  # of 1 MiB/s, 1,000 records/s a shard
+    shard_refresh_seconds: float = Field(60.0, ge=0)  # ListShards; 0: only on a misrouted record
     max_buffered_time_ms: int = Field(100, ge=1, le=60_000)
     record_ttl_ms: int = Field(30_000, ge=100)
     max_in_flight: int = Field(8, ge=1, le=256)

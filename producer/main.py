@@ -104,6 +104,9 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
             CollectorConfig(
                 stream_name=conf.stream_name,
                 aggregation_max_bytes=conf.aggregation_max_bytes,
+                aggregation_max_count=conf.aggregation_max_count,
+                rate_limit_percent=conf.rate_limit_percent,
+                shard_refresh_interval=conf.shard_refresh_seconds,
                 max_buffered_time=conf.max_buffered_time_ms / 1000,
                 record_ttl=conf.record_ttl_ms / 1000,
                 max_in_flight=conf.max_in_flight,

@@ -24,6 +24,8 @@ COUNTERS = {
     "PutRecordsCalls": ("Count", "PutRecords requests made"),
     "Retries": ("Count", "PutRecords entries or calls retried"),
     "Reroutes": ("Count", "aggregates re-sent after a reshard"),
+    "ShardMapRefreshes": ("Count", "shard maps adopted after a reshard"),
+    "KinesisRecordsRateLimited": ("Count", "Kinesis records held back by the per-shard rate limit"),
 }
 DISTRIBUTIONS = {
     "BufferingTime": ("Milliseconds", "time from taking a record to Kinesis accepting it"),

@@ -171,3 +171,42 @@ def test_per_key_order_survives_retries() -> None:
     assert sum(attempts.values()) > len(kinesis.stored)  # some entries were retried
     stored = [data for s in kinesis.stored for _, _, data in sub_records(s.data, s.partition_key)]
     assert stored == [data for _, data in records]
+
+
+def test_a_reshard_is_picked_up_by_the_periodic_refresh_before_any_record_goes_astray() -> None:
+    # GIVEN a producer started on 2 shards, and the stream split into 4 meanwhile
+    kinesis = FakeKinesis(even_shards(2))
+    collector = KinesisCollector(
+        kinesis, _config(shard_refresh_interval=0.02), ShardMap(kinesis.open_shards)
+    )
+    records = _records(1500) + _records(300, caller_keys=5)
+
+    async def scenario() -> list[object]:
+        collector.start()
+        kinesis.open_shards = even_shards(4, prefix="shardId-child-")
+        await asyncio.sleep(0.2)
+        try:
+            return await asyncio.gather(*(collector.put(pk, d) for pk, d in records))
+        finally:
+            await collector.close()
+
+    results = asyncio.run(scenario())
+    # THEN it routes by the new map: every aggregate lands where the map said, none re-sent
+    assert all(isinstance(r, Accepted) for r in results)
+    assert collector.metrics.counters["ShardMapRefreshes"] == 1
+    assert collector.metrics.counters["Reroutes"] == 0
+    assert {r.shard_id for r in results if isinstance(r, Accepted)} == {
+        s.shard_id for s in kinesis.open_shards
+    }
+    assert set(_where_kcl_keeps(kinesis)) == {data for _, data in records}
+
+
+def test_aggregates_hold_at_most_the_configured_record_count() -> None:
+    kinesis = FakeKinesis(even_shards(1))
+    collector = KinesisCollector(
+        kinesis, _config(aggregation_max_count=7), ShardMap(kinesis.open_shards)
+    )
+    results = asyncio.run(_put_all(collector, _records(100)))
+    assert all(isinstance(r, Accepted) for r in results)
+    counts = [len(sub_records(s.data, s.partition_key)) for s in kinesis.stored]
+    assert max(counts) == 7 and sum(counts) == 100
