@@ -1,4 +1,4 @@
-"""The FastAPI application: wiring, lifespan (shard map, collector) and error shapes."""
+"""The producer application: wiring, lifespan (shard map, collector) and error shapes."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from producer.api.routes import problems, router
+from producer.api.fastpath import CheckBody, ProducerApp
+from producer.api.ingest import Ingest, problems
+from producer.api.routes import router
 from producer.collector import CollectorConfig, KinesisCollector
 from producer.config import ProducerSettings, get_settings
 from producer.ids import IdGenerator
@@ -41,48 +41,6 @@ def kinesis_client(settings: ProducerSettings) -> Any:
 ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
-def body_problem(headers: Headers, limit: int | None) -> JSONResponse | None:
-    """413 for a body over ``limit`` bytes, 415 for one that is not JSON; None if fine."""
-    length = headers.get("content-length", "")
-    if limit and length.isdigit() and int(length) > limit:
-        return JSONResponse(
-            status_code=413,
-            content={"error": "body_too_large", "detail": f"the body exceeds {limit} bytes"},
-        )
-    media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if media != "application/json" and not (
-        media.startswith("application/") and media.endswith("+json")
-    ):
-        return JSONResponse(
-            status_code=415,
-            content={
-                "error": "unsupported_media_type",
-                "detail": f"send JSON with Content-Type: application/json (got {media!r})",
-            },
-        )
-    return None
-
-
-class CheckBody:
-    """Pure ASGI middleware answering 413/415 for POSTs before the body is read or parsed.
-
-    (Starlette's ``@app.middleware("http")`` runs every request through an extra task and
-    memory stream; under load that cost more than the rest of the request.)
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            limit = getattr(scope["app"].state, "max_body_bytes", None)
-            problem = body_problem(Headers(scope=scope), limit)
-            if problem is not None:
-                await problem(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 async def emit_emf(metrics: ProducerMetrics, interval: float) -> None:
     """Every ``interval`` seconds, one EMF line on stdout (CloudWatch Logs extracts it)."""
     while True:
@@ -91,12 +49,14 @@ async def emit_emf(metrics: ProducerMetrics, interval: float) -> None:
         sys.stdout.flush()
 
 
-def create_app(settings: ProducerSettings | None = None, client: Any = None) -> FastAPI:
+def create_app(settings: ProducerSettings | None = None, client: Any = None) -> ProducerApp:
     """Build the app; ``client`` (a boto3 Kinesis client) is injectable for tests."""
 
+    conf = settings or get_settings()
+    api_key = conf.api_key.get_secret_value().encode() if conf.api_key else None
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        conf = settings or get_settings()
+    async def lifespan(app: ProducerApp) -> AsyncIterator[None]:
         kinesis = client or kinesis_client(conf)
         shard_map = await asyncio.to_thread(ShardMap.load, kinesis, conf.stream_name)
         collector = KinesisCollector(
@@ -119,21 +79,22 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
         emitter = None
         if conf.emf_interval_seconds > 0:
             emitter = asyncio.create_task(emit_emf(collector.metrics, conf.emf_interval_seconds))
+        ingest = Ingest(collector, IdGenerator(), conf.max_batch_records)
         app.state.collector = collector
-        app.state.ids = IdGenerator()
-        app.state.max_body_bytes = conf.max_body_bytes
-        app.state.max_batch_records = conf.max_batch_records
-        app.state.api_key = conf.api_key.get_secret_value().encode() if conf.api_key else None
+        app.state.ingest = ingest
+        app.state.api_key = app.api_key = api_key
         app.state.draining = False
+        app.ingest = ingest  # the fast path serves from here on
         try:
             yield
         finally:
+            app.ingest = None
             await collector.close()  # SIGTERM: flush what was taken before exiting
             if emitter is not None:
                 emitter.cancel()
                 sys.stdout.write(collector.metrics.emf() + "\n")  # the last interval too
 
-    app = FastAPI(
+    app = ProducerApp(
         title="kinesis-ingest producer",
         summary="POST JSON records; each is answered once Kinesis has stored it.",
         lifespan=lifespan,
@@ -155,5 +116,6 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
             headers=getattr(exc, "headers", None),
         )
 
-    app.add_middleware(CheckBody)
+    app.max_body_bytes = conf.max_body_bytes
+    app.add_middleware(CheckBody, max_body_bytes=conf.max_body_bytes)
     return app

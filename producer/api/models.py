@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class RecordIn(BaseModel):
@@ -20,6 +21,37 @@ class RecordIn(BaseModel):
         description="Kinesis partition key: records with one key keep their order. "
         "Random (the record's id) when absent.",
     )
+
+    @field_validator("data")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        problem = not_storable(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def not_storable(value: Any) -> str | None:
+    """What in ``value`` has no exact JSON form, or None: Python's JSON parser reads NaN,
+    Infinity (also for numbers beyond a double's range) and lone UTF-16 surrogates."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return "NaN, Infinity and numbers beyond +-1.8e308 are not JSON numbers"
+        elif isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return "a string holds a lone UTF-16 surrogate: it is not valid Unicode"
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 class RecordAccepted(BaseModel):

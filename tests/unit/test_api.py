@@ -7,7 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from producer.api.fastpath import parse
+from producer.api.ingest import plain_record
+from producer.api.models import RecordIn
 from producer.config import ProducerSettings
 from producer.main import create_app
 from producer.shards import ShardMap
@@ -197,3 +201,98 @@ def test_metrics_endpoint_counts_requests(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert "producer_user_records_received_total 2" in text
     assert "producer_user_records_put_total 2" in text
+
+
+# Request bodies (JSON texts) the fast path must leave to FastAPI's validation, or may serve.
+RECORD_CORPUS = [
+    '{"data": 1}', '{"data": null}', '{"data": [1, {"a": "b"}]}',
+    '{"data": "x", "partition_key": null}', '{"data": "x", "partition_key": "%s"}' % ("k" * 256),
+    '{"data": "x", "partition_key": "%s"}' % ("k" * 257), '{"data": "x", "partition_key": ""}',
+    '{"data": "x", "partition_key": 5}', '{"data": "x", "partition_key": ["k"]}',
+    '{"data": "x", "extra": 1}', '{"partition_key": "k"}',
+    '{"data": 1, "partition_key": "k", "z": 1}',
+    "{}", "[]", '"data"', "3", "null", '{"data": NaN}', '{"data": {"deep": [Infinity]}}',
+    '{"data": 1e400}', '{"data": 123456789012345678901}', '{"data": -9223372036854775809}',
+    '{"data": "\\ud800"}', '{"data": 1, "data": 2}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", RECORD_CORPUS)
+def test_the_fast_path_never_takes_what_the_route_refuses_nor_changes_it(text: str) -> None:
+    # the fast path: orjson, then the plain-record check; the route: Python's json, then pydantic
+    parsed = parse(text.encode())
+    fields = None if parsed is None else plain_record(parsed)
+    try:
+        record = RecordIn.model_validate(json.loads(text))
+    except ValidationError:
+        assert fields is None
+    else:
+        assert fields is None or fields == (record.partition_key, record.data)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [(b'{"data": {"x": NaN}}', "NaN"), (b'{"data": [1e400]}', "NaN"),
+     (b'{"data": "\\ud800"}', "surrogate"), (b'{"data": {"\\udfff": 1}}', "surrogate")],
+)  # fmt: skip
+@pytest.mark.parametrize("path", ["/", "/batch"])
+def test_values_json_cannot_hold_are_refused_not_rewritten(
+    client: TestClient, kinesis: FakeKinesis, body: bytes, problem: str, path: str
+) -> None:
+    # GIVEN what Python's JSON parser reads but no JSON text can carry to the consumer
+    if path == "/batch":
+        body = b'{"records": [%s, {"data": 1}]}' % body
+    response = client.post(path, content=body, headers={"content-type": "application/json"})
+    # THEN the record is refused naming the problem (the batch's good record is stored)
+    if path == "/":
+        assert response.status_code == 422
+        assert problem in response.json()["detail"][0]["problem"]
+        assert kinesis.stored == []
+    else:
+        bad, good = response.json()["records"]
+        assert problem in bad["detail"][0]["problem"]
+        assert [e["data"] for e in _stored_envelopes(kinesis)] == [1]
+        assert good["id"] == _stored_envelopes(kinesis)[0]["id"]
+
+
+def test_integers_beyond_64_bits_are_stored_exactly(
+    client: TestClient, kinesis: FakeKinesis
+) -> None:
+    big = 2**70 + 1
+    single = client.post("/", content=b'{"data": %d}' % big,
+                         headers={"content-type": "application/json"})  # fmt: skip
+    batch = client.post("/batch", json={"records": [{"data": big}, {"data": 1}]})
+    assert single.status_code == batch.status_code == 200
+    assert [e["data"] for e in _stored_envelopes(kinesis)].count(big) == 2
+
+
+def test_a_chunked_body_over_the_limit_gets_a_413(kinesis: FakeKinesis) -> None:
+    # GIVEN no Content-Length to check up front (a chunked upload)
+    def chunks() -> Iterator[bytes]:
+        yield b'{"data": "'
+        for _ in range(8):
+            yield b"x" * 1024
+        yield b'"}'
+
+    with _client(kinesis, max_body_bytes=4096) as client:
+        response = client.post("/", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert kinesis.stored == []
+
+
+def test_both_ways_in_answer_alike(kinesis: FakeKinesis) -> None:
+    # GIVEN the same record served by the fast path and, with the fast path stood aside, by
+    # the FastAPI route
+    with _client(kinesis) as client:
+        fast = client.post("/", json={"data": {"a": 1}, "partition_key": "k"})
+        app = client.app
+        ingest = app.ingest  # type: ignore[attr-defined]
+        app.ingest = None  # type: ignore[attr-defined]  # the fast path stands aside
+        routed = client.post("/", json={"data": {"a": 1}, "partition_key": "k"})
+        app.ingest = ingest  # type: ignore[attr-defined]
+    # THEN both are stored and answered with the same fields and types
+    assert fast.status_code == routed.status_code == 200
+    assert fast.headers["content-type"] == routed.headers["content-type"]
+    assert fast.json().keys() == routed.json().keys()
+    assert fast.json()["shard_id"] == routed.json()["shard_id"]
+    assert len(_stored_envelopes(kinesis)) == 2

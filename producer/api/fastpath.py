@@ -1,0 +1,190 @@
+"""The ASGI fast path: well-formed ``POST /`` and ``POST /batch`` requests are served before
+FastAPI's middleware stack, router and dependency injection, which cost several times what
+taking a record does (py-spy on ``make bench``: ``solve_dependencies``, ``Request`` and the
+route's wrappers were most of a request's time).
+
+The fast path only serves what is plainly valid. Everything else (a missing or wrong API key,
+JSON that does not parse, a record that is not plainly a ``RecordIn``) is replayed, body and
+all, into the FastAPI app, whose routes run the same operations (``ingest.py``) and whose
+validation names what is wrong. So the OpenAPI document, the error answers and the fast path
+cannot disagree about what a good request is.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from producer.api.deps import api_key_matches
+from producer.api.ingest import Ingest, plain_record
+
+log = logging.getLogger(__name__)
+
+JSON_HEADER = (b"content-type", b"application/json")
+
+
+async def send_json(
+    send: Send, status: int, answer: Any, headers: dict[str, str] | None = None
+) -> None:
+    """One JSON answer (compact UTF-8, like Starlette's ``JSONResponse``)."""
+    body = orjson.dumps(answer)
+    raw = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    if headers:
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None once it passes ``limit`` bytes (a chunked upload has no
+    Content-Length to check up front)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands over ``body`` again, then what the client sends next."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def parse(body: bytes) -> Any:
+    """The JSON value of ``body`` read by orjson, or None when orjson cannot read it exactly.
+
+    orjson refuses what is not JSON (and NaN, Infinity, numbers beyond a double's range) and
+    reads an integer beyond 64 bits as a float, losing digits; a body with 19 digits in a row
+    anywhere is left to Python's parser, which keeps them.
+    """
+    if _LONG_DIGITS.search(body):
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class ProducerApp(FastAPI):
+    """The producer's FastAPI app, with the record endpoints' fast path in front.
+
+    ``ingest`` is set by the lifespan once the collector runs; until then (and for every other
+    request) FastAPI serves.
+    """
+
+    ingest: Ingest | None = None
+    api_key: bytes | None = None
+    max_body_bytes: int = 6 * 1024 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ingest = self.ingest
+        if (
+            ingest is None
+            or scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in ("/", "/batch")
+        ):
+            await super().__call__(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if self.api_key is not None and not api_key_matches(self.api_key, headers):
+            await super().__call__(scope, receive, send)  # the route answers 401
+            return
+        problem = body_problem(headers, self.max_body_bytes)
+        if problem is not None:
+            await send_json(send, *problem)
+            return
+        body = await read_body(receive, self.max_body_bytes)
+        if body is None:
+            await send_json(send, *too_large(self.max_body_bytes))
+            return
+        try:
+            answer = await self._serve(ingest, scope["path"], body)
+        except Exception:  # a bug, not the request's fault: answer rather than hang up
+            log.exception("the ingest fast path failed")
+            answer = 500, {"error": "internal_error", "detail": "see the producer's log"}, None
+        if answer is None:
+            await super().__call__(scope, replay(body, receive), send)
+        else:
+            await send_json(send, *answer)
+
+    @staticmethod
+    async def _serve(
+        ingest: Ingest, path: str, body: bytes
+    ) -> tuple[int, Any, dict[str, str] | None] | None:
+        """The answer to a plainly valid request; None for FastAPI to answer."""
+        obj = parse(body)
+        if obj is None:
+            return None
+        if path == "/":
+            fields = plain_record(obj)
+            return None if fields is None else await ingest.one(*fields)
+        if type(obj) is not dict or len(obj) != 1 or type(obj.get("records")) is not list:
+            return None
+        if not obj["records"]:
+            return None  # BatchIn's min_length names the problem
+        status, answer = await ingest.many(obj["records"])
+        return status, answer, None
+
+
+def too_large(limit: int) -> tuple[int, dict[str, str]]:
+    return 413, {"error": "body_too_large", "detail": f"the body exceeds {limit} bytes"}
+
+
+def body_problem(headers: Headers, limit: int | None) -> tuple[int, dict[str, str]] | None:
+    """413 for a body declared over ``limit`` bytes, 415 for one that is not JSON."""
+    length = headers.get("content-length", "")
+    if limit and length.isdigit() and int(length) > limit:
+        return too_large(limit)
+    media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        detail = f"send JSON with Content-Type: application/json (got {media!r})"
+        return 415, {"error": "unsupported_media_type", "detail": detail}
+    return None
+
+
+class CheckBody:
+    """Pure ASGI middleware answering 413/415 for the POSTs FastAPI serves, before the body is
+    read or parsed. (Starlette's ``@app.middleware("http")`` runs every request through an
+    extra task and memory stream; under load that cost more than the rest of the request.)
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            problem = body_problem(Headers(scope=scope), self.max_body_bytes)
+            if problem is not None:
+                await send_json(send, *problem)
+                return
+        await self.app(scope, receive, send)
