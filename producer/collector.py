@@ -1,12 +1,14 @@
 """Collects user records into per-shard aggregates and puts them to Kinesis with PutRecords.
 
 ``put`` returns only once Kinesis has accepted the aggregate that holds the record (durable
-acknowledgement).  Aggregates are sealed when full or after ``max_buffered_time``; PutRecords
-calls carry at most 500 records / 5 MiB and run in worker threads (boto3 is blocking), at most
-``max_in_flight`` at once.  Failed entries are retried with backoff and jitter until the
-record TTL, then their callers get ``RecordNotAccepted``.  Each shard gets at most
-``rate_limit_percent`` of its write limits (``ratelimit.py``); what waits for its shard stays
-buffered and counts against the back-pressure bounds.
+acknowledgement); ``take`` does the same for many records under one ``Ticket`` (one wake-up
+per request, not per record).  Aggregates are sealed when full or after
+``max_buffered_time``; PutRecords calls carry at most 500 records / 5 MiB and run in worker
+threads (boto3 is blocking), at most ``max_in_flight`` at once.  Failed entries are retried
+with backoff and jitter until the record TTL, then their records' outcome is
+``RecordNotAccepted``.  Each shard gets at most ``rate_limit_percent`` of its write limits
+(``ratelimit.py``); what waits for its shard stays buffered and counts against the
+back-pressure bounds.
 
 The shard map is reloaded every ``shard_refresh_interval`` (a reshard changed the open
 shards) and at once when an aggregate lands on another shard than the map said; then the
@@ -52,12 +54,34 @@ class Accepted:
     sequence_number: str
 
 
+class Ticket:
+    """The records of one request: ``wait`` returns once each has an ``outcome``."""
+
+    __slots__ = ("_future", "pending")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self._future: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        if self.pending:
+            self._future = asyncio.get_running_loop().create_future()
+            await self._future
+
+    def _done_one(self) -> None:
+        self.pending -= 1
+        if not self.pending and self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+
 @dataclass(slots=True)
 class UserRecord:
     partition_key: str
     data: bytes
-    future: asyncio.Future[Accepted]
+    ticket: Ticket
     deadline: float
+    size: int
+    outcome: Accepted | RecordNotAccepted | None = None
 
 
 @dataclass(slots=True)
@@ -146,11 +170,18 @@ class KinesisCollector:
             await self._runner
 
     async def put(self, partition_key: str, data: bytes) -> Accepted:
-        """Buffer one user record; resolves once Kinesis accepted it (or raises)."""
-        return await self.submit(partition_key, data)
+        """Buffer one user record; returns once Kinesis accepted it (or raises)."""
+        ticket = Ticket()
+        record = self.take(partition_key, data, ticket)
+        await ticket.wait()
+        if isinstance(record.outcome, Accepted):
+            return record.outcome
+        assert record.outcome is not None
+        raise record.outcome
 
-    def submit(self, partition_key: str, data: bytes) -> asyncio.Future[Accepted]:
-        """Take one user record; the future resolves once Kinesis accepted it.
+    def take(self, partition_key: str, data: bytes, ticket: Ticket) -> UserRecord:
+        """Take one user record for ``ticket``; its ``outcome`` is set (Accepted, or
+        RecordNotAccepted after the TTL) before ``ticket.wait()`` returns.
 
         Raises ``Overloaded`` at once (nothing taken) when the records not yet accepted would
         pass ``max_buffered_bytes`` or ``max_buffered_records``: memory stays bounded and the
@@ -167,19 +198,22 @@ class KinesisCollector:
             raise Overloaded(
                 f"{self.buffered_records} records / {self.buffered_bytes} bytes awaiting Kinesis"
             )
-        self.metrics.count("UserRecordsReceived")
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self.metrics.counters["UserRecordsReceived"] += 1
         self.buffered_records += 1
         self.buffered_bytes += size
-        future.add_done_callback(lambda _: self._release(size))
-        self._route(
-            UserRecord(partition_key, data, future, time.monotonic() + self._config.record_ttl)
+        ticket.pending += 1
+        record = UserRecord(
+            partition_key, data, ticket, time.monotonic() + self._config.record_ttl, size
         )
-        return future
+        self._route(record)
+        return record
 
-    def _release(self, size: int) -> None:
-        self.buffered_records -= 1
-        self.buffered_bytes -= size
+    def _settle_record(self, record: UserRecord, outcome: Accepted | RecordNotAccepted) -> None:
+        if record.outcome is None:
+            record.outcome = outcome
+            self.buffered_records -= 1
+            self.buffered_bytes -= record.size
+            record.ticket._done_one()
 
     def _route(self, record: UserRecord) -> None:
         shard = self._map.shard_for(record.partition_key)
@@ -356,10 +390,14 @@ class KinesisCollector:
             else:
                 self._busy.discard(entry.shard.shard_id)
                 accepted = Accepted(result["ShardId"], result["SequenceNumber"])
+                deadlines = 0.0
                 for record in entry.records:
-                    if not record.future.done():
-                        record.future.set_result(accepted)
-                        metrics.observe("BufferingTime", (now - record.deadline + ttl) * 1000)
+                    self._settle_record(record, accepted)
+                    deadlines += record.deadline  # taken at deadline - ttl
+                count = len(entry.records)
+                longest = now + ttl - min(r.deadline for r in entry.records)
+                waited = (now + ttl) * count - deadlines
+                metrics.observe_total("BufferingTime", waited * 1000, count, longest * 1000)
                 metrics.count("KinesisRecordsPut")
                 metrics.shard_put(result["ShardId"], entry.size)
                 metrics.count("UserRecordsPut", len(entry.records))
@@ -417,6 +455,6 @@ class KinesisCollector:
 
     def _fail(self, records: list[UserRecord], reason: str) -> None:
         for record in records:
-            if not record.future.done():
-                record.future.set_exception(RecordNotAccepted(reason))
+            if record.outcome is None:
+                self._settle_record(record, RecordNotAccepted(reason))
                 self.metrics.count("UserRecordsNotAccepted")

@@ -66,6 +66,13 @@ class ProducerMetrics:
     def observe(self, name: str, value: float, times: int = 1) -> None:
         self.distributions[name].add(value, times)
 
+    def observe_total(self, name: str, total: float, count: int, maximum: float) -> None:
+        """``count`` values summing to ``total``, the largest ``maximum``."""
+        dist = self.distributions[name]
+        dist.count += count
+        dist.total += total
+        dist.maximum = max(dist.maximum, maximum)
+
     def error(self, code: str) -> None:
         self.errors[code] += 1
 

@@ -7,7 +7,6 @@ costs more than taking the record.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -18,7 +17,14 @@ from pydantic import ValidationError
 
 from producer.aggregation import KINESIS_MAX_RECORD_BYTES
 from producer.api.models import RecordIn
-from producer.collector import Accepted, KinesisCollector, Overloaded, RecordNotAccepted
+from producer.collector import (
+    Accepted,
+    KinesisCollector,
+    Overloaded,
+    RecordNotAccepted,
+    Ticket,
+    UserRecord,
+)
 from producer.ids import IdGenerator
 
 RETRY_AFTER = {"Retry-After": "1"}
@@ -78,8 +84,8 @@ class Ingest:
     ids: IdGenerator
     max_batch_records: int
 
-    def take(self, partition_key: str | None, data: Any) -> tuple[str, Any]:
-        """Give the record an id and hand it to the collector: ``(id, future)``, or
+    def take(self, partition_key: str | None, data: Any, ticket: Ticket) -> tuple[str, Any]:
+        """Give the record an id and hand it to the collector: ``(id, UserRecord)``, or
         ``(id, failure answer)`` when it cannot be taken."""
         record_id = self.ids()
         key = partition_key or record_id
@@ -88,7 +94,7 @@ class Ingest:
             detail = "the record exceeds the 1 MiB Kinesis record limit"
             return record_id, {"error": "record_too_large", "detail": detail, "id": record_id}
         try:
-            return record_id, self.collector.submit(key, payload)
+            return record_id, self.collector.take(key, payload, ticket)
         except Overloaded as exc:
             return record_id, {"error": "overloaded", "detail": str(exc), "id": record_id}
         except RecordNotAccepted as exc:
@@ -98,12 +104,13 @@ class Ingest:
         self, partition_key: str | None, data: Any
     ) -> tuple[int, dict[str, Any], dict[str, str] | None]:
         """``POST /``: status, answer and extra headers, once Kinesis has the record."""
-        record_id, taken = self.take(partition_key, data)
-        if isinstance(taken, asyncio.Future):
-            try:
-                return 200, settled(record_id, await taken), None
-            except RecordNotAccepted as exc:
-                taken = settled(record_id, exc)
+        ticket = Ticket()
+        record_id, taken = self.take(partition_key, data, ticket)
+        if isinstance(taken, UserRecord):
+            await ticket.wait()
+            taken = settled(record_id, taken)
+            if "error" not in taken:
+                return 200, taken, None
         status = STATUS[taken["error"]]
         return status, taken, RETRY_AFTER if status == 503 else None
 
@@ -118,36 +125,32 @@ class Ingest:
         if len(raws) > limit:
             detail = f"at most {limit} records a batch"
             return 413, {"error": "batch_too_large", "detail": detail}
-        results: list[dict[str, Any] | None] = []
-        pending: list[tuple[int, str, asyncio.Future[Accepted]]] = []
-        for index, raw in enumerate(raws):
+        ticket = Ticket()
+        taken: list[tuple[str, Any]] = []
+        for raw in raws:
             fields = plain_record(raw) if exact else None
             if fields is None:
                 try:
                     record = RecordIn.model_validate(raw)
                 except ValidationError as exc:
-                    results.append({"error": "invalid_record", "detail": problems(exc.errors())})
+                    invalid = {"error": "invalid_record", "detail": problems(exc.errors())}
+                    taken.append(("", invalid))
                     continue
                 fields = record.partition_key, record.data
-            record_id, taken = self.take(*fields)
-            if isinstance(taken, asyncio.Future):
-                pending.append((index, record_id, taken))
-                results.append(None)
-            else:
-                results.append(taken)
-        if pending:
-            await asyncio.wait([f for _, _, f in pending])
-        for index, record_id, future in pending:
-            results[index] = settled(record_id, future.exception() or future.result())
-        failed = sum("error" in r for r in results if r is not None)
+            taken.append(self.take(*fields, ticket))
+        await ticket.wait()
+        results = [
+            settled(record_id, answer) if isinstance(answer, UserRecord) else answer
+            for record_id, answer in taken
+        ]
+        failed = sum("error" in r for r in results)
         return 200, {"failed_record_count": failed, "records": results}
 
 
-def settled(record_id: str, outcome: Accepted | BaseException) -> dict[str, Any]:
-    """A record's result, shaped like ``RecordAccepted`` or ``RecordFailed``."""
+def settled(record_id: str, record: UserRecord) -> dict[str, Any]:
+    """A taken record's result, shaped like ``RecordAccepted`` or ``RecordFailed``."""
+    outcome = record.outcome
     if isinstance(outcome, Accepted):
         return {"id": record_id, "shard_id": outcome.shard_id,
                 "sequence_number": outcome.sequence_number}  # fmt: skip
-    if isinstance(outcome, RecordNotAccepted):
-        return {"error": "not_accepted", "detail": str(outcome), "id": record_id}
-    raise outcome
+    return {"error": "not_accepted", "detail": str(outcome), "id": record_id}

@@ -82,7 +82,7 @@ def test_a_shard_over_its_limit_is_held_back_and_does_not_hold_up_the_others() -
     async def scenario() -> tuple[list[object], float, float]:
         collector.start()
         start = time.monotonic()
-        held = [collector.submit(k, b"x") for k in hot_keys[:40]]
+        held = [asyncio.ensure_future(collector.put(k, b"x")) for k in hot_keys[:40]]
         await asyncio.sleep(0.05)
         alone = await collector.put(cold_key, b"y")
         alone_at = time.monotonic() - start
