@@ -110,8 +110,15 @@ def start_server(app: str, extra_env: dict[str, str] | None = None) -> subproces
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM; a server that has not stopped a minute later is killed and reported (a request
+    it never answered would keep it up)."""
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"{process.args} did not stop within 60 s of SIGTERM") from None
 
 
 def run_round(contender: Contender, seconds: int, script: Path) -> tuple[float, int]:

@@ -52,10 +52,6 @@ _INDEX_PREFIX = tuple(_RECORD_PK_INDEX_TAG + v + _RECORD_DATA_TAG for v in _SMAL
 _KEY_PREFIX = tuple(_PARTITION_KEY_TABLE_TAG + v for v in _SMALL_VARINTS)
 
 
-def _varint(value: int) -> bytes:
-    return _SMALL_VARINTS[value] if value < _SMALL else varint(value)
-
-
 class AggregateBuilder:
     """Accumulates user records for one Kinesis record in the KPL aggregated format.
 
@@ -95,7 +91,8 @@ class AggregateBuilder:
 
     def add(self, partition_key: str, data: bytes) -> bool:
         """Add one user record; False (and nothing changed) when it would not fit."""
-        if self.count >= self._max_count:
+        count = self.count
+        if count >= self._max_count:
             return False
         index = self._key_index.get(partition_key)
         data_len = len(data)
@@ -105,7 +102,7 @@ class AggregateBuilder:
             index = len(self._keys)
             added = 2 + key_len if key_len < 128 else 1 + varint_size(key_len) + key_len
         else:
-            key_bytes = b""
+            key_bytes = None
             added = 0
         inner = (
             (3 if index < 128 else 2 + varint_size(index))
@@ -113,22 +110,24 @@ class AggregateBuilder:
             + data_len
         )
         added += (2 if inner < 128 else 1 + varint_size(inner)) + inner
-        if self.count and self._size + added + self._first_key_len > self._max_bytes:
+        if count and self._size + added + self._first_key_len > self._max_bytes:
             return False
-        if key_bytes:
+        if key_bytes is not None:
             self._key_index[partition_key] = index
             self._keys.append(key_bytes)
-            if not self.count:
-                self._first_key_len = len(key_bytes)
-        if inner < _SMALL and index < _SMALL:
-            self._parts += (_RECORD_PREFIX[inner], _INDEX_PREFIX[index], _varint(data_len), data)
+            if not count:
+                self._first_key_len = key_len
+        if inner < _SMALL and index < _SMALL:  # then data_len < _SMALL too
+            self._parts += (
+                _RECORD_PREFIX[inner], _INDEX_PREFIX[index], _SMALL_VARINTS[data_len], data
+            )  # fmt: skip
         else:
             self._parts += (
                 _RECORDS_TAG, varint(inner), _RECORD_PK_INDEX_TAG, varint(index),
                 _RECORD_DATA_TAG, varint(data_len), data,
             )  # fmt: skip
         self._size += added
-        self.count += 1
+        self.count = count + 1
         return True
 
     def encode(self) -> bytes:

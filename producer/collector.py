@@ -147,16 +147,18 @@ class KinesisCollector:
         self._sends: set[asyncio.Task[None]] = set()
         self._busy: set[str] = set()  # shards with an entry in flight: one at a time keeps order
         self._limiter = ShardRateLimiter(config.rate_limit_percent)
-        self._limit_timer: asyncio.TimerHandle | None = None
+        self._limit_timer: asyncio.Handle | None = None  # pending rate-limit wake-up
+        self._limit_at = 0.0  # loop time it fires at
         self._refresher: asyncio.Task[None] | None = None
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
+        self.broken: BaseException | None = None  # the dispatch loop died: nothing is taken
         self.buffered_records = 0  # taken, not yet answered
         self.buffered_bytes = 0
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._runner = loop.create_task(self._run())
+        self._runner = loop.create_task(self._run_or_fail())
         if self._config.shard_refresh_interval > 0:
             self._refresher = loop.create_task(self._refresh_periodically())
 
@@ -189,6 +191,8 @@ class KinesisCollector:
         """
         if self._closing:
             raise RecordNotAccepted("the producer is shutting down")
+        if self.broken is not None:
+            raise RecordNotAccepted(f"the producer's collector stopped: {self.broken!r}")
         size = len(data) + len(partition_key)
         if (
             self.buffered_records >= self._config.max_buffered_records
@@ -247,6 +251,23 @@ class KinesisCollector:
             return
         self._sealed.append(entry)
         self._sealed_bytes += entry.size
+
+    async def _run_or_fail(self) -> None:
+        """The dispatch loop; should it ever fail, every record it holds is answered
+        ``RecordNotAccepted`` (503, send again) and nothing more is taken: a caller never waits
+        for a record nobody will send, and ``/health`` turns 503 so the task is replaced."""
+        try:
+            await self._run()
+        except Exception as exc:
+            log.critical("the collector's dispatch loop failed", exc_info=True)
+            self.broken = exc
+            stranded = [r for o in self._open.values() for r in o.records]
+            stranded += [r for e in self._sealed for r in e.records]
+            self._open.clear()
+            self._sealed.clear()
+            self._fail(stranded, f"the producer's collector stopped: {exc!r}")
+            if self._sends:
+                await asyncio.wait(set(self._sends))
 
     async def _run(self) -> None:
         while True:
@@ -323,12 +344,18 @@ class KinesisCollector:
         """Run the dispatch again in ``delay`` seconds (a shard's rate limit lets it go)."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
-        timer = self._limit_timer
-        if timer is not None:
-            if loop.time() < timer.when() <= when:
+        if self._limit_timer is not None:  # pending: it clears itself when it fires
+            if self._limit_at <= when:
                 return  # a wake-up that comes sooner is set already
-            timer.cancel()
-        self._limit_timer = loop.call_at(when, self._wake.set)
+            self._limit_timer.cancel()
+        self._limit_at = when
+        self._limit_timer = loop.call_at(when, self._limit_timer_fired)
+
+    def _limit_timer_fired(self) -> None:
+        # uvloop's clock has millisecond steps and is read once per loop iteration: comparing
+        # times cannot tell whether a timer already fired, this can
+        self._limit_timer = None
+        self._wake.set()
 
     async def _send(self, batch: list[_Entry]) -> None:
         try:

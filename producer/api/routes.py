@@ -47,20 +47,34 @@ async def put_records(batch: BatchIn, ingest: Ingester) -> Any:
     return JSONResponse(answer, status_code=status)
 
 
-@router.get("/health")
-async def health() -> dict[str, str]:
-    """Liveness: the process answers."""
+@router.get("/health", responses={503: {"model": Problem}})
+async def health(request: Request) -> Any:
+    """Liveness: the process answers and its collector runs (else 503: replace the task)."""
+    broken = _broken(request)
+    if broken is not None:
+        return JSONResponse(status_code=503, content=broken)
     return {"status": "ok"}
 
 
 @router.get("/ready", responses={503: {"model": Problem}})
 async def ready(request: Request) -> Any:
-    """Readiness for the load balancer: 503 once shutting down, so traffic drains away."""
+    """Readiness for the load balancer: 503 once shutting down (or broken), so traffic drains
+    away."""
     if request.app.state.draining:
         return JSONResponse(
             status_code=503, content={"error": "draining", "detail": "shutting down"}
         )
+    broken = _broken(request)
+    if broken is not None:
+        return JSONResponse(status_code=503, content=broken)
     return {"status": "ready"}
+
+
+def _broken(request: Request) -> dict[str, str] | None:
+    collector: KinesisCollector | None = getattr(request.app.state, "collector", None)
+    if collector is None or collector.broken is None:
+        return None
+    return {"error": "collector_stopped", "detail": repr(collector.broken)}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

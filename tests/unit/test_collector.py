@@ -210,3 +210,34 @@ def test_aggregates_hold_at_most_the_configured_record_count() -> None:
     assert all(isinstance(r, Accepted) for r in results)
     counts = [len(sub_records(s.data, s.partition_key)) for s in kinesis.stored]
     assert max(counts) == 7 and sum(counts) == 100
+
+
+def test_if_the_dispatch_loop_dies_every_caller_is_answered_and_nothing_more_is_taken() -> None:
+    # GIVEN a collector whose dispatch fails (a bug) once records are buffered
+    kinesis = FakeKinesis(even_shards(2))
+    collector = KinesisCollector(kinesis, _config(), ShardMap(kinesis.open_shards))
+
+    async def broken_dispatch(flush: bool) -> None:
+        raise RuntimeError("bug")
+
+    collector._dispatch = broken_dispatch  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[list[object], object]:
+        collector.start()
+        results = await asyncio.wait_for(
+            asyncio.gather(*(collector.put(pk, d) for pk, d in _records(50)),
+                           return_exceptions=True),
+            timeout=5,
+        )  # fmt: skip
+        try:
+            await collector.put("k", b"late")
+        except RecordNotAccepted as exc:
+            late: object = exc
+        await collector.close()
+        return results, late
+
+    # WHEN records are put THEN each caller gets RecordNotAccepted (no one waits forever)
+    results, late = asyncio.run(scenario())
+    assert all(isinstance(r, RecordNotAccepted) for r in results), results
+    assert isinstance(late, RecordNotAccepted) and "stopped" in str(late)
+    assert collector.broken is not None and collector.buffered_records == 0
