@@ -61,6 +61,7 @@ bench: install
 	$(PY) -m benchmarks.encoder
 	$(PY) -m benchmarks.http
 	$(PY) -m benchmarks.memory
+	$(PY) -m benchmarks.sink
 	$(PY) -m scaler.simulation
 
 clean:

@@ -37,6 +37,8 @@ class ConsumerSettings(BaseSettings):
     jvm_options: str = ""
     properties_path: str = ".local/consumer.properties"
     write_deadline_seconds: float = Field(60.0, gt=0, allow_inf_nan=False)
+    max_writes_in_flight: int = Field(4, ge=1, le=32)  # BatchWriteItem calls at once per shard
+    metrics_interval_seconds: float = Field(60.0, gt=0)  # EMF line on stderr per shard
 
     @field_validator("kinesis_endpoint", "dynamodb_endpoint", mode="before")
     @classmethod

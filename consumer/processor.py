@@ -24,6 +24,7 @@ from amazon_kclpy.v3 import processor
 
 from common.logs import configure_logging
 from consumer.config import get_settings
+from consumer.metrics import ConsumerMetrics
 from consumer.records import KinesisRecord, PoisonRecord, quarantine_item, to_item
 from consumer.sink import DynamoDBSink
 
@@ -72,10 +73,12 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         sink: Sink,
         quarantine: Sink | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._sink = sink
         self._quarantine = quarantine
         self._sleep = sleep
+        self._metrics = metrics
         self.shard_id = "unknown"
 
     def initialize(self, initialize_input: Any) -> None:
@@ -90,18 +93,36 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
             return
         try:
             items, poison = self._items(records)
+            started = time.monotonic()
+            retries_before = getattr(self._sink, "retries", 0)
             self._sink.write(items)
             if poison and self._quarantine is not None:
                 self._quarantine.write(poison)
         except Exception as exc:  # SinkWriteError, or a bug: either way, nothing may be skipped
             _fail_stop(f"{type(exc).__name__}: {exc}")
             return  # only reached when a test replaces _fail_stop
+        if self._metrics is not None:
+            self._record_metrics(process_records_input, items, len(poison), started,
+                                 getattr(self._sink, "retries", 0) - retries_before)  # fmt: skip
         last = records[-1]
         self._checkpoint(
             process_records_input.checkpointer,
             last.sequence_number,
             int(last.sub_sequence_number or 0),
         )
+
+    def _record_metrics(
+        self, batch: Any, items: list[dict[str, Any]], poison: int, started: float, retries: int
+    ) -> None:
+        assert self._metrics is not None
+        write_ms = (time.monotonic() - started) * 1000
+        end_to_end = [
+            float(int(item["stored_at"]["N"]) - int(item["ingested_at"]["N"]))
+            for item in items
+            if "ingested_at" in item
+        ]
+        behind = getattr(batch, "millis_behind_latest", None)
+        self._metrics.batch(len(items), poison, write_ms, behind, end_to_end, retries)
 
     def _items(self, records: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The items of a batch, and the quarantine items of its poison records (each also
@@ -127,16 +148,23 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
     def lease_lost(self, lease_lost_input: Any) -> None:
         """Another worker owns the shard now: checkpointing is not possible, nor tried."""
         log.info("lease lost; not checkpointing", extra={"shard_id": self.shard_id})
+        self._emit_metrics()
+
+    def _emit_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.emit()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         """Checkpoint the shard's end so the KCL starts on its children."""
         log.info("shard ended; checkpointing at its end", extra={"shard_id": self.shard_id})
         self._checkpoint(shard_ended_input.checkpointer, None, None)
+        self._emit_metrics()
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         """Checkpoint what was delivered (all of it is written) before the lease is released."""
         log.info("shutdown requested; checkpointing", extra={"shard_id": self.shard_id})
         self._checkpoint(shutdown_requested_input.checkpointer, None, None)
+        self._emit_metrics()
 
     def _checkpoint(self, checkpointer: Any, sequence: str | None, sub: int | None) -> None:
         """Checkpoint, retrying throttling; a ShutdownException means another worker takes
@@ -163,11 +191,16 @@ def main() -> None:
     configure_logging("consumer")
     settings = get_settings()
     deadline = settings.write_deadline_seconds
-    sink = DynamoDBSink(settings.records_table, deadline_seconds=deadline)
+    sink = DynamoDBSink(
+        settings.records_table,
+        deadline_seconds=deadline,
+        max_in_flight=settings.max_writes_in_flight,
+    )
     quarantine = DynamoDBSink(settings.quarantine_table, deadline_seconds=deadline)
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # a stray print() in any library must not corrupt the protocol
-    processor_ = RecordProcessor(sink, quarantine)
+    metrics = ConsumerMetrics(sys.stderr, settings.metrics_interval_seconds)
+    processor_ = RecordProcessor(sink, quarantine, metrics=metrics)
     kcl.KCLProcess(processor_, sys.stdin, protocol_out, sys.stderr).run()
 
 

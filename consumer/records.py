@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
 
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's item size limit, attribute names included
 MAX_KEY_BYTES = 2048  # DynamoDB's limit for a partition key value
 MAX_DATA_NESTING = 31  # maps/lists inside a top-level attribute; DynamoDB rejects a 32nd
-
-_SERIALIZER = TypeSerializer()
 
 
 class PoisonRecord(Exception):
@@ -50,9 +48,10 @@ def to_item(record: KinesisRecord, shard_id: str, now_ms: int | None = None) -> 
     """
     envelope = _envelope(record.data)
     ingested = envelope.get("ts")
-    _check_document(envelope["data"], depth=1)
     try:
-        data = _SERIALIZER.serialize(envelope["data"])
+        data, data_size = attribute(envelope["data"], 1)
+    except UnicodeEncodeError as exc:  # a lone surrogate (JSON "\ud800") has no UTF-8
+        raise PoisonRecord(f"not encodable as UTF-8: {exc!r}") from exc
     except (TypeError, ValueError, ArithmeticError) as exc:
         raise PoisonRecord(f"data not storable in DynamoDB: {exc!r}") from exc
     item: dict[str, Any] = {
@@ -68,7 +67,7 @@ def to_item(record: KinesisRecord, shard_id: str, now_ms: int | None = None) -> 
     if _is_storable_int(ingested):
         item["ingested_at"] = {"N": str(ingested)}
     try:
-        size = item_size(item)
+        size = item_size(item, sized={"data": data_size})
     except UnicodeEncodeError as exc:  # a lone surrogate (JSON "\ud800") has no UTF-8
         raise PoisonRecord(f"not encodable as UTF-8: {exc!r}") from exc
     if size > MAX_ITEM_BYTES:
@@ -99,25 +98,75 @@ def _is_storable_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**38
 
 
-def _check_document(value: Any, depth: int) -> None:
-    """Refuse what DynamoDB rejects in a document: too deep a nesting, empty map keys."""
-    if not isinstance(value, dict | list):
-        return
-    if depth > MAX_DATA_NESTING:
-        raise PoisonRecord(f"'data' nested deeper than {MAX_DATA_NESTING} levels")
-    if isinstance(value, dict):
+def attribute(value: Any, depth: int) -> tuple[dict[str, Any], int]:
+    """The low-level AttributeValue of a JSON value and its DynamoDB size, in one pass.
+
+    What ``TypeSerializer`` writes, for the types ``json.loads(parse_float=Decimal)`` makes,
+    several times faster (its chain of isinstance checks ran per value), while refusing what
+    DynamoDB rejects in a document: nesting deeper than ``MAX_DATA_NESTING``, empty map keys
+    (``PoisonRecord``), numbers beyond 38 digits or its range (``decimal`` errors, as
+    ``TypeSerializer`` raises them). A test checks both against ``TypeSerializer`` and
+    ``item_size`` on random documents.
+    """
+    kind = type(value)
+    if kind is str:
+        return {"S": value}, len(value.encode())
+    if kind is int:
+        if -_SAFE_INT < value < _SAFE_INT:
+            return {"N": str(value)}, _int_size(value)
+        text = str(DYNAMODB_CONTEXT.create_decimal(value))
+        return {"N": text}, _number_size(text)
+    if kind is bool:
+        return {"BOOL": value}, 1
+    if value is None:
+        return {"NULL": True}, 1
+    if kind is Decimal:
+        text = str(DYNAMODB_CONTEXT.create_decimal(value))
+        return {"N": text}, _number_size(text)
+    if kind is dict or kind is list:
+        if depth > MAX_DATA_NESTING:
+            raise PoisonRecord(f"'data' nested deeper than {MAX_DATA_NESTING} levels")
+        size = 3
+        if kind is list:
+            elements = []
+            for element in value:
+                converted, element_size = attribute(element, depth + 1)
+                elements.append(converted)
+                size += 1 + element_size
+            return {"L": elements}, size
         if "" in value:
             raise PoisonRecord("'data' has an empty map key")
-        children: Any = value.values()
-    else:
-        children = value
-    for child in children:
-        _check_document(child, depth + 1)
+        members = {}
+        for key, member in value.items():
+            converted, member_size = attribute(member, depth + 1)
+            members[key] = converted
+            size += 1 + len(key.encode()) + member_size
+        return {"M": members}, size
+    raise TypeError(f"unsupported type {kind.__name__}")  # not made by json.loads
 
 
-def item_size(item: dict[str, Any]) -> int:
-    """DynamoDB's size of ``item`` in bytes (its documented formula; an upper bound)."""
-    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+_SAFE_INT = 10**38  # fewer digits than DynamoDB's 38-digit precision: stored as written
+
+
+def _int_size(value: int) -> int:
+    """``_number_size`` of an int, without parsing a Decimal."""
+    if not value:
+        return 1
+    digits = str(abs(value))
+    stripped = digits.rstrip("0")
+    if (len(digits) - len(stripped)) % 2:
+        stripped += "0"
+    return (len(stripped) + 1) // 2 + 1 + (value < 0)
+
+
+def item_size(item: dict[str, Any], sized: dict[str, int] | None = None) -> int:
+    """DynamoDB's size of ``item`` in bytes (its documented formula; an upper bound);
+    ``sized`` gives the sizes of attributes already measured."""
+    sized = sized or {}
+    return sum(
+        len(name.encode()) + (sized[name] if name in sized else _value_size(value))
+        for name, value in item.items()
+    )
 
 
 def _value_size(value: dict[str, Any]) -> int:

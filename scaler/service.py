@@ -7,7 +7,6 @@ Utilisation, ScalingOperations, ThrottledWrites under ``KinesisIngest/Scaler``).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -16,6 +15,7 @@ from typing import IO
 
 from botocore.exceptions import ClientError
 
+from common.emf import emf_line
 from scaler.model import Action, Decision
 from scaler.policy import Operation, Policy
 from scaler.sources import MetricSource
@@ -95,20 +95,10 @@ class Scaler:
         values = {"OpenShards": decision.current, "TargetShards": decision.target,
                   "Utilisation": round(utilisation * 100, 2),
                   "ScalingOperations": int(applied), "ThrottledWrites": throttled}  # fmt: skip
-        document = {
-            "_aws": {
-                "Timestamp": int(self._clock() * 1000),
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": [["StreamName"]],
-                    "Metrics": [{"Name": n, "Unit": u} for n, u in METRICS.items()],
-                }],
-            },
-            "StreamName": self.admin.stream_name,
-            "Action": str(decision.action),
-            **values,
-        }  # fmt: skip
-        self._metrics_out.write(json.dumps(document) + "\n")
+        metrics = {name: (value, METRICS[name]) for name, value in values.items()}
+        line = emf_line(NAMESPACE, {"StreamName": self.admin.stream_name}, metrics,
+                        self._clock(), {"Action": str(decision.action)})  # fmt: skip
+        self._metrics_out.write(line + "\n")
         self._metrics_out.flush()
 
     def run(self, interval: float, stop: threading.Event) -> None:

@@ -19,6 +19,7 @@ from amazon_kclpy import kcl
 
 from common.logs import configure_logging
 from consumer import processor as processor_module
+from consumer.metrics import UNITS, ConsumerMetrics
 from consumer.processor import RecordProcessor
 from consumer.sink import SinkWriteError
 
@@ -304,3 +305,46 @@ def test_main_keeps_stdout_for_the_protocol(monkeypatch: pytest.MonkeyPatch) -> 
     assert isinstance(record_processor, RecordProcessor)
     assert (output_file, error_file) == (real_stdout, fake_stderr)
     assert made[1] == ("ran", fake_stderr)
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_metrics_go_to_stderr_as_emf_once_an_interval_and_at_shutdown() -> None:
+    # GIVEN a processor with metrics every 60 s, and two batches, one with a poison record
+    clock, stderr = StepClock(), io.StringIO()
+    metrics = ConsumerMetrics(stderr, 60.0, clock)
+    sink, quarantine = FakeSink(), FakeSink()
+    record_processor = RecordProcessor(sink, quarantine, sleep=lambda _: None, metrics=metrics)
+    first = _batch(_record("a", "100", 0), _record("b", "101", 0), _record("x", "102", 0, b"?"))
+    first["millisBehindLatest"] = 4200
+    stdin = io.StringIO("".join(json.dumps(x) + "\n" for x in
+                                [INIT, first, _reply("102", 0)]))  # fmt: skip
+    kcl.KCLProcess(record_processor, stdin, sink.stdout, io.StringIO()).run()
+    # THEN nothing is written before the interval is up
+    assert stderr.getvalue() == ""
+    # WHEN a minute passes and a second batch comes, then the shard ends
+    clock.now += 61
+    stdin = io.StringIO("".join(json.dumps(x) + "\n" for x in
+                                [_batch(_record("c", "200", 0)), _reply("200", 0),
+                                 {"action": "shardEnded"}, _reply(None, None)]))  # fmt: skip
+    kcl.KCLProcess(record_processor, stdin, sink.stdout, io.StringIO()).run()
+    # THEN one EMF line covers the minute (3 written, 1 quarantined, the lag seen) and the
+    # shard's end flushes nothing more (nothing happened since)
+    lines = [json.loads(x) for x in stderr.getvalue().splitlines()]
+    assert len(lines) == 1
+    (line,) = lines
+    assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "KinesisIngest/Consumer"
+    assert (line["RecordsWritten"], line["RecordsQuarantined"]) == (3, 1)
+    assert line["MillisBehindLatest"] == 4200
+    assert line["EndToEndLatency"] > 0 and line["BatchWriteLatencyMax"] >= 0
+    declared = {m["Name"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert declared == set(UNITS)
+    # AND the protocol channel carried only protocol lines
+    protocol = [json.loads(x) for x in sink.stdout.getvalue().splitlines() if x]
+    assert {x["action"] for x in protocol} == {"status", "checkpoint"}

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import random
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from boto3.dynamodb.types import TypeDeserializer
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from consumer.records import MAX_ITEM_BYTES, KinesisRecord, PoisonRecord, item_size, to_item
+from consumer.records import (
+    MAX_ITEM_BYTES,
+    KinesisRecord,
+    PoisonRecord,
+    attribute,
+    item_size,
+    to_item,
+)
 
 SHARD = "shardId-000000000002"
 
@@ -170,3 +178,40 @@ def test_quarantine_item_keeps_raw_bytes_where_and_why() -> None:
     assert item["data_bytes"] == {"N": str(len(raw))}
     assert item["reason"] == {"S": "not JSON"}
     assert item_size(item) <= 400 * 1024
+
+
+def _random_document(rng: random.Random, depth: int = 0) -> object:
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return rng.choice(["", "a", "héllo", "日本", "x" * rng.randrange(300)])
+    if kind == 1:
+        return rng.choice([0, 1, -1, 7, 100, -2500, 10**37 + 3, -(10**37), 2**63, 10**38, 10**40])
+    if kind == 2:
+        return Decimal(
+            rng.choice(["0.1", "-1.5e-10", "3.14159", "1e125", "1E-129", "0.0", "-0", "1e126"])
+        )
+    if kind == 3:
+        return rng.choice([True, False])
+    if kind == 4:
+        return None
+    if kind == 5:
+        return Decimal(f"{rng.uniform(-1e6, 1e6):.6f}")
+    if kind in (6, 7):
+        return {f"k{i}": _random_document(rng, depth + 1) for i in range(rng.randrange(5))}
+    return [_random_document(rng, depth + 1) for _ in range(rng.randrange(5))]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_attribute_writes_what_type_serializer_writes_and_sizes_it_like_item_size(
+    seed: int,
+) -> None:
+    document = _random_document(random.Random(seed))
+    try:
+        expected = TypeSerializer().serialize(document)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        with pytest.raises(type(exc)):
+            attribute(document, 1)
+        return
+    converted, size = attribute(document, 1)
+    assert converted == expected
+    assert size == item_size({"": converted})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ParamValidationError
 from botocore.stub import Stubber
 
 from consumer import config
@@ -41,7 +44,10 @@ def client() -> Any:
 
 
 def _sink(client: Any, clock: FakeClock, deadline: float = 60.0) -> DynamoDBSink:
-    return DynamoDBSink("records", client, deadline, sleep=clock.sleep, clock=clock)
+    # one chunk at a time: the Stubber answers in order (concurrency is tested on its own)
+    return DynamoDBSink(
+        "records", client, deadline, sleep=clock.sleep, clock=clock, max_in_flight=1
+    )
 
 
 def test_items_go_in_chunks_of_25(client: Any) -> None:
@@ -174,3 +180,64 @@ def test_default_client_follows_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     meta = sink._client.meta
     assert (meta.region_name, meta.endpoint_url) == ("eu-west-1", "http://127.0.0.1:8000")
     assert meta.config.retries == {"mode": "standard", "total_max_attempts": 6}  # 5 retries
+
+
+class SlowTable:
+    """BatchWriteItem that takes 50 ms and remembers how many calls overlapped; the first
+    answer for ``flaky`` ids leaves them unprocessed once."""
+
+    def __init__(self, flaky: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.stored: dict[str, Any] = {}
+        self.active = self.most = 0
+        self.flaky = set(flaky)
+        self._lock = threading.Lock()
+
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, requests),) = RequestItems.items()
+        assert len(requests) <= 25
+        with self._lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.05)
+        unprocessed = []
+        with self._lock:
+            self.active -= 1
+            for request in requests:
+                item = request["PutRequest"]["Item"]
+                if item["id"]["S"] in self.flaky:
+                    self.flaky.discard(item["id"]["S"])
+                    unprocessed.append(request)
+                else:
+                    self.stored[item["id"]["S"]] = item
+        return {"UnprocessedItems": {table: unprocessed} if unprocessed else {}}
+
+
+def test_chunks_go_in_parallel_up_to_the_bound_and_all_are_written() -> None:
+    # GIVEN 250 items (10 chunks), 4 calls at most in flight, 3 items unprocessed once
+    table = SlowTable(flaky={"id-3", "id-77", "id-249"})
+    sink = DynamoDBSink("records", table, 60.0, backoff_base=0.001, max_in_flight=4)
+    items = [_item(i) for i in range(250)]
+    # WHEN written
+    started = time.monotonic()
+    sink.write(items)
+    elapsed = time.monotonic() - started
+    # THEN every item is stored, with 4 calls overlapping and never more
+    assert set(table.stored) == {f"id-{i}" for i in range(250)}
+    assert table.most == 4
+    assert elapsed < 10 * 0.05  # not one chunk after another
+    assert sink.retries >= 1
+
+
+def test_a_failed_chunk_fails_the_write_after_the_others_ended() -> None:
+    class Failing(SlowTable):
+        def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+            ((_, requests),) = RequestItems.items()
+            if requests[0]["PutRequest"]["Item"]["id"]["S"] == "id-50":
+                raise ParamValidationError(report="bad")
+            return super().batch_write_item(RequestItems)
+
+    table = Failing()
+    sink = DynamoDBSink("records", table, 60.0, max_in_flight=3)
+    with pytest.raises(SinkWriteError):
+        sink.write([_item(i) for i in range(100)])
+    assert table.active == 0  # no call left running behind the error
