@@ -158,6 +158,22 @@ class LocalStack:
             process.stop()
         self.processes.clear()
 
+    def restart(self, name: str) -> ManagedProcess:
+        """Start the component called ``name`` again (after it was stopped or killed)."""
+        old = self.process(name)
+        old.stop()
+        new = ManagedProcess(old.name, old.argv, old.env, old.log_path, old.grace)
+        new.start(cwd=ROOT)
+        self.processes[self.processes.index(old)] = new
+        self._write_pids()
+        return new
+
+    def add_consumer(self, name: str) -> ManagedProcess:
+        """Another KCL worker of the same application (it shares the leases)."""
+        env = self._consumer_env()
+        env["CONSUMER_PROPERTIES_PATH"] = str(self.config.state_dir / f"{name}.properties")
+        return self._spawn(name, [sys.executable, "-m", "consumer"], env, grace=40.0)
+
     def process(self, name: str) -> ManagedProcess:
         """The running component called ``name`` (kinesis-mock, dynamodb-local, consumer, ...)."""
         return next(p for p in self.processes if p.name == name)

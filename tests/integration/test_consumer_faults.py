@@ -1,0 +1,99 @@
+"""The consumer under faults, on the real local stack (KCL daemon, kinesis-mock, DynamoDB Local):
+a worker killed mid-stream and restarted, and a second worker that joins, takes some leases
+and stops gracefully, handing them back. Each ends with every acknowledged record stored, once
+(the table is keyed by the record id, so a replay overwrites it rather than adding an item).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from local_stack.stack import LocalStack, StackConfig
+from tests.integration.traffic import send, wait_stored
+
+pytestmark = pytest.mark.integration
+
+CONFIG = dict(kinesis_tls_port=44567, kinesis_plain_port=44568, dynamodb_port=48000,
+              producer_port=48080, stream_name="fault-stream", shard_count=4)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = StackConfig(state_dir=tmp_path_factory.mktemp("stack"), scaler="off", **CONFIG)  # type: ignore[arg-type]
+    with LocalStack(config) as running:
+        yield running
+
+
+def _owners(stack: LocalStack) -> dict[str, str]:
+    """Lease key -> owner, for the leases that have one."""
+    items = stack.client("dynamodb").scan(TableName=stack.config.application_name)["Items"]
+    return {i["leaseKey"]["S"]: i["leaseOwner"]["S"] for i in items if "leaseOwner" in i}
+
+
+def _wait(condition: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(1)
+    return False
+
+
+def _traffic_with(stack: LocalStack, fault: object, count: int = 900) -> list[str]:
+    """POST ``count`` records (half with 8 caller keys) at 60/s; ``fault()`` runs after 4 s."""
+
+    async def scenario() -> list[str]:
+        acked: list[str] = []
+        sender = asyncio.create_task(send(stack.config.producer_url, count, 60, 8, acked))
+        await asyncio.sleep(4)
+        await asyncio.to_thread(fault)  # type: ignore[arg-type]
+        await sender
+        return acked
+
+    return asyncio.run(scenario())
+
+
+def test_a_worker_killed_mid_stream_and_restarted_loses_nothing(stack: LocalStack) -> None:
+    before = _owners(stack)
+    assert len(before) == CONFIG["shard_count"]
+
+    def kill_and_restart() -> None:
+        # WHEN the worker (the JVM and every record processor: its process group) is SIGKILLed
+        stack.process("consumer").signal(signal.SIGKILL)
+        time.sleep(3)
+        stack.restart("consumer")  # AND a new worker starts, as ECS would start a new task
+
+    acked = _traffic_with(stack, kill_and_restart)
+    # THEN the new worker took over every lease once the dead one's expired
+    assert _wait(lambda: set(_owners(stack).values()).isdisjoint(before.values()), 300), _owners(
+        stack
+    )
+    # AND every acknowledged record is stored, each key's records in order
+    assert len(acked) == 900
+    assert wait_stored(stack, acked, timeout=240) == set()
+
+
+def test_leases_move_back_when_a_second_worker_stops_gracefully(stack: LocalStack) -> None:
+    # GIVEN a second worker that took some of the leases from the first (the leader now: the
+    # leader's own departure is the slow case of the test above)
+    (first_id,) = set(_owners(stack).values())
+    second = stack.add_consumer("consumer-2")
+    assert _wait(lambda: len(set(_owners(stack).values())) == 2, 150), _owners(stack)
+
+    def stop_second() -> None:
+        # WHEN the second gets SIGTERM (ECS scale-in) under traffic
+        second.signal(signal.SIGTERM)
+        assert second.proc is not None
+        second.proc.wait(timeout=60)
+
+    acked = _traffic_with(stack, stop_second)
+    # THEN the first worker owns every lease again, and nothing acknowledged is missing
+    assert _wait(lambda: set(_owners(stack).values()) == {first_id}, 120), _owners(stack)
+    assert second.proc is not None and second.proc.returncode is not None
+    assert len(acked) == 900
+    assert wait_stored(stack, acked, timeout=240) == set()
