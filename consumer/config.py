@@ -39,6 +39,7 @@ class ConsumerSettings(BaseSettings):
     write_deadline_seconds: float = Field(60.0, gt=0, allow_inf_nan=False)
     max_writes_in_flight: int = Field(4, ge=1, le=32)  # BatchWriteItem calls at once per shard
     metrics_interval_seconds: float = Field(60.0, gt=0)  # EMF line on stderr per shard
+    heartbeat_dir: str = "/tmp/kcl-heartbeats"  # consumer.health reads what processors write
 
     @field_validator("kinesis_endpoint", "dynamodb_endpoint", mode="before")
     @classmethod

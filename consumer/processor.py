@@ -24,6 +24,7 @@ from amazon_kclpy.v3 import processor
 
 from common.logs import configure_logging
 from consumer.config import get_settings
+from consumer.health import Heartbeat
 from consumer.metrics import ConsumerMetrics
 from consumer.records import KinesisRecord, PoisonRecord, quarantine_item, to_item
 from consumer.sink import DynamoDBSink
@@ -74,16 +75,22 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         quarantine: Sink | None = None,
         sleep: Callable[[float], None] = time.sleep,
         metrics: ConsumerMetrics | None = None,
+        heartbeat_dir: str | None = None,
     ) -> None:
         self._sink = sink
         self._quarantine = quarantine
         self._sleep = sleep
         self._metrics = metrics
+        self._heartbeat_dir = heartbeat_dir
+        self._heartbeat: Heartbeat | None = None
         self.shard_id = "unknown"
 
     def initialize(self, initialize_input: Any) -> None:
         """Remember the shard; nothing is checkpointed."""
         self.shard_id = initialize_input.shard_id
+        if self._heartbeat_dir is not None:
+            self._heartbeat = Heartbeat(self._heartbeat_dir, self.shard_id)
+            self._heartbeat.idle()
         log.info("processing shard", extra={"shard_id": self.shard_id})
 
     def process_records(self, process_records_input: Any) -> None:
@@ -91,6 +98,8 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         records = process_records_input.records
         if not records:
             return
+        if self._heartbeat is not None:
+            self._heartbeat.busy()
         try:
             items, poison = self._items(records)
             started = time.monotonic()
@@ -105,11 +114,15 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
             self._record_metrics(process_records_input, items, len(poison), started,
                                  getattr(self._sink, "retries", 0) - retries_before)  # fmt: skip
         last = records[-1]
-        self._checkpoint(
-            process_records_input.checkpointer,
-            last.sequence_number,
-            int(last.sub_sequence_number or 0),
-        )
+        try:
+            self._checkpoint(
+                process_records_input.checkpointer,
+                last.sequence_number,
+                int(last.sub_sequence_number or 0),
+            )
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.idle()
 
     def _record_metrics(
         self, batch: Any, items: list[dict[str, Any]], poison: int, started: float, retries: int
@@ -151,8 +164,11 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         self._emit_metrics()
 
     def _emit_metrics(self) -> None:
+        """The processor's end: its last metrics, and no heartbeat left to watch."""
         if self._metrics is not None:
             self._metrics.emit()
+        if self._heartbeat is not None:
+            self._heartbeat.gone()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         """Checkpoint the shard's end so the KCL starts on its children."""
@@ -200,7 +216,9 @@ def main() -> None:
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # a stray print() in any library must not corrupt the protocol
     metrics = ConsumerMetrics(sys.stderr, settings.metrics_interval_seconds)
-    processor_ = RecordProcessor(sink, quarantine, metrics=metrics)
+    processor_ = RecordProcessor(
+        sink, quarantine, metrics=metrics, heartbeat_dir=settings.heartbeat_dir
+    )
     kcl.KCLProcess(processor_, sys.stdin, protocol_out, sys.stderr).run()
 
 

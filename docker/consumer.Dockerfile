@@ -27,6 +27,9 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEB
     CONSUMER_PROPERTIES_PATH=/tmp/consumer.properties
 USER 10001
 STOPSIGNAL SIGTERM
+# unhealthy when a record processor has been busy with one batch far past its write deadline
+HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["python", "-m", "consumer.health"]
 # `python -m consumer` renders the KCL properties, then execs the JVM: the JVM *is* PID 1, so
 # SIGTERM reaches the daemon, whose graceful shutdown writes the final checkpoints.
 ENTRYPOINT ["python", "-m", "consumer"]

@@ -24,6 +24,8 @@ PRODUCER_HEALTH_CHECK = [
     "import urllib.request; "
     f"urllib.request.urlopen('http://127.0.0.1:{PRODUCER_PORT}/health', timeout=3)",
 ]
+# consumer.health: unhealthy when a record processor is stuck mid-batch (see its docstring)
+CONSUMER_HEALTH_CHECK = ["CMD", "python", "-m", "consumer.health"]
 CONSUMER_SHUTDOWN_GRACE_MILLIS = 90_000  # under the 120 s stop timeout
 
 
@@ -151,6 +153,7 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
             max_tasks=s.consumer_max_tasks,
             cpu_target_percent=s.cpu_target_percent,
             security_group_id=worker_sg.id,
+            health_check=CONSUMER_HEALTH_CHECK,
         ),
         "scaler": dict(
             cpu=256,

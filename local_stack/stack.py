@@ -172,6 +172,7 @@ class LocalStack:
         """Another KCL worker of the same application (it shares the leases)."""
         env = self._consumer_env()
         env["CONSUMER_PROPERTIES_PATH"] = str(self.config.state_dir / f"{name}.properties")
+        env["CONSUMER_HEARTBEAT_DIR"] = str(self.config.state_dir / "heartbeats" / name)
         return self._spawn(name, [sys.executable, "-m", "consumer"], env, grace=40.0)
 
     def process(self, name: str) -> ManagedProcess:
@@ -275,6 +276,7 @@ class LocalStack:
             "CONSUMER_SHUTDOWN_GRACE_MILLIS": "30000",
             "CONSUMER_JVM_OPTIONS": " ".join(self.tls.jvm_options()),
             "CONSUMER_PROPERTIES_PATH": str(cfg.state_dir / "consumer.properties"),
+            "CONSUMER_HEARTBEAT_DIR": str(cfg.state_dir / "heartbeats" / "consumer"),
         }
 
     def _scaler_env(self) -> dict[str, str]:

@@ -237,3 +237,21 @@ def test_consumer_command_renders_properties_and_execs_the_daemon(tmp_path: Path
     rendered = Path(env["CONSUMER_PROPERTIES_PATH"]).read_text()
     assert "streamName = s" in rendered and "retrievalMode = FANOUT" in rendered
     assert properties.parent == Path("/tmp")
+
+
+def test_consumer_health_check_passes_idle_and_fails_on_a_stuck_processor(tmp_path: Path) -> None:
+    # GIVEN the image's HEALTHCHECK command, run with the image's environment
+    check = runtime("consumer").healthcheck()
+    assert check is not None
+    env = host_env("consumer", CONSUMER_STREAM_NAME="s",
+                   CONSUMER_HEARTBEAT_DIR=str(tmp_path))  # fmt: skip
+
+    def run() -> int:
+        return subprocess.run(host_argv(check), env=env, capture_output=True, timeout=60).returncode
+
+    # THEN it passes with no processor yet and with an idle one, and fails on a stuck one
+    assert run() == 0
+    (tmp_path / "shardId-1.json").write_text(json.dumps({"busy_since": None}))
+    assert run() == 0
+    (tmp_path / "shardId-2.json").write_text(json.dumps({"busy_since": time.time() - 3600}))
+    assert run() == 1

@@ -176,6 +176,7 @@ def test_containers_have_health_checks_stop_timeouts_and_rollback(built: Built) 
     containers = _containers(built)
     assert all(c["stopTimeout"] == 120 for c in containers.values())
     assert "/health" in " ".join(containers["producer"]["healthCheck"]["command"])
+    assert containers["consumer"]["healthCheck"]["command"][-1] == "consumer.health"
     for service in built.of("aws:ecs/service:Service"):
         assert service.inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     shutdown = {e["name"]: e["value"] for e in containers["consumer"]["environment"]}
