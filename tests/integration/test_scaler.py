@@ -87,9 +87,11 @@ def test_scales_up_under_traffic_and_down_after_it_losing_nothing(stack: LocalSt
     assert scaled_up, _decisions(stack)[-5:]
     assert _wait_for_shards(stack, 2, timeout=60), _decisions(stack)[-5:]
     applied = [(d["current"], d["target"]) for d in _decisions(stack) if d["applied"]]
-    # up once (UpdateShardCount 2 -> 4), then only down (UpdateShardCount or merges): no flap
-    assert applied[0] == (2, 4), applied
-    assert all(target < current for current, target in applied[1:]), applied
+    # up to 4 (UpdateShardCount 2 -> 4, or hot-shard splits when one shard carried more), then
+    # only down (UpdateShardCount or merges): one change of direction, no flapping
+    ups = [step for step in applied if step[1] > step[0]]
+    assert applied[: len(ups)] == ups and ups[0][0] == 2 and ups[-1][1] == 4, applied
+    assert all(target < current for current, target in applied[len(ups) :]), applied
     # AND every acknowledged record is in DynamoDB (once: the table is keyed by record id)
     assert len(acked) > 150 and len(light) == 60
     assert wait_stored(stack, acked + light, timeout=240) == set()
