@@ -22,5 +22,8 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEB
     SCALER_METRICS_SOURCE=cloudwatch
 USER 10001
 STOPSIGNAL SIGTERM
+# unhealthy when the check loop has not come round for its interval + wait for ACTIVE + 2 min
+HEALTHCHECK --interval=60s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "scaler.health"]
 # SIGTERM ends the loop between checks (an operation in progress finishes first).
 ENTRYPOINT ["python", "-m", "scaler"]

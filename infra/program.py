@@ -26,6 +26,8 @@ PRODUCER_HEALTH_CHECK = [
 ]
 # consumer.health: unhealthy when a record processor is stuck mid-batch (see its docstring)
 CONSUMER_HEALTH_CHECK = ["CMD", "python", "-m", "consumer.health"]
+# scaler.health: unhealthy when its check loop has not come round for far too long
+SCALER_HEALTH_CHECK = ["CMD", "python", "-m", "scaler.health"]
 CONSUMER_SHUTDOWN_GRACE_MILLIS = 90_000  # under the 120 s stop timeout
 
 
@@ -162,6 +164,7 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
             max_tasks=1,
             cpu_target_percent=None,
             security_group_id=worker_sg.id,
+            health_check=SCALER_HEALTH_CHECK,
         ),
     }
     services = {
@@ -187,6 +190,7 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
         cluster.name,
         ingest.alb.arn_suffix,
         ingest.target_group.arn_suffix,
+        data.records.name,
         *[x.service.name for x in services.values()],
     ).apply(
         lambda a: DashboardInputs(
@@ -194,14 +198,19 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
             a[1],
             s.application_name,
             a[2],
-            dict(zip(services, a[5:], strict=True)),
+            dict(zip(services, a[6:], strict=True)),
             a[3],
             a[4],
+            a[5],
         )
     )
     dashboard = observe.add_dashboard(inputs)
     observe.add_alarms(
-        data.stream.name, s.application_name, ingest.target_group.arn_suffix, ingest.alb.arn_suffix
+        data.stream.name,
+        s.application_name,
+        ingest.target_group.arn_suffix,
+        ingest.alb.arn_suffix,
+        data.records.name,
     )
     dashboard_url = pulumi.Output.concat(
         "https://",

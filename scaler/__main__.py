@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 import boto3
@@ -46,7 +47,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    build(settings).run(settings.check_interval_seconds, stop)
+    build(settings).run(settings.check_interval_seconds, stop, Path(settings.heartbeat_path))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class ScalerSettings(BaseSettings):
     scale_down_step: str = "auto"
     wait_active_seconds: float = Field(900, gt=0)
     emf: bool = True  # an EMF metrics line on stdout after each check
+    heartbeat_path: str = "/tmp/scaler-heartbeat"  # touched after each check (scaler.health)
 
     @field_validator("kinesis_endpoint", "cloudwatch_endpoint", mode="before")
     @classmethod

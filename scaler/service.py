@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO
 
 from botocore.exceptions import ClientError
@@ -101,10 +102,13 @@ class Scaler:
         self._metrics_out.write(line + "\n")
         self._metrics_out.flush()
 
-    def run(self, interval: float, stop: threading.Event) -> None:
+    def run(self, interval: float, stop: threading.Event, heartbeat: Path | None = None) -> None:
         """Check every ``interval`` seconds until ``stop`` is set; a failed check is logged
-        and retried at the next interval (the scaler must outlive a throttled API)."""
+        and retried at the next interval (the scaler must outlive a throttled API).
+        ``heartbeat`` is touched at the start and after every check (``scaler.health``)."""
         while not stop.is_set():
+            if heartbeat is not None:
+                heartbeat.touch()
             started = time.monotonic()
             try:
                 self.check()

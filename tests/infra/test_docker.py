@@ -192,6 +192,7 @@ def _run_producer_and_scaler(
             SCALER_METRICS_SOURCE="producer",
             SCALER_PRODUCER_METRICS_URLS=f"{base}/metrics",
             SCALER_CHECK_INTERVAL_SECONDS="0.3",
+            SCALER_HEARTBEAT_PATH=str(tmp_path / "scaler-heartbeat"),
         ),
     )
     processes.append(scaler)
@@ -202,6 +203,7 @@ def _run_producer_and_scaler(
 
     wait_for(lambda: len(decisions()) >= 3, 30, "three scaler decisions")
     assert decisions()[-1]["current"] == 5 and decisions()[-1]["service"] == "scaler"
+    assert (tmp_path / "scaler-heartbeat").exists()  # what its health check watches
     # AND both stop cleanly on SIGTERM, as ECS stops them
     for process in (scaler, producer):
         process.send_signal(signal.SIGTERM)
@@ -254,4 +256,26 @@ def test_consumer_health_check_passes_idle_and_fails_on_a_stuck_processor(tmp_pa
     (tmp_path / "shardId-1.json").write_text(json.dumps({"busy_since": None}))
     assert run() == 0
     (tmp_path / "shardId-2.json").write_text(json.dumps({"busy_since": time.time() - 3600}))
+    assert run() == 1
+
+
+def test_scaler_health_check_passes_while_the_loop_turns_and_fails_when_it_stops(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the image's HEALTHCHECK command, run with the image's environment
+    check = runtime("scaler").healthcheck()
+    assert check is not None
+    heartbeat = tmp_path / "heartbeat"
+    env = host_env("scaler", SCALER_STREAM_NAME="s", SCALER_HEARTBEAT_PATH=str(heartbeat),
+                   SCALER_CHECK_INTERVAL_SECONDS="60", SCALER_WAIT_ACTIVE_SECONDS="60")  # fmt: skip
+
+    def run() -> int:
+        return subprocess.run(host_argv(check), env=env, capture_output=True, timeout=60).returncode
+
+    # THEN it fails before the loop started, passes after a check, fails once checks stop
+    assert run() == 1
+    heartbeat.touch()
+    assert run() == 0
+    stale = time.time() - (60 + 60 + 121)
+    os.utime(heartbeat, (stale, stale))
     assert run() == 1

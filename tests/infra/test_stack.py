@@ -177,6 +177,7 @@ def test_containers_have_health_checks_stop_timeouts_and_rollback(built: Built) 
     assert all(c["stopTimeout"] == 120 for c in containers.values())
     assert "/health" in " ".join(containers["producer"]["healthCheck"]["command"])
     assert containers["consumer"]["healthCheck"]["command"][-1] == "consumer.health"
+    assert containers["scaler"]["healthCheck"]["command"][-1] == "scaler.health"
     for service in built.of("aws:ecs/service:Service"):
         assert service.inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     shutdown = {e["name"]: e["value"] for e in containers["consumer"]["environment"]}
