@@ -10,11 +10,12 @@ from collections.abc import Mapping
 def emf_line(
     namespace: str,
     dimensions: Mapping[str, str],
-    metrics: Mapping[str, tuple[float, str]],
+    metrics: Mapping[str, tuple[float | list[float], str]],
     timestamp: float,
     properties: Mapping[str, object] | None = None,
 ) -> str:
-    """The EMF document for ``metrics`` (name -> (value, unit)) under one dimension set;
+    """The EMF document for ``metrics`` (name -> (value or up to 100 values, unit)) under one
+    dimension set;
     ``timestamp`` in seconds; ``properties`` are logged beside them but not metrics."""
     document = {
         "_aws": {

@@ -216,6 +216,7 @@ def main() -> None:
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # a stray print() in any library must not corrupt the protocol
     metrics = ConsumerMetrics(sys.stderr, settings.metrics_interval_seconds)
+    metrics.start_timer()
     processor_ = RecordProcessor(
         sink, quarantine, metrics=metrics, heartbeat_dir=settings.heartbeat_dir
     )

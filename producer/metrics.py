@@ -27,6 +27,10 @@ COUNTERS = {
     "Reroutes": ("Count", "aggregates re-sent after a reshard"),
     "ShardMapRefreshes": ("Count", "shard maps adopted after a reshard"),
     "KinesisRecordsRateLimited": ("Count", "Kinesis records held back by the per-shard rate limit"),
+    "Requests": ("Count", "requests to the record endpoints (POST / and /batch)"),
+    "Responses4xx": ("Count", "record requests refused as bad input (4xx)"),
+    "Responses503": ("Count", "record requests answered 503 (overloaded, not accepted, draining)"),
+    "Responses5xx": ("Count", "record requests answered with another 5xx (a bug)"),
 }
 DISTRIBUTIONS = {
     "BufferingTime": ("Milliseconds", "time from taking a record to Kinesis accepting it"),
@@ -73,6 +77,20 @@ class ProducerMetrics:
         dist.count += count
         dist.total += total
         dist.maximum = max(dist.maximum, maximum)
+
+    def response(self, status: int) -> None:
+        """One answered record request (POST / or /batch) with HTTP ``status``."""
+        counters = self.counters
+        counters["Requests"] += 1
+        if status >= 400:
+            name = (
+                "Responses503"
+                if status == 503
+                else "Responses5xx"
+                if status >= 500
+                else "Responses4xx"
+            )
+            counters[name] += 1
 
     def error(self, code: str) -> None:
         self.errors[code] += 1

@@ -1,9 +1,10 @@
 """Log groups (one per service, with retention), the CloudWatch dashboard and the alarms.
 
-Widgets and alarms use only metrics something really publishes: AWS/Kinesis, AWS/ECS and
-AWS/ApplicationELB from AWS itself, the KCL's own (namespace = application name), and the
-EMF metrics of the producer (``KinesisIngest/Producer``) and the scaler
-(``KinesisIngest/Scaler``). The infra tests check every metric against the code.
+Widgets and alarms use only metrics something really publishes: AWS/Kinesis, AWS/DynamoDB,
+AWS/ECS, ECS/ContainerInsights and AWS/ApplicationELB from AWS itself, the KCL's own (namespace
+= application name), and the EMF metrics of the producer (``KinesisIngest/Producer``), the
+consumer (``KinesisIngest/Consumer``) and the scaler (``KinesisIngest/Scaler``). The infra
+tests check every metric and dimension against the code that publishes it.
 """
 
 from __future__ import annotations
@@ -33,13 +34,34 @@ class DashboardInputs:
     services: dict[str, str]  # service -> ECS service name
     alb_suffix: str
     target_group_suffix: str
+    records_table: str = "records"
 
 
-def _metric(namespace: str, name: str, stat: str = "Sum", **dims: str) -> list[Any]:
+PRODUCER, CONSUMER, SCALER = (
+    "KinesisIngest/Producer",
+    "KinesisIngest/Consumer",
+    "KinesisIngest/Scaler",
+)
+
+
+def _metric(
+    namespace: str, name: str, stat: str = "Sum", ref: str = "", visible: bool = True, **dims: str
+) -> list[Any]:
     row: list[Any] = [namespace, name]
     for key, value in dims.items():
         row += [key, value]
-    return [*row, {"stat": stat}]
+    options: dict[str, Any] = {"stat": stat}
+    if stat != "Sum":
+        options["label"] = f"{name} {stat}"
+    if ref:
+        options["id"] = ref
+    if not visible:
+        options["visible"] = False
+    return [*row, options]
+
+
+def _expression(expression: str, label: str) -> list[Any]:
+    return [{"expression": expression, "label": label}]
 
 
 def _widget(title: str, metrics: list[list[Any]], region: str, x: int, y: int) -> dict[str, Any]:
@@ -47,7 +69,7 @@ def _widget(title: str, metrics: list[list[Any]], region: str, x: int, y: int) -
         "type": "metric",
         "x": x,
         "y": y,
-        "width": 12,
+        "width": 8,
         "height": 6,
         "properties": {
             "title": title,
@@ -61,64 +83,85 @@ def _widget(title: str, metrics: list[list[Any]], region: str, x: int, y: int) -
 
 
 def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
-    """The dashboard's JSON body (pure: tests read it)."""
-    producer, scaler, kinesis = "KinesisIngest/Producer", "KinesisIngest/Scaler", "AWS/Kinesis"
-    svc = {"Service": "producer"}
+    """The dashboard's JSON body (pure: tests read it). Three widgets a row, read left to right:
+    is it keeping up (ingest, lag, latency), is anything lost (put vs stored, refusals,
+    quarantine, throttling), what does it cost (shards, CPU, tasks)."""
+    kinesis, ecs = "AWS/Kinesis", "AWS/ECS"
+    prod, cons = {"Service": "producer"}, {"Service": "consumer"}
     stream = {"StreamName": d.stream}
-    panels = [
+    alb = {"LoadBalancer": d.alb_suffix}
+    panels: list[tuple[str, list[list[Any]]]] = [
         (
-            "Ingest: user records received / put per minute",
+            "Ingest: requests and user records per minute",
             [
-                _metric(producer, "UserRecordsReceived", **svc),
-                _metric(producer, "UserRecordsPut", **svc),
-            ],
-        ),
-        (
-            "Aggregation: PutRecords calls vs Kinesis records vs user records",
-            [
-                _metric(producer, "PutRecordsCalls", **svc),
-                _metric(producer, "KinesisRecordsPut", **svc),
-                _metric(producer, "UserRecordsPerKinesisRecord", "Average", **svc),
-            ],
-        ),
-        (
-            "Producer refusals (503) and records not accepted",
-            [
-                _metric(producer, "UserRecordsOverloaded", **svc),
-                _metric(producer, "UserRecordsNotAccepted", **svc),
-                _metric(
-                    "AWS/ApplicationELB", "HTTPCode_Target_4XX_Count", LoadBalancer=d.alb_suffix
-                ),
-                _metric(
-                    "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", LoadBalancer=d.alb_suffix
-                ),
+                _metric(PRODUCER, "Requests", **prod),
+                _metric(PRODUCER, "UserRecordsReceived", **prod),
+                _metric(PRODUCER, "UserRecordsPut", **prod),
             ],
         ),
         (
             "Consumer lag: millis behind latest",
-            [_metric(d.application, "MillisBehindLatest", "Maximum", Operation="ProcessTask")],
-        ),
-        (
-            "Stream throttling and put success",
             [
-                _metric(kinesis, "WriteProvisionedThroughputExceeded", **stream),
-                _metric(kinesis, "PutRecords.Success", "Average", **stream),
+                _metric(d.application, "MillisBehindLatest", "Maximum", Operation="ProcessTask"),
+                _metric(CONSUMER, "MillisBehindLatest", "Maximum", **cons),
             ],
         ),
         (
-            "Shards: open vs scaler target",
+            "End-to-end latency, ingest to stored (ms)",
             [
-                _metric(scaler, "OpenShards", "Maximum", **stream),
-                _metric(scaler, "TargetShards", "Maximum", **stream),
-                _metric(scaler, "Utilisation", "Maximum", **stream),
+                _metric(CONSUMER, "EndToEndLatency", "p50", **cons),
+                _metric(CONSUMER, "EndToEndLatency", "p99", **cons),
+                _metric(CONSUMER, "EndToEndLatencyMax", "Maximum", **cons),
+            ],
+        ),
+        (
+            "Records put to Kinesis vs stored and quarantined",
+            [
+                _metric(PRODUCER, "UserRecordsPut", **prod),
+                _metric(CONSUMER, "RecordsWritten", **cons),
+                _metric(CONSUMER, "RecordsQuarantined", **cons),
+            ],
+        ),
+        (
+            "Producer answers: 4xx, 503, other 5xx",
+            [
+                _metric(PRODUCER, "Responses4xx", **prod),
+                _metric(PRODUCER, "Responses503", **prod),
+                _metric(PRODUCER, "Responses5xx", **prod),
+                _metric(PRODUCER, "UserRecordsNotAccepted", **prod),
+                _metric("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", **alb),
+            ],
+        ),
+        (
+            "Aggregation: user records per Kinesis record and per PutRecords call",
+            [
+                _metric(PRODUCER, "UserRecordsPerKinesisRecord", "Average", **prod),
+                _metric(PRODUCER, "UserRecordsPut", ref="put", visible=False, **prod),
+                _metric(PRODUCER, "PutRecordsCalls", ref="calls", visible=False, **prod),
+                _expression("put / calls", "user records per PutRecords call"),
+            ],
+        ),
+        (
+            "Throttling: Kinesis writes, DynamoDB writes",
+            [
+                _metric(kinesis, "WriteProvisionedThroughputExceeded", **stream),
+                _metric(PRODUCER, "Retries", **prod),
+                _metric("AWS/DynamoDB", "WriteThrottleEvents", TableName=d.records_table),
+                _metric(CONSUMER, "WriteRetries", **cons),
+            ],
+        ),
+        (
+            "Shards: open vs scaler target, utilisation %",
+            [
+                _metric(SCALER, "OpenShards", "Maximum", **stream),
+                _metric(SCALER, "TargetShards", "Maximum", **stream),
+                _metric(SCALER, "Utilisation", "Maximum", **stream),
             ],
         ),
         (
             "CPU per service (%)",
             [
-                _metric(
-                    "AWS/ECS", "CPUUtilization", "Average", ClusterName=d.cluster, ServiceName=n
-                )
+                _metric(ecs, "CPUUtilization", "Average", ClusterName=d.cluster, ServiceName=n)
                 for n in d.services.values()
             ],
         ),
@@ -135,9 +178,24 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
                 for n in d.services.values()
             ],
         ),
+        (
+            "Consumer: batch write latency (ms)",
+            [
+                _metric(CONSUMER, "BatchWriteLatency", "Average", **cons),
+                _metric(CONSUMER, "BatchWriteLatencyMax", "Maximum", **cons),
+            ],
+        ),
+        (
+            "Producer: buffering time (ms), records held by the rate limit",
+            [
+                _metric(PRODUCER, "BufferingTime", "Average", **prod),
+                _metric(PRODUCER, "KinesisRecordsRateLimited", **prod),
+                _metric(PRODUCER, "UserRecordsOverloaded", **prod),
+            ],
+        ),
     ]
     widgets = [
-        _widget(title, metrics, d.region, 12 * (i % 2), 6 * (i // 2))
+        _widget(title, metrics, d.region, 8 * (i % 3), 6 * (i // 3))
         for i, (title, metrics) in enumerate(panels)
     ]
     return {"widgets": widgets}
@@ -189,60 +247,67 @@ class Observability(pulumi.ComponentResource):
         application: str,
         target_group_suffix: pulumi.Input[str],
         alb_suffix: pulumi.Input[str],
+        records_table: pulumi.Input[str],
     ) -> None:
+        """The alarms (to the SNS topic when an e-mail is configured); see ``alarm_specs``."""
         actions = [self.topic.arn] if self.topic is not None else []
-        alarms = {
-            "consumer-behind": (
-                "consumer more than 60 s behind the stream for 5 minutes",
-                application,
-                "MillisBehindLatest",
-                "Maximum",
-                60_000,
-                5,
-                {"Operation": "ProcessTask"},
-            ),
-            "throttling": (
-                "Kinesis throttled writes for 5 minutes in a row",
-                "AWS/Kinesis",
-                "WriteProvisionedThroughputExceeded",
-                "Sum",
-                0,
-                5,
-                {"StreamName": stream},
-            ),
-            "records-not-accepted": (
-                "the producer answered 503: records not accepted by Kinesis",
-                "KinesisIngest/Producer",
-                "UserRecordsNotAccepted",
-                "Sum",
-                0,
-                1,
-                {"Service": "producer"},
-            ),
-            "unhealthy-targets": (
-                "producer targets failing the load balancer's health check",
-                "AWS/ApplicationELB",
-                "UnHealthyHostCount",
-                "Maximum",
-                0,
-                3,
-                {"TargetGroup": target_group_suffix, "LoadBalancer": alb_suffix},
-            ),
-        }
-        for key, (text, namespace, metric, stat, threshold, minutes, dims) in alarms.items():
+        for spec in alarm_specs(
+            stream, application, target_group_suffix, alb_suffix, records_table
+        ):
             aws.cloudwatch.MetricAlarm(
-                f"{self._name}-{key}",
-                alarm_description=text,
-                namespace=namespace,
-                metric_name=metric,
-                statistic=stat,
+                f"{self._name}-{spec.key}",
+                alarm_description=spec.text,
+                namespace=spec.namespace,
+                metric_name=spec.metric,
+                statistic=spec.stat,
                 period=60,
-                evaluation_periods=minutes,
-                threshold=threshold,
+                evaluation_periods=spec.minutes,
+                threshold=spec.threshold,
                 comparison_operator="GreaterThanThreshold",
-                dimensions=dims,
+                dimensions=spec.dimensions,
                 treat_missing_data="notBreaching",
                 alarm_actions=actions,
                 ok_actions=actions,
                 opts=self._child,
             )
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    key: str
+    text: str
+    namespace: str
+    metric: str
+    stat: str
+    threshold: float
+    minutes: int  # consecutive one-minute periods over the threshold
+    dimensions: dict[str, Any]
+
+
+def alarm_specs(
+    stream: Any, application: str, target_group_suffix: Any, alb_suffix: Any, records_table: Any
+) -> list[AlarmSpec]:
+    """Falling behind, sustained throttling, anything quarantined, producer errors, unhealthy
+    targets: each says in its description what it means."""
+    prod, cons = {"Service": "producer"}, {"Service": "consumer"}
+    return [
+        AlarmSpec("consumer-behind", "consumer more than 60 s behind the stream for 5 minutes",
+                  application, "MillisBehindLatest", "Maximum", 60_000, 5,
+                  {"Operation": "ProcessTask"}),
+        AlarmSpec("kinesis-throttling", "Kinesis throttled writes for 5 minutes in a row "
+                  "(the scaler is not keeping up, or one key is hot)", "AWS/Kinesis",
+                  "WriteProvisionedThroughputExceeded", "Sum", 0, 5, {"StreamName": stream}),
+        AlarmSpec("dynamodb-throttling", "DynamoDB throttled writes to the records table for 5 "
+                  "minutes in a row (the consumer retries; lag grows)", "AWS/DynamoDB",
+                  "WriteThrottleEvents", "Sum", 0, 5, {"TableName": records_table}),
+        AlarmSpec("quarantine", "records were quarantined: look at the quarantine table, fix, "
+                  "replay (README, Operating)", CONSUMER, "RecordsQuarantined", "Sum", 0, 1, cons),
+        AlarmSpec("records-not-accepted", "the producer answered 503: records not accepted by "
+                  "Kinesis within their TTL", PRODUCER, "UserRecordsNotAccepted", "Sum", 0, 1,
+                  prod),
+        AlarmSpec("producer-errors", "the producer answered 5xx other than 503 (a bug: see its "
+                  "log)", PRODUCER, "Responses5xx", "Sum", 0, 1, prod),
+        AlarmSpec("unhealthy-targets", "producer targets failing the load balancer's health "
+                  "check", "AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 0, 3,
+                  {"TargetGroup": target_group_suffix, "LoadBalancer": alb_suffix}),
+    ]  # fmt: skip

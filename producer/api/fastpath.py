@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer.api.deps import api_key_matches
 from producer.api.ingest import Ingest, plain_record
+from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +115,19 @@ class ProducerApp(FastAPI):
         ):
             await super().__call__(scope, receive, send)
             return
+        metrics = ingest.collector.metrics
         headers = Headers(scope=scope)
         if self.api_key is not None and not api_key_matches(self.api_key, headers):
-            await super().__call__(scope, receive, send)  # the route answers 401
+            await super().__call__(scope, receive, counting(send, metrics))  # the route: 401
             return
         problem = body_problem(headers, self.max_body_bytes)
+        if problem is None:
+            body = await read_body(receive, self.max_body_bytes)
+            if body is None:
+                problem = too_large(self.max_body_bytes)
         if problem is not None:
+            metrics.response(problem[0])
             await send_json(send, *problem)
-            return
-        body = await read_body(receive, self.max_body_bytes)
-        if body is None:
-            await send_json(send, *too_large(self.max_body_bytes))
             return
         try:
             answer = await self._serve(ingest, scope["path"], body)
@@ -132,8 +135,9 @@ class ProducerApp(FastAPI):
             log.exception("the ingest fast path failed")
             answer = 500, {"error": "internal_error", "detail": "see the producer's log"}, None
         if answer is None:
-            await super().__call__(scope, replay(body, receive), send)
+            await super().__call__(scope, replay(body, receive), counting(send, metrics))
         else:
+            metrics.response(answer[0])
             await send_json(send, *answer)
 
     @staticmethod
@@ -153,6 +157,17 @@ class ProducerApp(FastAPI):
             return None  # BatchIn's min_length names the problem
         status, answer = await ingest.many(obj["records"])
         return status, answer, None
+
+
+def counting(send: Send, metrics: ProducerMetrics) -> Send:
+    """``send``, counting the status of the response it starts."""
+
+    async def counted(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            metrics.response(message["status"])
+        await send(message)
+
+    return counted
 
 
 def too_large(limit: int) -> tuple[int, dict[str, str]]:

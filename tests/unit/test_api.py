@@ -203,6 +203,21 @@ def test_metrics_endpoint_counts_requests(client: TestClient) -> None:
     assert "producer_user_records_put_total 2" in text
 
 
+def test_metrics_count_answers_by_status_class_on_both_ways_in() -> None:
+    kinesis = FakeKinesis(even_shards(2), fail=lambda _: "ProvisionedThroughputExceededException")
+    with _client(kinesis, api_key="k", record_ttl_ms=100) as client:
+        key = {"x-api-key": "k"}
+        client.post("/", json={"dat": 1}, headers=key)  # 422, FastAPI's validation
+        client.post("/", content=b"x", headers={**key, "content-type": "text/plain"})  # 415
+        client.post("/", json={"data": 1})  # 401, no key
+        client.post("/", json={"data": 1}, headers=key)  # 503: not accepted within the TTL
+        text = client.get("/metrics").text
+    assert "producer_requests_total 4" in text
+    assert "producer_responses4xx_total 3" in text
+    assert "producer_responses503_total 1" in text
+    assert "producer_responses5xx_total 0" in text
+
+
 # Request bodies (JSON texts) the fast path must leave to FastAPI's validation, or may serve.
 RECORD_CORPUS = [
     '{"data": 1}', '{"data": null}', '{"data": [1, {"a": "b"}]}',

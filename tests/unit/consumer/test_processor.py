@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -342,9 +343,46 @@ def test_metrics_go_to_stderr_as_emf_once_an_interval_and_at_shutdown() -> None:
     assert line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "KinesisIngest/Consumer"
     assert (line["RecordsWritten"], line["RecordsQuarantined"]) == (3, 1)
     assert line["MillisBehindLatest"] == 4200
-    assert line["EndToEndLatency"] > 0 and line["BatchWriteLatencyMax"] >= 0
+    assert len(line["EndToEndLatency"]) == 3 and min(line["EndToEndLatency"]) > 0
+    assert line["BatchWriteLatencyMax"] >= 0
     declared = {m["Name"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert declared == set(UNITS)
     # AND the protocol channel carried only protocol lines
     protocol = [json.loads(x) for x in sink.stdout.getvalue().splitlines() if x]
     assert {x["action"] for x in protocol} == {"status", "checkpoint"}
+
+
+def test_end_to_end_latency_is_a_bounded_sample_for_percentiles() -> None:
+    # GIVEN an interval in which 1,000 records were stored, and one without an ingest time
+    out = io.StringIO()
+    metrics = ConsumerMetrics(out, interval=3600)
+    for start in range(0, 1000, 50):
+        metrics.batch(50, 0, 1.0, 0, [float(v) for v in range(start, start + 50)])
+    metrics.emit()
+    metrics.batch(1, 0, 1.0, 0, [])
+    metrics.emit()
+    first, second = (json.loads(x) for x in out.getvalue().splitlines())
+    # THEN the line carries at most EMF's 100 values, drawn from them, and the true maximum
+    sample = first["EndToEndLatency"]
+    assert len(sample) == 100 and set(sample) <= {float(v) for v in range(1000)}
+    assert len(set(sample)) == 100 and max(sample) > 500  # spread over the interval, not a prefix
+    assert first["EndToEndLatencyMax"] == 999
+    # AND an interval with no latency declares none (an empty EMF value would be invalid)
+    assert "EndToEndLatency" not in second
+    declared = {m["Name"] for m in second["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert "EndToEndLatency" not in declared
+
+
+def test_a_quiet_shard_still_gets_its_line_from_the_timer() -> None:
+    # GIVEN a burst on a shard, then nothing (the KCL calls nothing on a quiet shard)
+    out = io.StringIO()
+    metrics = ConsumerMetrics(out, interval=0.2)
+    metrics.start_timer()
+    metrics.batch(7, 0, 1.0, 0, [3.0])
+    # THEN the timer writes the interval's line anyway, once
+    deadline = time.monotonic() + 10
+    while not out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    (line,) = out.getvalue().splitlines()
+    assert json.loads(line)["RecordsWritten"] == 7

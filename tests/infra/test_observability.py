@@ -1,0 +1,177 @@
+"""The dashboard and the alarms show only metrics something really publishes, with the
+dimensions it publishes them under: our services' metrics are read from the EMF lines their
+code writes; AWS's (and the KCL's) from the list below, each checked against AWS's docs."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from consumer.metrics import ConsumerMetrics
+from producer.metrics import ProducerMetrics
+from scaler import service as scaler_service
+from tests.infra.conftest import ACCOUNT, CONFIG, REGION, Built, build_stack
+
+APPLICATION = "<application>"  # the consumer task's CONSUMER_APPLICATION_NAME
+# What AWS publishes (namespace -> metric -> its dimension names), for the metrics we use
+AWS_METRICS = {
+    "AWS/Kinesis": {"WriteProvisionedThroughputExceeded": {"StreamName"}},
+    "AWS/DynamoDB": {"WriteThrottleEvents": {"TableName"}},
+    "AWS/ECS": {"CPUUtilization": {"ClusterName", "ServiceName"}},
+    "ECS/ContainerInsights": {"RunningTaskCount": {"ClusterName", "ServiceName"}},
+    "AWS/ApplicationELB": {
+        "HTTPCode_ELB_5XX_Count": {"LoadBalancer"},
+        "UnHealthyHostCount": {"TargetGroup", "LoadBalancer"},
+    },
+    # the KCL's own CloudWatch metrics (metricsLevel SUMMARY), namespace = application name
+    APPLICATION: {"MillisBehindLatest": {"Operation"}},
+}
+
+
+def _emf(line: str) -> tuple[str, dict[str, str], set[str]]:
+    document = json.loads(line)
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    (dimension_names,) = directive["Dimensions"]
+    dimensions = {name: document[name] for name in dimension_names}
+    return directive["Namespace"], dimensions, {m["Name"] for m in directive["Metrics"]}
+
+
+def published() -> dict[str, tuple[dict[str, str], set[str]]]:
+    """Namespace -> (dimensions, metric names), from what the services' code writes."""
+    producer = _emf(ProducerMetrics().emf(now=0))
+    out = io.StringIO()
+    consumer_metrics = ConsumerMetrics(out)
+    consumer_metrics.batch(1, 0, 1.0, 0, [5.0])
+    consumer_metrics.emit()
+    consumer = _emf(out.getvalue())
+    found = {ns: (dims, names) for ns, dims, names in (producer, consumer)}
+    # the scaler's line (its unit test checks the namespace and values) under StreamName
+    found[scaler_service.NAMESPACE] = ({"StreamName": "<stream>"}, set(scaler_service.METRICS))
+    return found
+
+
+def _application(built: Built) -> str:
+    (task,) = [t for t in built.of("aws:ecs/taskDefinition:TaskDefinition") if "consumer" in t.name]
+    (container,) = json.loads(task.inputs["containerDefinitions"])
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    return str(env["CONSUMER_APPLICATION_NAME"])
+
+
+def _check(namespace: str, metric: str, dimensions: dict[str, Any], built: Built) -> None:
+    stream = built.outputs["stream"]
+    if namespace == _application(built):
+        namespace = APPLICATION
+    ours = published()
+    if namespace in ours:
+        expected_dims, names = ours[namespace]
+        assert metric in names, f"{namespace} {metric}: no service publishes it"
+        expected = {k: (stream if v == "<stream>" else v) for k, v in expected_dims.items()}
+        assert dimensions == expected, f"{namespace} {metric}: {dimensions} != {expected}"
+    else:
+        assert namespace in AWS_METRICS and metric in AWS_METRICS[namespace], (namespace, metric)
+        assert set(dimensions) == AWS_METRICS[namespace][metric], (namespace, metric, dimensions)
+
+
+def _dashboard(built: Built) -> dict[str, Any]:
+    (dashboard,) = built.of("aws:cloudwatch/dashboard:Dashboard")
+    return json.loads(dashboard.inputs["dashboardBody"])
+
+
+def test_every_dashboard_metric_is_published_under_those_dimensions(built: Built) -> None:
+    rows = 0
+    for widget in _dashboard(built)["widgets"]:
+        for row in widget["properties"]["metrics"]:
+            if "expression" in row[0]:
+                continue
+            namespace, metric, *rest = row[:-1]
+            _check(namespace, metric, dict(zip(rest[::2], rest[1::2], strict=True)), built)
+            rows += 1
+    assert rows >= 30
+
+
+def test_the_dashboard_answers_keeping_up_lost_and_cost(built: Built) -> None:
+    widgets = _dashboard(built)["widgets"]
+    app = _application(built)
+    names = {
+        (APPLICATION if row[0] == app else row[0], row[1], row[-1].get("stat"))
+        for widget in widgets
+        for row in widget["properties"]["metrics"]
+        if "expression" not in row[0]
+    }
+    for wanted in [
+        ("KinesisIngest/Producer", "Requests", "Sum"),  # ingest rate
+        ("KinesisIngest/Producer", "UserRecordsReceived", "Sum"),
+        ("KinesisIngest/Producer", "UserRecordsPerKinesisRecord", "Average"),
+        ("KinesisIngest/Producer", "Responses4xx", "Sum"),
+        ("KinesisIngest/Producer", "Responses503", "Sum"),
+        ("KinesisIngest/Producer", "Responses5xx", "Sum"),
+        (APPLICATION, "MillisBehindLatest", "Maximum"),  # lag
+        ("KinesisIngest/Consumer", "EndToEndLatency", "p50"),
+        ("KinesisIngest/Consumer", "EndToEndLatency", "p99"),
+        ("KinesisIngest/Consumer", "RecordsWritten", "Sum"),  # stored vs put
+        ("KinesisIngest/Consumer", "RecordsQuarantined", "Sum"),
+        ("AWS/Kinesis", "WriteProvisionedThroughputExceeded", "Sum"),  # throttling
+        ("AWS/DynamoDB", "WriteThrottleEvents", "Sum"),
+        ("KinesisIngest/Scaler", "OpenShards", "Maximum"),  # cost
+        ("KinesisIngest/Scaler", "TargetShards", "Maximum"),
+        ("AWS/ECS", "CPUUtilization", "Average"),
+        ("ECS/ContainerInsights", "RunningTaskCount", "Average"),
+    ]:
+        assert wanted in names, wanted
+    # per PutRecords call: a metric-math expression over two hidden series that exist
+    expressions = [
+        (row[0]["expression"], widget["properties"]["metrics"])
+        for widget in widgets
+        for row in widget["properties"]["metrics"]
+        if "expression" in row[0]
+    ]
+    assert [e for e, _ in expressions] == ["put / calls"]
+    ids = {row[-1].get("id"): row[1] for row in expressions[0][1] if "id" in row[-1]}
+    assert ids == {"put": "UserRecordsPut", "calls": "PutRecordsCalls"}
+    # CPU and tasks for each of the three services; widgets on a grid, none overlapping
+    cpu = next(w for w in widgets if w["properties"]["title"].startswith("CPU"))
+    assert len(cpu["properties"]["metrics"]) == 3
+    cells = {(w["x"], w["y"]) for w in widgets}
+    assert len(cells) == len(widgets)
+
+
+def _alarms(built: Built) -> dict[str, dict[str, Any]]:
+    return {
+        a.name.removeprefix("ingest-test-"): a.inputs
+        for a in built.of("aws:cloudwatch/metricAlarm:MetricAlarm")
+    }
+
+
+def test_alarms_cover_lag_throttling_quarantine_errors_and_targets(built: Built) -> None:
+    alarms = _alarms(built)
+    assert set(alarms) == {
+        "consumer-behind", "kinesis-throttling", "dynamodb-throttling", "quarantine",
+        "records-not-accepted", "producer-errors", "unhealthy-targets",
+    }  # fmt: skip
+    for alarm in alarms.values():
+        _check(alarm["namespace"], alarm["metricName"], alarm["dimensions"], built)
+        assert alarm["alarmDescription"] and alarm["treatMissingData"] == "notBreaching"
+    # sustained means minutes in a row; a single quarantined record is enough to alarm
+    assert alarms["kinesis-throttling"]["evaluationPeriods"] == 5
+    assert alarms["dynamodb-throttling"]["dimensions"] == {"TableName": "ingest-test-records"}
+    assert (alarms["quarantine"]["evaluationPeriods"], alarms["quarantine"]["threshold"]) == (1, 0)
+    # no topic unless an e-mail is configured: the alarms then have no actions
+    assert all(not a.get("alarmActions") for a in alarms.values())
+    assert built.of("aws:sns/topic:Topic") == []
+
+
+@pytest.fixture(scope="module")
+def with_email() -> Built:
+    return build_stack({**CONFIG, "alarmEmail": "ops@example.com"})
+
+
+def test_alarms_notify_the_topic_when_an_email_is_configured(with_email: Built) -> None:
+    (topic,) = with_email.of("aws:sns/topic:Topic")
+    (subscription,) = with_email.of("aws:sns/topicSubscription:TopicSubscription")
+    assert subscription.inputs["endpoint"] == "ops@example.com"
+    arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic.name}"
+    for alarm in _alarms(with_email).values():
+        assert alarm["alarmActions"] == alarm["okActions"] == [arn]
