@@ -1,7 +1,9 @@
 """The consumer under faults, on the real local stack (KCL daemon, kinesis-mock, DynamoDB Local):
-a worker killed mid-stream and restarted, and a second worker that joins, takes some leases
-and stops gracefully, handing them back. Each ends with every acknowledged record stored, once
-(the table is keyed by the record id, so a replay overwrites it rather than adding an item).
+a worker killed mid-stream and restarted, a second worker that joins, takes some leases and
+stops gracefully, handing them back, and DynamoDB throttling the writes. Each ends with every
+acknowledged record stored, once (the table is keyed by the record id, so a replay overwrites
+it rather than adding an item). The consumer reaches DynamoDB Local through a proxy
+(tests/integration/throttle.py) that passes everything through until a test turns throttling on.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from local_stack.stack import LocalStack, StackConfig
+from tests.integration.throttle import ThrottlingProxy
 from tests.integration.traffic import send, wait_stored
 
 pytestmark = pytest.mark.integration
@@ -22,9 +25,21 @@ CONFIG = dict(kinesis_tls_port=44567, kinesis_plain_port=44568, dynamodb_port=48
               producer_port=48080, stream_name="fault-stream", shard_count=4)  # fmt: skip
 
 
+PROXY_PORT = 48001
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = StackConfig(state_dir=tmp_path_factory.mktemp("stack"), scaler="off", **CONFIG)  # type: ignore[arg-type]
+def proxy() -> Iterator[ThrottlingProxy]:
+    with ThrottlingProxy(PROXY_PORT, CONFIG["dynamodb_port"], "records") as running:  # type: ignore[arg-type]
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, proxy: ThrottlingProxy) -> Iterator[LocalStack]:
+    config = StackConfig(
+        state_dir=tmp_path_factory.mktemp("stack"), scaler="off",
+        extra_env={"CONSUMER_DYNAMODB_ENDPOINT": proxy.url}, **CONFIG,  # type: ignore[arg-type]
+    )  # fmt: skip
     with LocalStack(config) as running:
         yield running
 
@@ -58,6 +73,24 @@ def _traffic_with(stack: LocalStack, fault: object, count: int = 900) -> list[st
     return asyncio.run(scenario())
 
 
+def _traffic_until(stack: LocalStack, condition: object, timeout: float) -> tuple[list[str], bool]:
+    """POST records at 30/s until ``condition()`` holds (checked every second) or ``timeout``;
+    the acknowledged ids, and whether it held."""
+
+    async def scenario() -> tuple[list[str], bool]:
+        acked: list[str] = []
+        sender = asyncio.create_task(send(stack.config.producer_url, 100_000, 30, 8, acked))
+        held, deadline = False, time.monotonic() + timeout
+        while not held and time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            held = await asyncio.to_thread(condition)  # type: ignore[arg-type]
+        sender.cancel()  # requests in flight may or may not be answered: only acked count
+        await asyncio.gather(sender, return_exceptions=True)
+        return acked, held
+
+    return asyncio.run(scenario())
+
+
 def test_a_worker_killed_mid_stream_and_restarted_loses_nothing(stack: LocalStack) -> None:
     before = _owners(stack)
     assert len(before) == CONFIG["shard_count"]
@@ -81,9 +114,12 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_nothing(stack: LocalStac
 def test_leases_move_back_when_a_second_worker_stops_gracefully(stack: LocalStack) -> None:
     # GIVEN a second worker that took some of the leases from the first (the leader now: the
     # leader's own departure is the slow case of the test above)
+    # (KCL 3's leader balances leases by throughput: it moves none to a new worker while
+    # the stream is idle, so a trickle of records flows until it does)
     (first_id,) = set(_owners(stack).values())
     second = stack.add_consumer("consumer-2")
-    assert _wait(lambda: len(set(_owners(stack).values())) == 2, 150), _owners(stack)
+    trickle, shared = _traffic_until(stack, lambda: len(set(_owners(stack).values())) == 2, 180)
+    assert shared, _owners(stack)
 
     def stop_second() -> None:
         # WHEN the second gets SIGTERM (ECS scale-in) under traffic
@@ -95,5 +131,27 @@ def test_leases_move_back_when_a_second_worker_stops_gracefully(stack: LocalStac
     # THEN the first worker owns every lease again, and nothing acknowledged is missing
     assert _wait(lambda: set(_owners(stack).values()) == {first_id}, 120), _owners(stack)
     assert second.proc is not None and second.proc.returncode is not None
-    assert len(acked) == 900
-    assert wait_stored(stack, acked, timeout=240) == set()
+    assert len(acked) == 900 and trickle
+    assert wait_stored(stack, acked + trickle, timeout=240) == set()
+
+
+def test_dynamodb_throttling_delays_writes_but_loses_nothing(
+    stack: LocalStack, proxy: ThrottlingProxy
+) -> None:
+    # GIVEN DynamoDB refusing a third of the BatchWriteItem calls (ProvisionedThroughputExceeded)
+    # and sending back half the items of the others as UnprocessedItems
+    proxy.set(throttle_calls=0.33, unprocessed_items=0.5)
+    try:
+        # WHEN records flow
+        acked = _traffic_with(stack, lambda: None)
+        assert len(acked) == 900
+        # THEN every acknowledged record is stored once the retries got through
+        assert wait_stored(stack, acked, timeout=240) == set()
+    finally:
+        proxy.set(0.0, 0.0)
+    # AND the throttling really happened, and the sink retried it (its log says so)
+    assert proxy.calls_throttled > 5 and proxy.items_unprocessed > 50, vars(proxy)
+    log = stack.process("consumer").log_path.read_text()
+    assert log.count("retrying BatchWriteItem") >= 5
+    # AND the worker kept its leases (throttling is not a reason to give a shard up)
+    assert len(_owners(stack)) == CONFIG["shard_count"]

@@ -1,0 +1,117 @@
+"""``python -m consumer.replay``: put quarantined records back into the stream.
+
+For after a fix: a consumer that quarantined records it could not store (a bug, a limit since
+raised) gets them again through the same path as any record. Each quarantined item's raw bytes
+go back to the stream with PutRecord under their original partition key (so they keep their
+key's shard and order among new records); only once Kinesis accepted one is its quarantine
+item deleted. A record that is still poison comes back to the quarantine under its new
+sequence number; a record that was stored meanwhile is overwritten by the same id (the
+consumer's writes are idempotent). Items whose bytes were cut (``data_truncated``) cannot be
+replayed and are left, and said so.
+
+Reads the consumer's settings (``CONSUMER_*``: stream, quarantine table, region, endpoints);
+``--reason`` replays only the items whose reason contains the text; ``--dry-run`` lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.config import ConsumerSettings, get_settings
+
+
+@dataclass
+class Outcome:
+    replayed: int = 0
+    skipped: int = 0  # truncated: the bytes are not all there
+    failed: int = 0  # PutRecord refused: left in the quarantine
+    listed: int = 0  # --dry-run
+
+
+def quarantined(ddb: Any, table: str) -> Iterator[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = ddb.scan(**kwargs)
+        yield from page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def replay(
+    kinesis: Any,
+    ddb: Any,
+    stream: str,
+    table: str,
+    reason: str = "",
+    dry_run: bool = False,
+    say: Any = None,
+) -> Outcome:
+    """Replay every quarantined item of ``table`` (whose reason contains ``reason``)."""
+    say = say or _say
+    outcome = Outcome()
+    for item in quarantined(ddb, table):
+        key, why = item["id"]["S"], item.get("reason", {}).get("S", "")
+        if reason not in why:
+            continue
+        if dry_run:
+            outcome.listed += 1
+            say(f"would replay {key}: {why}")
+            continue
+        if item.get("data_truncated", {}).get("BOOL"):
+            outcome.skipped += 1
+            say(f"skipped {key}: its bytes were truncated in the quarantine")
+            continue
+        try:
+            put = kinesis.put_record(
+                StreamName=stream,
+                Data=item["data"]["B"],
+                PartitionKey=item.get("partition_key", {}).get("S") or key[:256],
+            )
+        except (BotoCoreError, ClientError) as exc:
+            outcome.failed += 1
+            say(f"failed {key}: {exc} (left in the quarantine)")
+            continue
+        ddb.delete_item(TableName=table, Key={"id": {"S": key}})
+        outcome.replayed += 1
+        say(f"replayed {key} -> {put['ShardId']} {put['SequenceNumber']}")
+    return outcome
+
+
+def _say(text: str) -> None:
+    """A line on stdout: this is a command-line tool, not the record processor."""
+    sys.stdout.write(text + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m consumer.replay",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--reason", default="", help="only items whose reason contains this")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+    parser.add_argument("--kinesis-ca-bundle", help="PEM to verify a local Kinesis endpoint")
+    args = parser.parse_args(argv)
+    settings: ConsumerSettings = get_settings()
+    kinesis = boto3.client("kinesis", region_name=settings.region,
+                           endpoint_url=settings.kinesis_endpoint,
+                           verify=args.kinesis_ca_bundle)  # fmt: skip
+    ddb = boto3.client("dynamodb", region_name=settings.region,
+                       endpoint_url=settings.dynamodb_endpoint)  # fmt: skip
+    outcome = replay(kinesis, ddb, settings.stream_name, settings.quarantine_table, args.reason,
+                     args.dry_run)  # fmt: skip
+    _say(f"replayed {outcome.replayed}, skipped {outcome.skipped}, failed {outcome.failed}"
+         + (f", would replay {outcome.listed}" if args.dry_run else ""))  # fmt: skip
+    return 1 if outcome.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
