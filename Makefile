@@ -7,12 +7,13 @@ UV_VERSION := 0.13.9
 UV := python3 -m uv
 PY := .venv/bin/python
 
-.PHONY: help install run test test-unit test-integration lint bench clean
+.PHONY: help install run test test-unit test-integration lint load bench clean
 
 help:
 	@echo "make run    - install what is missing, then run the local pipeline (Ctrl-C stops it)"
 	@echo "make test   - install what is missing, then run every test"
 	@echo "make lint   - ruff check and format check"
+	@echo "make load ARGS='--rate 500 --duration 60'  - the load generator (python -m loadgen -h)"
 	@echo "make bench  - benchmarks: ratios measured side by side in one run; scaler simulation"
 	@echo "make clean  - remove the local state (.local/)"
 
@@ -36,6 +37,12 @@ install: .local/.system-ok .venv/.installed node_modules/.installed
 	$(UV) sync --frozen --all-extras
 	@touch $@
 
+# headless Chromium for the local dashboard's browser test (make test only, not make run)
+.local/.chromium-ok: .local/.system-ok
+	@command -v chromium >/dev/null || { echo "installing chromium from Debian (browser test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@touch $@
+
 node_modules/.installed: package.json package-lock.json .local/.system-ok
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -43,18 +50,21 @@ node_modules/.installed: package.json package-lock.json .local/.system-ok
 run: install
 	$(PY) -m local_stack
 
-test: install
+test: install .local/.chromium-ok
 	$(PY) -m pytest
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-test-integration: install
+test-integration: install .local/.chromium-ok
 	$(PY) -m pytest tests/integration
 
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+load: install
+	$(PY) -m loadgen $(ARGS)
 
 bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)

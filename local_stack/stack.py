@@ -277,6 +277,7 @@ class LocalStack:
             "CONSUMER_JVM_OPTIONS": " ".join(self.tls.jvm_options()),
             "CONSUMER_PROPERTIES_PATH": str(cfg.state_dir / "consumer.properties"),
             "CONSUMER_HEARTBEAT_DIR": str(cfg.state_dir / "heartbeats" / "consumer"),
+            "CONSUMER_METRICS_INTERVAL_SECONDS": "5",  # fresh numbers for the local dashboard
         }
 
     def _scaler_env(self) -> dict[str, str]:
@@ -292,6 +293,7 @@ class LocalStack:
             "SCALER_CHECK_INTERVAL_SECONDS": str(cfg.scaler_interval_seconds),
             "SCALER_DRY_RUN": str(cfg.scaler == "dry-run").lower(),
             "SCALER_MIN_SHARDS": "1",
+            "SCALER_HEARTBEAT_PATH": str(cfg.state_dir / "scaler-heartbeat"),
         }
 
     def _producer_healthy(self) -> bool:

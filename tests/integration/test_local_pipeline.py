@@ -4,8 +4,11 @@ kinesis-mock, real DynamoDB Local and the real KCL MultiLangDaemon with enhanced
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,13 +20,14 @@ import boto3
 import httpx
 import pytest
 
+from local_stack.dashboard import PANELS
 from local_stack.processes import port_open
 from local_stack.stack import ROOT
 
 pytestmark = pytest.mark.integration
 
 PORTS = {"kinesis_tls_port": 14567, "kinesis_plain_port": 14568, "dynamodb_port": 18000,
-         "producer_port": 18080}  # fmt: skip
+         "producer_port": 18080, "dashboard_port": 18090}  # fmt: skip
 STREAM = "it-stream"
 APP = "kinesis-ingest-consumer"
 RECORDS = 1000
@@ -143,6 +147,45 @@ def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:
         ]
         consumers = kinesis.list_stream_consumers(StreamARN=arn)["Consumers"]
         assert [(c["ConsumerName"], c["ConsumerStatus"]) for c in consumers] == [(APP, "ACTIVE")]
+
+        # AND replaying the quarantine puts the record back into the stream: still poison, it is
+        # quarantined again under its new sequence number, and its old item is gone
+        replayed = subprocess.run(
+            [sys.executable, "-m", "consumer.replay", "--kinesis-ca-bundle",
+             str(state / "tls" / "cert.pem")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **{
+                "CONSUMER_STREAM_NAME": STREAM, "CONSUMER_REGION": "us-east-1",
+                "CONSUMER_KINESIS_ENDPOINT": f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
+                "CONSUMER_DYNAMODB_ENDPOINT": f"http://127.0.0.1:{PORTS['dynamodb_port']}",
+                "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}},
+        )  # fmt: skip
+        assert replayed.returncode == 0, replayed.stderr
+        assert "replayed 1, skipped 0, failed 0" in replayed.stdout
+        deadline, again = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            again = _scan_all("records-quarantine")
+            if again and again[0]["sequence_number"]["S"] != poison["SequenceNumber"]:
+                break
+            time.sleep(1)
+        assert [(q["data"]["B"], q["partition_key"]["S"]) for q in again] == [
+            (b"\x00not json", "p")
+        ]
+        assert again[0]["sequence_number"]["S"] != poison["SequenceNumber"]
+
+        # AND the live dashboard, in a real browser, shows every panel, and its numbers move
+        # while the load generator sends 500 records
+        before = _dashboard(tmp_path / "before.png")
+        assert set(before["panels"]) == set(PANEL_TITLES), before["panels"]
+        summary = _loadgen(rate=100, seconds=5)
+        assert (summary["sent"], summary["acknowledged"], summary["stored"]) == (500, 500, 500)
+        assert summary["rejected"] == summary["failed"] == 0
+        assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+        time.sleep(7)  # the consumer's EMF interval (5 s) and the sampler's (2 s)
+        after = _dashboard(tmp_path / "after.png")
+        assert after["totals"]["producer.put"] >= before["totals"]["producer.put"] + 500
+        assert after["totals"]["consumer.written"] >= before["totals"]["consumer.written"] + 500
+        assert after["totals"]["consumer.quarantined"] == 2  # the poison record, twice
+        assert after["samples"] > before["samples"]
     finally:
         # WHEN the stack gets SIGTERM (as Ctrl-C or a service manager would send)
         if proc.poll() is None:
@@ -157,6 +200,47 @@ def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:
     alive = [name for name, pid in pids.items() if _alive(pid)]
     assert alive == []
     assert [p for p in PORTS.values() if port_open("127.0.0.1", p)] == []
+
+
+PANEL_TITLES = [title for _, title, _, _ in PANELS]
+NO_VALUE = "\u2013"  # what the page shows for a value not sampled yet (an en dash)
+
+
+def _dashboard(screenshot: Path) -> dict[str, Any]:
+    """What headless Chromium shows at the dashboard once its script ran: panel titles, the
+    totals by key, samples charted; and a screenshot (its PNG header is checked)."""
+    browser = shutil.which("chromium")
+    assert browser, "chromium is missing: `make test` installs it from Debian"
+    url = f"http://127.0.0.1:{PORTS['dashboard_port']}/"
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             f"--user-data-dir={screenshot.parent / 'chromium'}", "--virtual-time-budget=4000",
+             "--window-size=1400,1000"]  # fmt: skip
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, timeout=120,
+                         check=True, text=True).stdout  # fmt: skip
+    subprocess.run([*flags, f"--screenshot={screenshot}", url], capture_output=True,
+                   timeout=120, check=True)  # fmt: skip
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dom = re.sub(r"<script.*?</script>", "", dom, flags=re.S)  # the page's code, not its DOM
+    titles = re.findall(r'<section class="panel" data-panel="[^"]+">\s*<h2>([^<]+?) <span', dom)
+    totals = re.findall(r'data-total="([^"]+)"><b class="value">([^<]+)</b>', dom)
+    samples = re.search(r'data-samples="(\d+)"', dom)
+    return {
+        "panels": [html.unescape(t) for t in titles],
+        "totals": {k: float(v.replace(",", "")) if v != NO_VALUE else 0.0 for k, v in totals},
+        "samples": int(samples.group(1)) if samples else 0,
+    }
+
+
+def _loadgen(rate: int, seconds: int) -> dict[str, Any]:
+    """``python -m loadgen`` against the stack; its JSON summary (progress went to stderr)."""
+    argv = [sys.executable, "-m", "loadgen", "--rate", str(rate), "--duration", str(seconds),
+            "--url", f"http://127.0.0.1:{PORTS['producer_port']}", "--shape", "mixed",
+            "--dynamodb-endpoint", f"http://127.0.0.1:{PORTS['dynamodb_port']}",
+            "--json"]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "100%" in done.stderr  # the progress lines
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,1 @@
+"""A load generator for the ingest endpoint: ``python -m loadgen --help``."""

@@ -1,0 +1,152 @@
+"""``python -m loadgen``: send records at a rate to the local stack or a deployed endpoint, with a
+progress bar, then a summary: sent, acknowledged, rejected, stored, latency percentiles.
+
+    python -m loadgen --rate 500 --duration 60 --shape orders
+    python -m loadgen --url https://ingest.example.com --api-key "$KEY" --rate 2000 \\
+        --count 100000 --batch 100 --table my-stack-records
+
+"Stored" reads the records table (DynamoDB Local for the local stack; the AWS credentials in
+the environment for a deployed one) until every acknowledged id is there or ``--wait-stored``
+seconds passed; ``--no-check-stored`` skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from loadgen.run import Plan, Tally, send
+from loadgen.shapes import SHAPES
+from loadgen.stored import count_stored
+
+LOCAL_URL = "http://127.0.0.1:8080"
+LOCAL_DYNAMODB = "http://127.0.0.1:8000"
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadgen", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--url", default=LOCAL_URL, help=f"the producer (default {LOCAL_URL})")
+    parser.add_argument("--rate", type=float, default=100, help="records per second")
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--duration", type=float, help="seconds to send for (default 10)")
+    amount.add_argument("--count", type=int, help="records to send")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="mixed")
+    parser.add_argument("--batch", type=int, default=1, help="records per request (>1: /batch)")
+    parser.add_argument("--concurrency", type=int, default=256, help="requests in flight at most")
+    parser.add_argument("--api-key", help="sent as x-api-key")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--table", default="records", help="the records table, to count stored")
+    parser.add_argument(
+        "--dynamodb-endpoint",
+        help=f"DynamoDB endpoint (default: {LOCAL_DYNAMODB} for a local --url, else AWS)",
+    )
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--wait-stored", type=float, default=120, help="seconds, at most")
+    parser.add_argument("--no-check-stored", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    if args.rate <= 0 or args.batch < 1 or args.batch > 500 or args.concurrency < 1:
+        parser.error("--rate must be > 0, --batch 1..500, --concurrency >= 1")
+    if args.count is None:
+        args.count = max(1, round(args.rate * (args.duration or 10)))
+    if args.count < 1:
+        parser.error("--count must be >= 1")
+    if args.dynamodb_endpoint is None and "://127.0.0.1" in args.url:
+        args.dynamodb_endpoint = LOCAL_DYNAMODB
+    return args
+
+
+class ProgressBar:
+    """A bar on a terminal (redrawn in place), a line every 5 s elsewhere (logs, CI)."""
+
+    def __init__(self, out: TextIO, planned: int) -> None:
+        self.out, self.planned = out, planned
+        self.tty = out.isatty()
+        self._last_line = 0.0
+
+    def __call__(self, tally: Tally) -> None:
+        done = tally.sent / max(self.planned, 1)
+        rate = tally.sent / max(tally.elapsed, 1e-9)
+        p99 = tally.percentile(99)
+        text = (
+            f"{tally.sent:>9,}/{self.planned:,} sent  {rate:7,.0f}/s  acked {tally.acked:,}"
+            f"  rejected {sum(tally.rejected.values()):,}  failed {tally.failed:,}"
+        )
+        if p99 is not None:
+            text += f"  p99 {p99:,.0f} ms"
+        if self.tty:
+            width = 30
+            bar = "#" * int(done * width) + "." * (width - int(done * width))
+            self.out.write(f"\r[{bar}] {done:4.0%} {text}")
+            if tally.ended is not None:
+                self.out.write("\n")
+        elif tally.ended is not None or time.monotonic() - self._last_line >= 5:
+            self._last_line = time.monotonic()
+            self.out.write(f"{done:4.0%} {text}\n")
+        self.out.flush()
+
+
+def summary(plan: Plan, tally: Tally, stored: int | None, stored_note: str) -> dict[str, Any]:
+    def ms(p: float) -> float | None:
+        value = tally.percentile(p)
+        return None if value is None else round(value, 1)
+
+    return {
+        "url": plan.url,
+        "shape": plan.shape,
+        "target_rate": plan.rate,
+        "achieved_rate": round(tally.sent / max(tally.elapsed, 1e-9), 1),
+        "seconds": round(tally.elapsed, 1),
+        "sent": tally.sent,
+        "acknowledged": tally.acked,
+        "rejected": sum(tally.rejected.values()),
+        "rejected_by": dict(tally.rejected),
+        "failed": tally.failed,
+        "stored": stored,
+        "stored_note": stored_note,
+        "latency_ms": {"p50": ms(50), "p90": ms(90), "p99": ms(99), "max": ms(100)},
+    }
+
+
+def _print_table(result: dict[str, Any], out: TextIO) -> None:
+    latency = result["latency_ms"]
+    rows = [
+        ("sent", f"{result['sent']:,} records in {result['seconds']} s "
+                 f"({result['achieved_rate']:,}/s, target {result['target_rate']:,}/s)"),
+        ("acknowledged", f"{result['acknowledged']:,}"),
+        ("rejected", f"{result['rejected']:,} {result['rejected_by'] or ''}".strip()),
+        ("failed", f"{result['failed']:,} (no answer)"),
+        ("stored", f"{result['stored']:,} {result['stored_note']}".strip()
+         if result["stored"] is not None else result["stored_note"]),
+        ("latency", "  ".join(f"{k} {v} ms" for k, v in latency.items())),
+    ]  # fmt: skip
+    for name, value in rows:
+        out.write(f"{name:>13}  {value}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    plan = Plan(args.url.rstrip("/"), args.rate, args.count, args.shape, args.batch,
+                args.concurrency, args.api_key, args.seed)  # fmt: skip
+    tally = asyncio.run(send(plan, ProgressBar(sys.stderr, plan.count)))
+    stored, note = None, "not checked (--no-check-stored)"
+    if not args.no_check_stored:
+        stored, note = count_stored(tally.ids, args.table, args.dynamodb_endpoint, args.region,
+                                    args.wait_stored)  # fmt: skip
+    result = summary(plan, tally, stored, note)
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        _print_table(result, sys.stdout)
+    complete = tally.acked == tally.sent and (stored is None or stored == tally.acked)
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Send records at a target rate and count what happened to each.
+
+Open loop: request *i* is due at ``start + i / requests_per_second`` whatever happened to the
+earlier ones, and its latency is measured from when it was due, not from when a free
+connection let it go (so a slow producer shows up as latency, instead of silently lowering
+the rate: no coordinated omission). At most ``concurrency`` requests are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from loadgen.shapes import SHAPES
+
+
+@dataclass
+class Tally:
+    """What happened so far; ``latencies_ms`` of the acknowledged records."""
+
+    planned: int
+    sent: int = 0  # records sent (in requests that got an answer or failed)
+    acked: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)  # by status or error code
+    failed: int = 0  # no answer (connection refused, reset, timeout)
+    latencies_ms: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+    def percentile(self, p: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+@dataclass(frozen=True)
+class Plan:
+    url: str
+    rate: float  # records per second
+    count: int
+    shape: str = "mixed"
+    batch: int = 1  # records per request: 1 posts to /, more to /batch
+    concurrency: int = 256
+    api_key: str | None = None
+    seed: int = 1
+    timeout: float = 60.0
+
+
+def _body(plan: Plan, rng: random.Random, first: int, size: int) -> tuple[str, Any]:
+    shape = SHAPES[plan.shape]
+    records = []
+    for n in range(first, first + size):
+        key, data = shape(rng, n)
+        records.append({"data": data, "partition_key": key})
+    if plan.batch == 1:
+        return "/", records[0]
+    return "/batch", {"records": records}
+
+
+def _count(
+    tally: Tally, response: httpx.Response, size: int, batch: bool, latency_ms: float
+) -> None:
+    if response.status_code == 200 and batch:
+        for result in response.json()["records"]:
+            if "error" in result:
+                tally.rejected[result["error"]] += 1
+            else:
+                tally.acked += 1
+                tally.ids.append(result["id"])
+                tally.latencies_ms.append(latency_ms)
+    elif response.status_code == 200:
+        tally.acked += 1
+        tally.ids.append(response.json()["id"])
+        tally.latencies_ms.append(latency_ms)
+    else:
+        tally.rejected[str(response.status_code)] += size
+
+
+async def send(
+    plan: Plan,
+    progress: Callable[[Tally], None] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Tally:
+    """Run ``plan``; ``progress`` is called about five times a second with the tally.
+    ``transport`` replaces the network (tests)."""
+    tally = Tally(plan.count)
+    rng = random.Random(plan.seed)
+    headers = {"x-api-key": plan.api_key} if plan.api_key else {}
+    limits = httpx.Limits(
+        max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
+    )
+    slots = asyncio.Semaphore(plan.concurrency)
+    interval = plan.batch / plan.rate
+
+    async with httpx.AsyncClient(
+        base_url=plan.url, timeout=plan.timeout, limits=limits, headers=headers, transport=transport
+    ) as client:
+
+        async def one(path: str, body: Any, size: int, due: float) -> None:
+            try:
+                response = await client.post(path, json=body)
+                latency = (time.monotonic() - due) * 1000
+                _count(tally, response, size, path == "/batch", latency)
+            except (httpx.TransportError, ValueError, KeyError):
+                tally.failed += size
+            finally:
+                tally.sent += size
+                slots.release()
+
+        async def report() -> None:
+            while True:
+                if progress is not None:
+                    progress(tally)
+                await asyncio.sleep(0.2)
+
+        reporter = asyncio.create_task(report())
+        tasks = set()
+        start = time.monotonic()
+        tally.started = start
+        try:
+            for i, first in enumerate(range(0, plan.count, plan.batch)):
+                due = start + i * interval
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await slots.acquire()
+                size = min(plan.batch, plan.count - first)
+                path, body = _body(plan, rng, first, size)
+                task = asyncio.create_task(one(path, body, size, due))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+        finally:
+            tally.ended = time.monotonic()
+            reporter.cancel()
+            if progress is not None:
+                progress(tally)
+    return tally

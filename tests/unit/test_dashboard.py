@@ -1,0 +1,137 @@
+"""The local dashboard's sampler and server, fed by the services' real output formats."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from consumer.metrics import ConsumerMetrics
+from local_stack.dashboard import (
+    PANELS,
+    DashboardServer,
+    LogTail,
+    Sampler,
+    emf_documents,
+    parse_prometheus,
+)
+from producer.metrics import ProducerMetrics
+
+
+def _producer_text(received: int, put: int, calls: int, throttled: int) -> str:
+    metrics = ProducerMetrics()
+    for _ in range(received - 1):
+        metrics.response(200)
+    metrics.response(503)
+    metrics.count("UserRecordsReceived", received)
+    metrics.count("UserRecordsPut", put)
+    metrics.count("KinesisRecordsPut", calls * 2)
+    metrics.count("PutRecordsCalls", calls)
+    for _ in range(throttled):
+        metrics.error("ProvisionedThroughputExceededException")
+    metrics.error("InternalFailure")
+    return metrics.prometheus()
+
+
+def _consumer_line(written: int, latencies: list[float]) -> str:
+    out = io.StringIO()
+    metrics = ConsumerMetrics(out)
+    metrics.batch(written, 1, 2.0, 1500, latencies, retries=3)
+    metrics.emit()
+    return out.getvalue()
+
+
+def test_producer_counters_are_read_from_its_prometheus_text() -> None:
+    values = parse_prometheus(_producer_text(received=10, put=8, calls=2, throttled=4))
+    assert values["requests"] == values["received"] == 10
+    assert (values["put"], values["calls"], values["kinesis_records"]) == (8, 2, 4)
+    assert values["throttled"] == 4  # only the throughput codes, not InternalFailure
+    assert values["r503"] == 1
+
+
+def test_log_tail_returns_only_new_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "consumer.log"
+    tail = LogTail(path)
+    assert tail.lines() == []  # not there yet
+    path.write_text("one\ntw")
+    assert tail.lines() == ["one"]
+    with open(path, "a") as f:
+        f.write("o\nthree\n")
+    assert tail.lines() == ["two", "three"]
+    assert tail.lines() == []
+
+
+def test_only_emf_documents_of_the_namespace_are_taken() -> None:
+    lines = [
+        "2026-11-23 10:00:00 INFO  s.a.k.multilang - something",
+        '{"timestamp": "x", "message": "processing shard"}',
+        _consumer_line(5, [10.0]).strip(),
+        "{not json",
+    ]
+    (document,) = emf_documents(lines, "KinesisIngest/Consumer")
+    assert document["RecordsWritten"] == 5
+
+
+def _sampler(tmp_path: Path, producer_url: str, shards: list[int]) -> Sampler:
+    groups = {"producer": [os.getpid()], "consumer": [], "scaler": []}
+    return Sampler(producer_url, tmp_path, lambda: groups, lambda: shards[0], interval=3600)
+
+
+def test_samples_become_rates_ratios_and_percentiles(tmp_path: Path) -> None:
+    # GIVEN a producer whose counters grow between two samples, and consumer EMF lines
+    texts = iter([_producer_text(100, 100, 10, 0), _producer_text(300, 260, 20, 6)])
+    served = tmp_path / "metrics.txt"
+    shards = [5]
+    sampler = _sampler(tmp_path, served.as_uri(), shards)
+    served.write_text(next(texts))
+    (tmp_path / "consumer.log").write_text(_consumer_line(40, [float(v) for v in range(1, 101)]))
+    (tmp_path / "scaler.log").write_text(
+        '{"_aws": {"CloudWatchMetrics": [{"Namespace": "KinesisIngest/Scaler"}]}, '
+        '"TargetShards": 7, "OpenShards": 5}\n'
+    )
+    sampler.sample()
+    served.write_text(next(texts))
+    with open(tmp_path / "consumer-2.log", "w") as f:
+        f.write(_consumer_line(60, [500.0]))
+    shards[0] = 7
+    sampler.sample()
+    sampler.samples[-1]["t"] = sampler.samples[0]["t"] + 2  # type: ignore[operator]
+    snapshot = sampler.snapshot()
+    last = {s["key"]: s["last"] for p in snapshot["panels"] for s in p["series"]}
+    # THEN counters become per-second rates over the 2 s between the samples
+    assert last["producer.received/s"] == 100 and last["producer.put/s"] == 80
+    assert last["producer.throttled/s"] == 3
+    # AND the aggregation ratios come from the increases (160 put in 10 calls, 20 records)
+    assert last["producer.per_call"] == 16 and last["producer.per_kinesis_record"] == 8
+    # AND the consumer's lines from every worker add up; p50/p99 come from their samples
+    totals = {t["key"]: t["value"] for t in snapshot["totals"]}
+    assert totals["consumer.written"] == 100 and totals["consumer.quarantined"] == 2
+    assert last["consumer.latency_p50"] == 51 and last["consumer.latency_p99"] == 100
+    assert last["consumer.behind_ms"] == 1500
+    assert (last["stream.open_shards"], last["scaler.target"]) == (7, 7)
+    assert last["tasks.producer"] == 1 and last["cpu.producer"] is not None
+    assert [p["id"] for p in snapshot["panels"]] == [p[0] for p in PANELS]
+
+
+def test_the_server_serves_the_page_and_the_samples(tmp_path: Path) -> None:
+    sampler = _sampler(tmp_path, "http://127.0.0.1:9/metrics", [2])  # nothing listens there
+    server = DashboardServer(0, sampler)
+    server.start()
+    try:
+        with urllib.request.urlopen(server.url, timeout=5) as page:
+            assert b"/api/metrics" in page.read()
+        for _ in range(50):
+            with urllib.request.urlopen(server.url + "api/metrics", timeout=5) as response:
+                data = json.loads(response.read())
+            if data["updated"]:
+                break
+        assert data["updated"] and len(data["panels"]) == len(PANELS)
+        # a producer that does not answer leaves its series empty, the rest still sampled
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(server.url + "nope", timeout=5)
+    finally:
+        server.stop()
