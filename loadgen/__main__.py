@@ -108,6 +108,7 @@ def summary(plan: Plan, tally: Tally, stored: int | None, stored_note: str) -> d
         "rejected": sum(tally.rejected.values()),
         "rejected_by": dict(tally.rejected),
         "failed": tally.failed,
+        "failed_by": dict(tally.failed_by),
         "stored": stored,
         "stored_note": stored_note,
         "latency_ms": {"p50": ms(50), "p90": ms(90), "p99": ms(99), "max": ms(100)},
@@ -121,10 +122,11 @@ def _print_table(result: dict[str, Any], out: TextIO) -> None:
                  f"({result['achieved_rate']:,}/s, target {result['target_rate']:,}/s)"),
         ("acknowledged", f"{result['acknowledged']:,}"),
         ("rejected", f"{result['rejected']:,} {result['rejected_by'] or ''}".strip()),
-        ("failed", f"{result['failed']:,} (no answer)"),
+        ("failed", f"{result['failed']:,} (no answer) {result['failed_by'] or ''}".strip()),
         ("stored", f"{result['stored']:,} {result['stored_note']}".strip()
          if result["stored"] is not None else result["stored_note"]),
-        ("latency", "  ".join(f"{k} {v} ms" for k, v in latency.items())),
+        ("latency", "  ".join(f"{k} {v} ms" for k, v in latency.items())
+         if latency["p50"] is not None else "n/a (nothing acknowledged)"),
     ]  # fmt: skip
     for name, value in rows:
         out.write(f"{name:>13}  {value}\n")

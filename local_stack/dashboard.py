@@ -178,12 +178,14 @@ class Sampler:
         processes: Callable[[], dict[str, list[int]]],
         open_shards: Callable[[], int],
         interval: float = 2.0,
+        log_starts: Callable[[], dict[Path, int]] = dict,
     ) -> None:
         self.producer_metrics_url = producer_metrics_url
         self.logs_dir = logs_dir
         self.processes = processes  # service -> process group ids of its running processes
         self.open_shards = open_shards
         self.interval = interval
+        self.log_starts = log_starts  # log file -> where this run's lines begin (appended logs)
         self.samples: deque[dict[str, float | None]] = deque(maxlen=HISTORY)
         self.consumer = ConsumerState()
         self.scaler_target: float | None = None
@@ -210,7 +212,9 @@ class Sampler:
     def _new_lines(self, pattern: str) -> dict[str, list[str]]:
         found = {}
         for path in sorted(self.logs_dir.glob(pattern)):
-            tail = self._tails.setdefault(path, LogTail(path))
+            if path not in self._tails:
+                self._tails[path] = LogTail(path, self.log_starts().get(path, 0))
+            tail = self._tails[path]
             found[path.name] = tail.lines()
         return found
 
@@ -372,7 +376,14 @@ def for_stack(stack: Any, port: int) -> DashboardServer:
         shards = kinesis.list_shards(StreamName=config.stream_name)["Shards"]
         return sum("EndingSequenceNumber" not in s["SequenceNumberRange"] for s in shards)
 
+    def log_starts() -> dict[Path, int]:
+        return {process.log_path: process.log_start for process in list(stack.processes)}
+
     sampler = Sampler(
-        f"{config.producer_url}/metrics", config.state_dir / "logs", processes, open_shards
+        f"{config.producer_url}/metrics",
+        config.state_dir / "logs",
+        processes,
+        open_shards,
+        log_starts=log_starts,
     )
     return DashboardServer(port, sampler)

@@ -135,3 +135,19 @@ def test_the_server_serves_the_page_and_the_samples(tmp_path: Path) -> None:
             urllib.request.urlopen(server.url + "nope", timeout=5)
     finally:
         server.stop()
+
+
+def test_lines_a_previous_run_left_in_an_appended_log_are_not_counted(tmp_path: Path) -> None:
+    # GIVEN a consumer log holding an earlier run's lines (the stack appends to its logs)
+    log = tmp_path / "consumer.log"
+    log.write_text(_consumer_line(1000, [5.0]))
+    start = log.stat().st_size
+    groups: dict[str, list[int]] = {"producer": [], "consumer": [], "scaler": []}
+    sampler = Sampler("http://127.0.0.1:9/metrics", tmp_path, lambda: groups, lambda: 1,
+                      interval=3600, log_starts=lambda: {log: start})  # fmt: skip
+    with open(log, "a") as f:
+        f.write(_consumer_line(7, [5.0]))
+    # WHEN it samples THEN only this run's line counts
+    sampler.sample()
+    totals = {t["key"]: t["value"] for t in sampler.snapshot()["totals"]}
+    assert totals["consumer.written"] == 7

@@ -42,7 +42,7 @@ def test_each_answer_is_counted_once_by_what_it_was() -> None:
     assert tally.sent == 40
     assert tally.acked == 36 and len(set(tally.ids)) == 36 and len(tally.latencies_ms) == 36
     assert dict(tally.rejected) == {"503": 2, "413": 1}
-    assert tally.failed == 1
+    assert tally.failed == 1 and dict(tally.failed_by) == {"ConnectError": 1}
     result = summary(plan, tally, 36, "")
     assert result["latency_ms"]["p50"] is not None
     assert result["latency_ms"]["max"] >= result["latency_ms"]["p99"] >= result["latency_ms"]["p50"]
