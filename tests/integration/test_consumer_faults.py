@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import Iterator
 
@@ -133,6 +134,8 @@ def test_leases_move_back_when_a_second_worker_stops_gracefully(stack: LocalStac
     assert second.proc is not None and second.proc.returncode is not None
     assert len(acked) == 900 and trickle
     assert wait_stored(stack, acked + trickle, timeout=240) == set()
+    sys.stderr.write(f"fault table: lease handoff: {len(acked) + len(trickle)} acknowledged, "
+                     "all stored\n")  # fmt: skip
 
 
 def test_dynamodb_throttling_delays_writes_but_loses_nothing(
@@ -151,6 +154,9 @@ def test_dynamodb_throttling_delays_writes_but_loses_nothing(
         proxy.set(0.0, 0.0)
     # AND the throttling really happened, and the sink retried it (its log says so)
     assert proxy.calls_throttled > 5 and proxy.items_unprocessed > 50, vars(proxy)
+    sys.stderr.write(f"fault table: throttling: {len(acked)} acknowledged, all stored; "
+                     f"{proxy.calls_throttled} calls throttled, {proxy.items_unprocessed} items "
+                     "sent back unprocessed\n")  # fmt: skip
     log = stack.process("consumer").log_path.read_text()
     assert log.count("retrying BatchWriteItem") >= 5
     # AND the worker kept its leases (throttling is not a reason to give a shard up)

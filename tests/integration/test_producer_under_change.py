@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,8 @@ def test_reshard_5_10_5_under_traffic_keeps_every_record_and_per_key_order(
     # AND the records went through the 5 first shards, their 10 children and the 5 last ones
     shards = {item["shard_id"]["S"] for item in items.values()}
     assert len(shards) >= 18, sorted(shards)
+    sys.stderr.write(f"fault table: reshard 5-10-5: {len(acked)} acknowledged, {len(items)} "
+                     f"stored, {len(shards)} shards, {KEYS} keys\n")  # fmt: skip
     # AND per key, the stored sequence numbers increase in the order the records were sent
     for key, ids in sent.items():
         positions = [
