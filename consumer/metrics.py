@@ -52,7 +52,6 @@ class ConsumerMetrics:
         self._random = random.Random()
         self._started = clock()
         self._lock = threading.Lock()
-        self._timer: threading.Thread | None = None
         self._reset()
 
     def start_timer(self) -> None:
@@ -65,8 +64,7 @@ class ConsumerMetrics:
                     if self.batches and self._clock() - self._started >= self._interval:
                         self._emit_locked()
 
-        self._timer = threading.Thread(target=tick, name="consumer-metrics", daemon=True)
-        self._timer.start()
+        threading.Thread(target=tick, name="consumer-metrics", daemon=True).start()
 
     def _reset(self) -> None:
         self.written = self.quarantined = self.retries = self.batches = 0

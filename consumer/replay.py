@@ -35,7 +35,8 @@ class Outcome:
     listed: int = 0  # --dry-run
 
 
-def quarantined(ddb: Any, table: str) -> Iterator[dict[str, Any]]:
+def scan_all(ddb: Any, table: str) -> Iterator[dict[str, Any]]:
+    """Every item of ``table``, page after page (consistent reads)."""
     kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
     while True:
         page = ddb.scan(**kwargs)
@@ -57,7 +58,7 @@ def replay(
     """Replay every quarantined item of ``table`` (whose reason contains ``reason``)."""
     say = say or _say
     outcome = Outcome()
-    for item in quarantined(ddb, table):
+    for item in scan_all(ddb, table):
         key, why = item["id"]["S"], item.get("reason", {}).get("S", "")
         if reason not in why:
             continue

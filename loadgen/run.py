@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from common.stats import percentile
 from loadgen.shapes import SHAPES
 
 
@@ -44,10 +45,7 @@ class Tally:
         return (self.ended or time.monotonic()) - self.started
 
     def percentile(self, p: float) -> float | None:
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+        return percentile(self.latencies_ms, p)
 
 
 @dataclass(frozen=True)

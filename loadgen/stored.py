@@ -1,8 +1,10 @@
-"""How many of the acknowledged records are in the records table."""
+"""How many of the acknowledged records are in the records table (also what the integration
+tests use to wait for records and read them back)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -17,16 +19,9 @@ def count_stored(
     ``(None, reason)`` when the table cannot be read."""
     credentials = LOCAL_CREDENTIALS if endpoint else {}
     ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=region, **credentials)
-    missing = set(ids)
     started = time.monotonic()
     try:
-        while True:
-            pending = list(missing)
-            for start in range(0, len(pending), 100):
-                missing -= _found(ddb, table, pending[start : start + 100])
-            if not missing or time.monotonic() - started > wait:
-                break
-            time.sleep(1)
+        missing = missing_after(ddb, table, ids, wait)
     except (BotoCoreError, ClientError) as exc:
         return None, f"table {table!r} not readable: {exc}"
     waited = time.monotonic() - started
@@ -38,11 +33,33 @@ def count_stored(
     return len(ids) - len(missing), note
 
 
-def _found(ddb: object, table: str, ids: list[str]) -> set[str]:
-    request = {table: {"Keys": [{"id": {"S": i}} for i in ids], "ProjectionExpression": "id"}}
-    found: set[str] = set()
-    while request:
-        answer = ddb.batch_get_item(RequestItems=request)  # type: ignore[attr-defined]
-        found |= {item["id"]["S"] for item in answer["Responses"].get(table, [])}
-        request = answer.get("UnprocessedKeys") or {}
-    return found
+def missing_after(ddb: Any, table: str, ids: list[str], wait: float) -> set[str]:
+    """The ids of ``ids`` still not in ``table`` once all are or ``wait`` seconds passed
+    (read again every second)."""
+    missing = set(ids)
+    started = time.monotonic()
+    while True:
+        found = stored_items(ddb, table, list(missing), projection="id")
+        missing -= {item["id"]["S"] for item in found}
+        if not missing or time.monotonic() - started > wait:
+            return missing
+        time.sleep(1)
+
+
+def stored_items(
+    ddb: Any, table: str, ids: list[str], projection: str | None = None, consistent: bool = False
+) -> list[dict[str, Any]]:
+    """The items of ``ids`` that are in ``table`` (BatchGetItem, 100 keys a call, unprocessed
+    keys asked again); ``projection`` limits the attributes read."""
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 100):
+        keys = [{"id": {"S": i}} for i in ids[start : start + 100]]
+        ask: dict[str, Any] = {"Keys": keys, "ConsistentRead": consistent}
+        if projection:
+            ask["ProjectionExpression"] = projection
+        request: dict[str, Any] = {table: ask}
+        while request:
+            answer = ddb.batch_get_item(RequestItems=request)
+            items.extend(answer["Responses"].get(table, []))
+            request = answer.get("UnprocessedKeys") or {}
+    return items

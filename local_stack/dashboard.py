@@ -25,6 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from common.stats import percentile
+from scaler.stream import StreamAdmin
+
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("dashboard.html")
@@ -62,6 +65,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         ("tasks.producer", "producer"), ("tasks.consumer", "consumer workers"),
         ("tasks.scaler", "scaler")]),
 ]  # fmt: skip
+SERIES_KEYS = {key for _, _, _, pairs in PANELS for key, _ in pairs}
 TOTALS = [("producer.received", "received"), ("producer.put", "put to Kinesis"),
           ("consumer.written", "stored"), ("consumer.quarantined", "quarantined"),
           ("producer.r503", "answered 503")]  # fmt: skip
@@ -146,10 +150,7 @@ class ConsumerState:
             self.latencies.append((now, float(value)))
 
     def recent_latency(self, now: float, p: float) -> float | None:
-        values = sorted(v for t, v in self.latencies if now - t <= LATENCY_WINDOW)
-        if not values:
-            return None
-        return values[min(len(values) - 1, int(p / 100 * len(values)))]
+        return percentile((v for t, v in self.latencies if now - t <= LATENCY_WINDOW), p)
 
 
 def process_groups_cpu_ticks() -> dict[int, int]:
@@ -288,11 +289,10 @@ def _derived(samples: list[dict[str, float | None]]) -> dict[str, list[tuple[flo
     """Series by key: gauges as sampled, ``x/s`` as the rate of counter ``x`` between samples,
     and the aggregation ratios from the counters' increases."""
     series: dict[str, list[tuple[float, Any]]] = {}
-    keys = {key for _, _, _, pairs in PANELS for key, _ in pairs}
     for before, after in itertools.pairwise(samples):
         t, span = after["t"], (after["t"] or 0) - (before["t"] or 0)
         assert t is not None
-        for key in keys:
+        for key in SERIES_KEYS:
             if key.endswith("/s"):
                 name = key[:-2]
                 a, b = after.get(name), before.get(name)
@@ -362,7 +362,7 @@ class DashboardServer:
 def for_stack(stack: Any, port: int) -> DashboardServer:
     """The dashboard of a running ``LocalStack`` (its processes, logs and stream)."""
     config = stack.config
-    kinesis = stack.client("kinesis")
+    stream = StreamAdmin(stack.client("kinesis"), config.stream_name)
 
     def processes() -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {"producer": [], "consumer": [], "scaler": []}
@@ -373,8 +373,7 @@ def for_stack(stack: Any, port: int) -> DashboardServer:
         return groups
 
     def open_shards() -> int:
-        shards = kinesis.list_shards(StreamName=config.stream_name)["Shards"]
-        return sum("EndingSequenceNumber" not in s["SequenceNumberRange"] for s in shards)
+        return len(stream.open_shards())
 
     def log_starts() -> dict[Path, int]:
         return {process.log_path: process.log_start for process in list(stack.processes)}

@@ -20,6 +20,7 @@ import boto3
 import httpx
 import pytest
 
+from consumer.replay import scan_all
 from local_stack.dashboard import PANELS
 from local_stack.processes import port_open
 from local_stack.stack import ROOT
@@ -70,13 +71,7 @@ async def _post_all(count: int) -> list[tuple[dict[str, Any], Any]]:
 
 
 def _scan_all(table: str) -> list[dict[str, Any]]:
-    ddb, items, kwargs = _dynamodb(), [], {"TableName": table}
-    while True:
-        page = ddb.scan(**kwargs)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return list(scan_all(_dynamodb(), table))
 
 
 def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadgen.stored import stored_items
 from local_stack.stack import LocalStack, StackConfig
 from tests.integration.traffic import open_shards, send, wait_stored
 
@@ -117,15 +118,7 @@ def test_reshard_5_10_5_under_traffic_keeps_every_record_and_per_key_order(
 def _items(stack: LocalStack, ids: list[str]) -> dict[str, dict[str, dict[str, str]]]:
     """The stored items of ``ids``, by id."""
     ddb, table = stack.client("dynamodb"), stack.config.records_table
-    found: dict[str, dict[str, dict[str, str]]] = {}
-    for start in range(0, len(ids), 100):
-        keys = [{"id": {"S": i}} for i in ids[start : start + 100]]
-        request = {table: {"Keys": keys, "ConsistentRead": True}}
-        while request:
-            answer = ddb.batch_get_item(RequestItems=request)
-            found.update({item["id"]["S"]: item for item in answer["Responses"][table]})
-            request = answer.get("UnprocessedKeys") or {}
-    return found
+    return {item["id"]["S"]: item for item in stored_items(ddb, table, ids, consistent=True)}
 
 
 def test_sigterm_under_load_loses_no_acknowledged_record(stack: LocalStack) -> None:

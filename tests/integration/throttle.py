@@ -68,12 +68,14 @@ class ThrottlingProxy:
             if self._random.random() < self.throttle_calls:
                 self.calls_throttled += 1
                 return None, []
-            held = [w for w in writes if self._random.random() < self.unprocessed_items]
-            if len(held) == len(writes):  # DynamoDB writes something or throttles the call
-                held.pop()
+            held: list[Any] = []
+            kept: list[Any] = []
+            for write in writes:
+                (held if self._random.random() < self.unprocessed_items else kept).append(write)
+            if not kept:  # DynamoDB writes something or throttles the call
+                kept.append(held.pop())
             self.items_unprocessed += len(held)
-            self.items_written += len(writes) - len(held)
-        kept = [w for w in writes if not any(w is h for h in held)]
+            self.items_written += len(kept)
         return {**request, "RequestItems": {**request["RequestItems"], self.table: kept}}, held
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from loadgen.stored import missing_after
 from local_stack.stack import LocalStack
+from scaler.stream import StreamAdmin
 
 
 async def send(
@@ -49,20 +50,8 @@ async def send(
 
 def wait_stored(stack: LocalStack, ids: list[str], timeout: float) -> set[str]:
     """The ids of ``ids`` not in the records table after ``timeout`` (empty when all are)."""
-    ddb, table = stack.client("dynamodb"), stack.config.records_table
-    missing = set(ids)
-    deadline = time.monotonic() + timeout
-    while missing and time.monotonic() < deadline:
-        batch = list(missing)[:100]
-        found = ddb.batch_get_item(
-            RequestItems={table: {"Keys": [{"id": {"S": i}} for i in batch]}}
-        )["Responses"][table]
-        missing -= {item["id"]["S"] for item in found}
-        if len(found) < len(batch):
-            time.sleep(1)
-    return missing
+    return missing_after(stack.client("dynamodb"), stack.config.records_table, ids, timeout)
 
 
 def open_shards(stack: LocalStack) -> int:
-    shards = stack.client("kinesis").list_shards(StreamName=stack.config.stream_name)["Shards"]
-    return sum("EndingSequenceNumber" not in s["SequenceNumberRange"] for s in shards)
+    return len(StreamAdmin(stack.client("kinesis"), stack.config.stream_name).open_shards())
