@@ -40,8 +40,12 @@ class ConsumerSettings(BaseSettings):
     max_writes_in_flight: int = Field(4, ge=1, le=32)  # BatchWriteItem calls at once per shard
     metrics_interval_seconds: float = Field(60.0, gt=0)  # EMF line on stderr per shard
     heartbeat_dir: str = "/tmp/kcl-heartbeats"  # consumer.health reads what processors write
+    # The KCL's workerId. Unset: the KCL draws a random one per start (a new ECS task is a new
+    # worker). The local stack sets a stable one, so a worker it restarts in place resumes its
+    # own leases and leader lock instead of waiting out the dead worker's (README, local stack).
+    worker_id: str | None = Field(None, min_length=1, max_length=256)
 
-    @field_validator("kinesis_endpoint", "dynamodb_endpoint", mode="before")
+    @field_validator("kinesis_endpoint", "dynamodb_endpoint", "worker_id", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -23,8 +23,9 @@ def render_properties(settings: ConsumerSettings, executable: str) -> str:
     """``key = value`` lines for the daemon, which reads them with ``java.util.Properties``.
 
     ``executable`` is the processor's command line (the daemon splits it on spaces).
-    ``retrievalMode`` is always written and no polling-only key ever is; the endpoints only
-    when set (local runs). Raises ``ValueError`` when a value spans more than one line.
+    ``retrievalMode`` is always written and no polling-only key ever is; the endpoints and
+    ``workerId`` only when set (local runs). Raises ``ValueError`` when a value spans more
+    than one line.
     """
     values: dict[str, str | int | None] = {
         "executableName": executable,
@@ -41,6 +42,8 @@ def render_properties(settings: ConsumerSettings, executable: str) -> str:
         "shardSyncIntervalMillis": settings.shard_sync_interval_millis,
         "parentShardPollIntervalMillis": settings.parent_shard_poll_interval_millis,
         "shutdownGraceMillis": settings.shutdown_grace_millis,
+        # MultiLangDaemonConfiguration.setWorkerId (KCL 3.1.3 multilang); unset: a random UUID
+        "workerId": settings.worker_id,
     }
     lines = []
     for key, value in values.items():

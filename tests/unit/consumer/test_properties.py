@@ -63,6 +63,15 @@ def test_local_endpoints_are_written_when_set() -> None:
     assert props["metricsLevel"] == "NONE"
 
 
+def test_worker_id_is_written_only_when_set() -> None:
+    # GIVEN no worker id (AWS: the KCL draws a random one per start, as for a new ECS task)
+    assert "workerId" not in _parse(render_properties(ConsumerSettings(stream_name="s"), "p"))
+    # WHEN one is set (the local stack: a worker restarted in place keeps its identity)
+    settings = ConsumerSettings(stream_name="s", worker_id="local-consumer")
+    # THEN the daemon gets it under the name MultiLangDaemonConfiguration.setWorkerId reads
+    assert _parse(render_properties(settings, "p"))["workerId"] == "local-consumer"
+
+
 def test_empty_endpoint_variable_means_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSUMER_STREAM_NAME", "s")
     monkeypatch.setenv("CONSUMER_KINESIS_ENDPOINT", "")
