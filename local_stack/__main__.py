@@ -1,15 +1,16 @@
-"""``python -m local_stack``: run the pipeline in the foreground until Ctrl-C or SIGTERM."""
+"""``python -m local_stack``: run the pipeline in the foreground, supervised, until Ctrl-C or
+SIGTERM (see ``local_stack.launcher``)."""
 
 from __future__ import annotations
 
 import argparse
-import signal
+import logging
 import sys
 import time
 from pathlib import Path
 
-from local_stack.dashboard import for_stack
-from local_stack.processes import StartupError
+from local_stack.dashboard import DashboardServer, for_stack
+from local_stack.launcher import run
 from local_stack.stack import LocalStack, StackConfig
 
 DASHBOARD_PORT = 8090
@@ -50,52 +51,42 @@ def _arguments() -> tuple[int, StackConfig]:
     )
 
 
-def _stop_on_signal(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main() -> int:
     dashboard_port, config = _arguments()
-    signal.signal(signal.SIGTERM, _stop_on_signal)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     stack = LocalStack(config)
     say = sys.stderr.write
     say("starting the local stack (the KCL takes one to two minutes to lease its shards)...\n")
     started = time.monotonic()
+    dashboard: DashboardServer | None = None
+
+    def ready() -> None:
+        nonlocal dashboard
+        if dashboard_port:
+            dashboard = for_stack(stack, dashboard_port)
+            dashboard.start()
+        say(
+            f"\nready in {time.monotonic() - started:.0f}s\n"
+            f'  producer        {config.producer_url}/  (POST {{"data": ...}})\n'
+            f"  kinesis-mock    {config.kinesis_https} (TLS), {config.kinesis_http}\n"
+            f"  DynamoDB Local  {config.dynamodb_url}  table '{config.records_table}'\n"
+            f"  stream          {config.stream_name} ({config.shard_count} shards)\n"
+            f"  shard scaler    {config.scaler} (decisions in logs/scaler.log)\n"
+            f"  dashboard       {dashboard.url if dashboard else 'off'}\n"
+            f"  logs            {config.state_dir / 'logs'}\n"
+            "A service that exits is restarted; Ctrl-C stops everything (twice: at once).\n"
+        )
+
     try:
-        with stack:
-            dashboard = for_stack(stack, dashboard_port) if dashboard_port else None
-            if dashboard is not None:
-                dashboard.start()
-            try:
-                say(
-                    f"\nready in {time.monotonic() - started:.0f}s\n"
-                    f'  producer        {config.producer_url}/  (POST {{"data": ...}})\n'
-                    f"  kinesis-mock    {config.kinesis_https} (TLS), {config.kinesis_http}\n"
-                    f"  DynamoDB Local  {config.dynamodb_url}  table '{config.records_table}'\n"
-                    f"  stream          {config.stream_name} ({config.shard_count} shards)\n"
-                    f"  shard scaler    {config.scaler} (decisions in logs/scaler.log)\n"
-                    f"  dashboard       {dashboard.url if dashboard else 'off'}\n"
-                    f"  logs            {config.state_dir / 'logs'}\n"
-                    "Ctrl-C stops everything.\n"
-                )
-                while not stack.failed():
-                    time.sleep(1)
-                for process in stack.failed():
-                    say(f"{process.name} exited:\n{process.log_tail()}\n")
-                return 1
-            finally:
-                if dashboard is not None:
-                    dashboard.stop()
-    except KeyboardInterrupt:
-        say("stopping...\n")
-        return 0
-    except StartupError as exc:
-        say(f"the local stack did not start: {exc}\n")
-        return 1
+        return run(stack, ready)
     except OSError as exc:  # the dashboard's port is taken
         say(f"the dashboard cannot listen on 127.0.0.1:{dashboard_port}: {exc}\n")
         return 1
+    except KeyboardInterrupt:  # a stop signal while a failure was being reported
+        return 1
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         say("stopped.\n")
 
 

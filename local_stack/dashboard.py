@@ -3,7 +3,8 @@
 There is no CloudWatch locally, so a sampler reads what the services publish every two
 seconds: the producer's Prometheus text (``/metrics``), the EMF lines the consumer's record
 processors and the scaler write to their logs (the lines CloudWatch would turn into metrics),
-the stream's open shards (ListShards), and each process group's CPU time from ``/proc``. A small
+the stream's open shards (ListShards), each process group's CPU time from ``/proc``, and the
+supervisor's view of each service (running, restarted how often, how it last ended). A small
 HTTP server on 127.0.0.1 serves the page (``dashboard.html``, which draws whatever panels
 ``/api/metrics`` describes) and the last ten minutes of samples.
 """
@@ -180,6 +181,7 @@ class Sampler:
         open_shards: Callable[[], int],
         interval: float = 2.0,
         log_starts: Callable[[], dict[Path, int]] = dict,
+        services: Callable[[], list[dict[str, Any]]] = list,
     ) -> None:
         self.producer_metrics_url = producer_metrics_url
         self.logs_dir = logs_dir
@@ -187,6 +189,7 @@ class Sampler:
         self.open_shards = open_shards
         self.interval = interval
         self.log_starts = log_starts  # log file -> where this run's lines begin (appended logs)
+        self.services = services  # the supervisor's view: state, restarts, last exit
         self.samples: deque[dict[str, float | None]] = deque(maxlen=HISTORY)
         self.consumer = ConsumerState()
         self.scaler_target: float | None = None
@@ -278,7 +281,20 @@ class Sampler:
         ]  # fmt: skip
         latest = samples[-1] if samples else {}
         totals = [{"key": key, "label": label, "value": latest.get(key)} for key, label in TOTALS]
-        return {"updated": latest.get("t"), "panels": panels, "totals": totals}
+        services = [{**s, "summary": service_summary(s)} for s in self.services()]
+        return {"updated": latest.get("t"), "panels": panels, "totals": totals,
+                "services": services}  # fmt: skip
+
+
+def service_summary(service: dict[str, Any]) -> str:
+    """One service's line: "consumer restarted 2x, last exit 70", "producer running"."""
+    name, restarts, state = service["name"], service.get("restarts", 0), service.get("state")
+    text = f"{name} restarted {restarts}x" if restarts else f"{name} {state}"
+    if service.get("last_exit"):
+        text += f", last {service['last_exit']}"
+    if restarts and state != "running":
+        text += f" ({state})"
+    return text
 
 
 def _last(points: list[tuple[float, float | None]]) -> float | None:
@@ -384,5 +400,6 @@ def for_stack(stack: Any, port: int) -> DashboardServer:
         processes,
         open_shards,
         log_starts=log_starts,
+        services=stack.status,
     )
     return DashboardServer(port, sampler)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -14,7 +13,9 @@ from typing import Any
 import boto3
 
 from local_stack.certs import TlsFiles, ensure_tls
+from local_stack.ownership import command, port_holders
 from local_stack.processes import ManagedProcess, StartupError, port_open, wait_until
+from local_stack.supervisor import RestartPolicy, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -43,6 +44,7 @@ class StackConfig:
     scaler_interval_seconds: float = 10.0
     startup_timeout: float = 180.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     @property
     def kinesis_https(self) -> str:
@@ -84,12 +86,28 @@ def dynamodb_local_dir() -> Path:
     return found[-1]
 
 
-class LocalStack:
-    """Owns every process it starts; ``stop`` leaves none behind (use as a context manager)."""
+# Why an emulator is not restarted when it exits: both keep everything in memory.
+KINESIS_MOCK_STATE = (
+    "kinesis-mock keeps the stream in memory: a new one would have none of the records not yet "
+    "stored, other shard ids and sequence numbers than the consumer's checkpoints, and no "
+    "fan-out consumer"
+)
+DYNAMODB_LOCAL_STATE = (
+    "DynamoDB Local runs in memory: a new one would have lost every stored record and the "
+    "KCL's leases and checkpoints"
+)
+KINESIS_MOCK_GRACE = 3.0  # it ignores SIGTERM: SIGKILL after this
+KCL_SHUTDOWN_GRACE_SECONDS = 30  # the daemon's shutdownGraceMillis: its processors checkpoint
+CONSUMER_GRACE = KCL_SHUTDOWN_GRACE_SECONDS + 10.0  # SIGTERM to SIGKILL: the KCL's grace and more
+
+
+class LocalStack(Supervisor):
+    """The pipeline's processes, started in order and supervised (``Supervisor``); ``stop``
+    leaves none behind (use as a context manager)."""
 
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
-        self.processes: list[ManagedProcess] = []
+        super().__init__(self.config.state_dir, self.config.restart_policy)
         self.tls: TlsFiles | None = None
 
     def __enter__(self) -> LocalStack:
@@ -120,30 +138,21 @@ class LocalStack:
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         cfg = self.config
-        busy = [
-            p
-            for p in (
-                cfg.kinesis_tls_port,
-                cfg.kinesis_plain_port,
-                cfg.dynamodb_port,
-                cfg.producer_port,
-            )
-            if port_open(HOST, p)
-        ]
-        if busy:
-            raise StartupError(f"ports already in use on {HOST}: {busy} (is a stack running?)")
         for tool in ("node", "java", "openssl", "keytool"):
             if shutil.which(tool) is None:
                 raise StartupError(f"`{tool}` is not on PATH: run `make install`")
+        self.begin()  # ends what an earlier run from this state dir left behind
+        self._check_ports()
         self.tls = ensure_tls(cfg.state_dir / "tls")
-        kinesis = self._spawn("kinesis-mock", self._kinesis_mock_argv(), self._kinesis_mock_env())
-        dynamodb = self._spawn("dynamodb-local", self._dynamodb_argv(), {})
+        kinesis = self._spawn("kinesis-mock", self._kinesis_mock_argv(), self._kinesis_mock_env(),
+                              grace=KINESIS_MOCK_GRACE, no_restart=KINESIS_MOCK_STATE)  # fmt: skip
+        dynamodb = self._spawn("dynamodb-local", self._dynamodb_argv(), {},
+                               no_restart=DYNAMODB_LOCAL_STATE)  # fmt: skip
         wait_until("kinesis-mock", lambda: port_open(HOST, cfg.kinesis_tls_port), 60, kinesis)
         wait_until("DynamoDB Local", lambda: port_open(HOST, cfg.dynamodb_port), 60, dynamodb)
         self._create_resources(kinesis)
-        consumer = self._spawn(
-            "consumer", [sys.executable, "-m", "consumer"], self._consumer_env(), grace=40.0
-        )
+        consumer = self._spawn("consumer", [sys.executable, "-m", "consumer"],
+                               self._consumer_env("consumer"), grace=CONSUMER_GRACE)  # fmt: skip
         producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
         wait_until("the producer", self._producer_healthy, 60, producer)
         if cfg.scaler != "off":
@@ -152,55 +161,41 @@ class LocalStack:
             "the consumer to lease every shard", self._all_leased, cfg.startup_timeout, consumer
         )
 
-    def stop(self) -> None:
-        """Stop in reverse order: producer and consumer flush first, emulators last."""
-        for process in reversed(self.processes):
-            process.stop()
-        self.processes.clear()
-
-    def restart(self, name: str) -> ManagedProcess:
-        """Start the component called ``name`` again (after it was stopped or killed)."""
-        old = self.process(name)
-        old.stop()
-        new = ManagedProcess(old.name, old.argv, old.env, old.log_path, old.grace)
-        new.start(cwd=ROOT)
-        self.processes[self.processes.index(old)] = new
-        self._write_pids()
-        return new
+    def _check_ports(self) -> None:
+        cfg = self.config
+        ports = (cfg.kinesis_tls_port, cfg.kinesis_plain_port, cfg.dynamodb_port, cfg.producer_port)
+        busy = [p for p in ports if port_open(HOST, p)]
+        if busy:
+            holders = [f"{port}: pid {pid} ({command(pid)})" for port in busy
+                       for pid in port_holders(port)]  # fmt: skip
+            held = f"; held by {'; '.join(holders)}" if holders else ""
+            raise StartupError(
+                f"ports already in use on {HOST}: {busy}{held}; not left over from a run from "
+                f"{cfg.state_dir}: stop it, or pass other ports (python -m local_stack -h)"
+            )
 
     def add_consumer(self, name: str) -> ManagedProcess:
         """Another KCL worker of the same application (it shares the leases)."""
-        env = self._consumer_env()
+        env = self._consumer_env(name)
         env["CONSUMER_PROPERTIES_PATH"] = str(self.config.state_dir / f"{name}.properties")
         env["CONSUMER_HEARTBEAT_DIR"] = str(self.config.state_dir / "heartbeats" / name)
-        return self._spawn(name, [sys.executable, "-m", "consumer"], env, grace=40.0)
-
-    def process(self, name: str) -> ManagedProcess:
-        """The running component called ``name`` (kinesis-mock, dynamodb-local, consumer, ...)."""
-        return next(p for p in self.processes if p.name == name)
-
-    def failed(self) -> list[ManagedProcess]:
-        return [p for p in self.processes if not p.running()]
+        return self._spawn(name, [sys.executable, "-m", "consumer"], env, grace=CONSUMER_GRACE)
 
     # ---- pieces --------------------------------------------------------------------------
     def _spawn(
-        self, name: str, argv: list[str], env: dict[str, str], grace: float = 15.0
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        grace: float = 15.0,
+        no_restart: str = "",
     ) -> ManagedProcess:
+        """Start a component with the local credentials and region; ``no_restart``: why it
+        cannot be restarted (empty: the supervisor restarts it when it exits)."""
         full_env = {**os.environ, **LOCAL_CREDENTIALS, "AWS_REGION": self.config.region}
         full_env.update(env)
         full_env.update(self.config.extra_env)
-        process = ManagedProcess(
-            name, argv, full_env, self.config.state_dir / "logs" / f"{name}.log"
-        )
-        process.start(cwd=ROOT)
-        self.processes.append(process)
-        self._write_pids()
-        return process
-
-    def _write_pids(self) -> None:
-        """``pids.json`` in the state dir: what this stack started (for tests and operators)."""
-        pids = {p.name: p.pid for p in self.processes}
-        (self.config.state_dir / "pids.json").write_text(json.dumps(pids))
+        return self.spawn(name, argv, full_env, grace=grace, no_restart=no_restart, cwd=ROOT)
 
     def _kinesis_mock_argv(self) -> list[str]:
         main = ROOT / "node_modules" / "kinesis-local" / "main.js"
@@ -255,10 +250,13 @@ class LocalStack:
             "PRODUCER_PORT": str(cfg.producer_port),
         }
 
-    def _consumer_env(self) -> dict[str, str]:
+    def _consumer_env(self, name: str) -> dict[str, str]:
         assert self.tls is not None
         cfg = self.config
         return {
+            # a stable worker id: restarted in place, the worker resumes its own leases (and
+            # leader lock) at once instead of waiting out a dead worker's (README)
+            "CONSUMER_WORKER_ID": f"local-{name}",
             "CONSUMER_STREAM_NAME": cfg.stream_name,
             "CONSUMER_APPLICATION_NAME": cfg.application_name,
             "CONSUMER_REGION": cfg.region,
@@ -273,7 +271,7 @@ class LocalStack:
             "CONSUMER_FAILOVER_TIME_MILLIS": "10000",
             "CONSUMER_SHARD_SYNC_INTERVAL_MILLIS": "10000",
             "CONSUMER_PARENT_SHARD_POLL_INTERVAL_MILLIS": "1000",
-            "CONSUMER_SHUTDOWN_GRACE_MILLIS": "30000",
+            "CONSUMER_SHUTDOWN_GRACE_MILLIS": str(KCL_SHUTDOWN_GRACE_SECONDS * 1000),
             "CONSUMER_JVM_OPTIONS": " ".join(self.tls.jvm_options()),
             "CONSUMER_PROPERTIES_PATH": str(cfg.state_dir / "consumer.properties"),
             "CONSUMER_HEARTBEAT_DIR": str(cfg.state_dir / "heartbeats" / "consumer"),

@@ -151,3 +151,20 @@ def test_lines_a_previous_run_left_in_an_appended_log_are_not_counted(tmp_path: 
     sampler.sample()
     totals = {t["key"]: t["value"] for t in sampler.snapshot()["totals"]}
     assert totals["consumer.written"] == 7
+
+
+def test_each_service_shows_its_restarts_and_how_it_last_ended(tmp_path: Path) -> None:
+    # GIVEN the supervisor's view: the consumer restarted twice, the scaler waiting to restart
+    status = [
+        {"name": "producer", "pid": 10, "state": "running", "restarts": 0, "last_exit": None},
+        {"name": "consumer", "pid": 11, "state": "running", "restarts": 2, "last_exit": "exit 70"},
+        {"name": "scaler", "pid": 12, "state": "restarting", "restarts": 1,
+         "last_exit": "killed by SIGKILL"},
+    ]  # fmt: skip
+    groups: dict[str, list[int]] = {"producer": [], "consumer": [], "scaler": []}
+    sampler = Sampler("http://127.0.0.1:9/metrics", tmp_path, lambda: groups, lambda: 1,
+                      interval=3600, services=lambda: status)  # fmt: skip
+    # WHEN the page asks THEN each service has its line
+    summaries = [s["summary"] for s in sampler.snapshot()["services"]]
+    assert summaries == ["producer running", "consumer restarted 2x, last exit 70",
+                         "scaler restarted 1x, last killed by SIGKILL (restarting)"]  # fmt: skip
