@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from local_stack.stack import LocalStack, StackConfig
+from tests.integration.chaos import leftovers
 from tests.integration.throttle import ThrottlingProxy
 from tests.integration.traffic import send, wait_stored
 
@@ -43,6 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, proxy: ThrottlingProxy) -> I
     )  # fmt: skip
     with LocalStack(config) as running:
         yield running
+    assert leftovers(running) == {}  # a clean stop leaves no process and no port behind
 
 
 def _owners(stack: LocalStack) -> dict[str, str]:
@@ -100,7 +102,9 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_nothing(stack: LocalStac
         # WHEN the worker (the JVM and every record processor: its process group) is SIGKILLed
         stack.process("consumer").signal(signal.SIGKILL)
         time.sleep(3)
-        stack.restart("consumer")  # AND a new worker starts, as ECS would start a new task
+        # AND a new worker starts, as ECS would start a new task: with a new worker id (the
+        # local stack's own restarts keep the id, and resume at once: test_local_pipeline)
+        stack.restart("consumer", {"CONSUMER_WORKER_ID": "local-consumer-replacement"})
 
     acked = _traffic_with(stack, kill_and_restart)
     # THEN the new worker took over every lease once the dead one's expired

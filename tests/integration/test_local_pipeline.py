@@ -1,5 +1,7 @@
 """End to end on the real local stack: ``python -m local_stack`` (what ``make run`` runs), real
-kinesis-mock, real DynamoDB Local and the real KCL MultiLangDaemon with enhanced fan-out."""
+kinesis-mock, real DynamoDB Local and the real KCL MultiLangDaemon with enhanced fan-out. One
+stack for the module: the end-to-end test, then the chaos test (each service SIGKILLed under
+traffic, then the launcher); the fixture's SIGTERM ends it when the chaos test did not."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +26,13 @@ import httpx
 import pytest
 
 from consumer.replay import scan_all
+from loadgen.stored import missing_after
 from local_stack.dashboard import PANELS
+from local_stack.ownership import PidFile, run_members
 from local_stack.processes import port_open
 from local_stack.stack import ROOT
+from tests.integration.chaos import Phase, kill, probe_stored, record_processors, wait_for
+from tests.integration.traffic import send
 
 pytestmark = pytest.mark.integration
 
@@ -74,115 +83,41 @@ def _scan_all(table: str) -> list[dict[str, Any]]:
     return list(scan_all(_dynamodb(), table))
 
 
-def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:
-    # GIVEN the local stack started the way `make run` starts it, on test ports
+@dataclass
+class Launched:
+    """``python -m local_stack`` as `make run` starts it, on the test ports."""
+
+    proc: subprocess.Popen[bytes]
+    state: Path
+    log: Path
+    run: str
+
+    def pids(self) -> dict[str, int]:
+        """Service -> pid, from the launcher's pid file (it follows restarts)."""
+        record = PidFile.read(self.state / "pids.json")
+        assert record is not None and record.run == self.run
+        return {p.name: p.pid for p in record.processes}
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     if any(port_open("127.0.0.1", p) for p in PORTS.values()):
         pytest.fail(f"test ports busy: {PORTS}")
-    state, log = tmp_path / "stack", tmp_path / "stack.log"
+    tmp = tmp_path_factory.mktemp("pipeline")
+    state, log = tmp / "stack", tmp / "stack.log"
     argv = [sys.executable, "-m", "local_stack", "--state-dir", str(state), "--stream", STREAM]
     for name, port in PORTS.items():
         argv += ["--" + name.replace("_", "-"), str(port)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)  # fmt: skip
-    pids: dict[str, int] = {}
     try:
         _wait_ready(proc, log, timeout=240)
-        pids = json.loads((state / "pids.json").read_text())
-        # the scaler runs in dry-run by default: it decides and logs, and changes nothing
-        assert set(pids) == {"kinesis-mock", "dynamodb-local", "consumer", "producer", "scaler"}
-
-        # WHEN 1,000 records with random partition keys are POSTed, and a record that is not
-        # the producer's JSON is put into the stream behind its back
-        answers = asyncio.run(_post_all(RECORDS))
-        kinesis = boto3.client(
-            "kinesis",
-            endpoint_url=f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
-            verify=str(state / "tls" / "cert.pem"),
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-        poison = kinesis.put_record(StreamName=STREAM, Data=b"\x00not json", PartitionKey="p")
-
-        # THEN each id is stored exactly once with its data, shard and sequence number
-        expected = {a["id"]: (a, data) for a, data in answers}
-        assert len(expected) == RECORDS
-        deadline, items = time.monotonic() + 180, []
-        while time.monotonic() < deadline:
-            items = _scan_all("records")
-            if len(items) >= RECORDS:
-                break
-            time.sleep(2)
-        stored_ids = [i["id"]["S"] for i in items]
-        assert len(stored_ids) == len(set(stored_ids)) == RECORDS, f"{len(items)} items stored"
-        assert set(stored_ids) == set(expected)
-        for item in items:
-            answer, data = expected[item["id"]["S"]]
-            assert item["shard_id"]["S"] == answer["shard_id"]
-            assert item["sequence_number"]["S"] == answer["sequence_number"]
-            assert item["data"]["M"]["n"] == {"N": str(data["n"])}
-            assert item["data"]["M"]["text"] == {"S": data["text"]}
-            assert item["data"]["M"]["nested"]["M"]["ok"] == {"BOOL": True}
-            assert int(item["stored_at"]["N"]) >= int(item["ingested_at"]["N"])
-
-        # AND the poison record is in the quarantine with its raw bytes, not lost
-        deadline, quarantined = time.monotonic() + 60, []
-        while not quarantined and time.monotonic() < deadline:
-            quarantined = _scan_all("records-quarantine")
-            time.sleep(1)
-        assert [(q["shard_id"]["S"], q["sequence_number"]["S"], q["data"]["B"])
-                for q in quarantined] == [(poison["ShardId"], poison["SequenceNumber"],
-                                           b"\x00not json")]  # fmt: skip
-        # AND the KCL read them with enhanced fan-out: FANOUT configured, its consumer registered
-        properties = (state / "consumer.properties").read_text()
-        assert "retrievalMode = FANOUT" in properties
-        arn = kinesis.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"][
-            "StreamARN"
-        ]
-        consumers = kinesis.list_stream_consumers(StreamARN=arn)["Consumers"]
-        assert [(c["ConsumerName"], c["ConsumerStatus"]) for c in consumers] == [(APP, "ACTIVE")]
-
-        # AND replaying the quarantine puts the record back into the stream: still poison, it is
-        # quarantined again under its new sequence number, and its old item is gone
-        replayed = subprocess.run(
-            [sys.executable, "-m", "consumer.replay", "--kinesis-ca-bundle",
-             str(state / "tls" / "cert.pem")],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **{
-                "CONSUMER_STREAM_NAME": STREAM, "CONSUMER_REGION": "us-east-1",
-                "CONSUMER_KINESIS_ENDPOINT": f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
-                "CONSUMER_DYNAMODB_ENDPOINT": f"http://127.0.0.1:{PORTS['dynamodb_port']}",
-                "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}},
-        )  # fmt: skip
-        assert replayed.returncode == 0, replayed.stderr
-        assert "replayed 1, skipped 0, failed 0" in replayed.stdout
-        deadline, again = time.monotonic() + 60, []
-        while time.monotonic() < deadline:
-            again = _scan_all("records-quarantine")
-            if again and again[0]["sequence_number"]["S"] != poison["SequenceNumber"]:
-                break
-            time.sleep(1)
-        assert [(q["data"]["B"], q["partition_key"]["S"]) for q in again] == [
-            (b"\x00not json", "p")
-        ]
-        assert again[0]["sequence_number"]["S"] != poison["SequenceNumber"]
-
-        # AND the live dashboard, in a real browser, shows every panel, and its numbers move
-        # while the load generator sends 500 records
-        before = _dashboard(tmp_path / "before.png")
-        assert set(before["panels"]) == set(PANEL_TITLES), before["panels"]
-        summary = _loadgen(rate=100, seconds=5)
-        assert (summary["sent"], summary["acknowledged"], summary["stored"]) == (500, 500, 500)
-        assert summary["rejected"] == summary["failed"] == 0
-        assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
-        time.sleep(7)  # the consumer's EMF interval (5 s) and the sampler's (2 s)
-        after = _dashboard(tmp_path / "after.png")
-        assert after["totals"]["producer.put"] >= before["totals"]["producer.put"] + 500
-        assert after["totals"]["consumer.written"] >= before["totals"]["consumer.written"] + 500
-        assert after["totals"]["consumer.quarantined"] == 2  # the poison record, twice
-        assert after["samples"] > before["samples"]
+        record = PidFile.read(state / "pids.json")
+        assert record is not None
+        yield Launched(proc, state, log, record.run)
     finally:
-        # WHEN the stack gets SIGTERM (as Ctrl-C or a service manager would send)
+        # WHEN the stack gets SIGTERM (unless the chaos test SIGKILLed it)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
@@ -190,11 +125,197 @@ def test_posted_records_reach_dynamodb_exactly_once(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    # THEN it exits cleanly, every process it started is gone and every port is free
-    assert code == 0, log.read_text()
-    alive = [name for name, pid in pids.items() if _alive(pid)]
-    assert alive == []
+    # THEN every process it started is gone and every port free
+    assert code in (0, -signal.SIGKILL), log.read_text()
+    assert run_members(record.run) == []
     assert [p for p in PORTS.values() if port_open("127.0.0.1", p)] == []
+
+
+def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path: Path) -> None:
+    # GIVEN the local stack started the way `make run` starts it, on test ports
+    state = launched.state
+    pids = launched.pids()
+    # the scaler runs in dry-run by default: it decides and logs, and changes nothing
+    assert set(pids) == {"kinesis-mock", "dynamodb-local", "consumer", "producer", "scaler"}
+
+    # WHEN 1,000 records with random partition keys are POSTed, and a record that is not
+    # the producer's JSON is put into the stream behind its back
+    answers = asyncio.run(_post_all(RECORDS))
+    kinesis = boto3.client(
+        "kinesis",
+        endpoint_url=f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
+        verify=str(state / "tls" / "cert.pem"),
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    poison = kinesis.put_record(StreamName=STREAM, Data=b"\x00not json", PartitionKey="p")
+
+    # THEN each id is stored exactly once with its data, shard and sequence number
+    expected = {a["id"]: (a, data) for a, data in answers}
+    assert len(expected) == RECORDS
+    deadline, items = time.monotonic() + 180, []
+    while time.monotonic() < deadline:
+        items = _scan_all("records")
+        if len(items) >= RECORDS:
+            break
+        time.sleep(2)
+    stored_ids = [i["id"]["S"] for i in items]
+    assert len(stored_ids) == len(set(stored_ids)) == RECORDS, f"{len(items)} items stored"
+    assert set(stored_ids) == set(expected)
+    for item in items:
+        answer, data = expected[item["id"]["S"]]
+        assert item["shard_id"]["S"] == answer["shard_id"]
+        assert item["sequence_number"]["S"] == answer["sequence_number"]
+        assert item["data"]["M"]["n"] == {"N": str(data["n"])}
+        assert item["data"]["M"]["text"] == {"S": data["text"]}
+        assert item["data"]["M"]["nested"]["M"]["ok"] == {"BOOL": True}
+        assert int(item["stored_at"]["N"]) >= int(item["ingested_at"]["N"])
+
+    # AND the poison record is in the quarantine with its raw bytes, not lost
+    deadline, quarantined = time.monotonic() + 60, []
+    while not quarantined and time.monotonic() < deadline:
+        quarantined = _scan_all("records-quarantine")
+        time.sleep(1)
+    assert [(q["shard_id"]["S"], q["sequence_number"]["S"], q["data"]["B"])
+            for q in quarantined] == [(poison["ShardId"], poison["SequenceNumber"],
+                                       b"\x00not json")]  # fmt: skip
+    # AND the KCL read them with enhanced fan-out: FANOUT configured, its consumer registered
+    properties = (state / "consumer.properties").read_text()
+    assert "retrievalMode = FANOUT" in properties
+    arn = kinesis.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    consumers = kinesis.list_stream_consumers(StreamARN=arn)["Consumers"]
+    assert [(c["ConsumerName"], c["ConsumerStatus"]) for c in consumers] == [(APP, "ACTIVE")]
+
+    # AND replaying the quarantine puts the record back into the stream: still poison, it is
+    # quarantined again under its new sequence number, and its old item is gone
+    replayed = subprocess.run(
+        [sys.executable, "-m", "consumer.replay", "--kinesis-ca-bundle",
+         str(state / "tls" / "cert.pem")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **{
+            "CONSUMER_STREAM_NAME": STREAM, "CONSUMER_REGION": "us-east-1",
+            "CONSUMER_KINESIS_ENDPOINT": f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
+            "CONSUMER_DYNAMODB_ENDPOINT": f"http://127.0.0.1:{PORTS['dynamodb_port']}",
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}},
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1, skipped 0, failed 0" in replayed.stdout
+    deadline, again = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        again = _scan_all("records-quarantine")
+        if again and again[0]["sequence_number"]["S"] != poison["SequenceNumber"]:
+            break
+        time.sleep(1)
+    assert [(q["data"]["B"], q["partition_key"]["S"]) for q in again] == [(b"\x00not json", "p")]
+    assert again[0]["sequence_number"]["S"] != poison["SequenceNumber"]
+
+    # AND the live dashboard, in a real browser, shows every panel, and its numbers move
+    # while the load generator sends 500 records
+    before = _dashboard(tmp_path / "before.png")
+    assert set(before["panels"]) == set(PANEL_TITLES), before["panels"]
+    summary = _loadgen(rate=100, seconds=5)
+    assert (summary["sent"], summary["acknowledged"], summary["stored"]) == (500, 500, 500)
+    assert summary["rejected"] == summary["failed"] == 0
+    assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+    time.sleep(7)  # the consumer's EMF interval (5 s) and the sampler's (2 s)
+    after = _dashboard(tmp_path / "after.png")
+    assert after["totals"]["producer.put"] >= before["totals"]["producer.put"] + 500
+    assert after["totals"]["consumer.written"] >= before["totals"]["consumer.written"] + 500
+    assert after["totals"]["consumer.quarantined"] == 2  # the poison record, twice
+    assert after["samples"] > before["samples"]
+
+
+CHAOS = ("producer", "scaler", "consumer", "record processor")
+
+
+def test_each_service_sigkilled_under_traffic_is_restarted_and_nothing_is_lost(
+    launched: Launched,
+) -> None:
+    # GIVEN the stack of the test above, with records flowing at 20/s
+    producer_url = f"http://127.0.0.1:{PORTS['producer_port']}"
+    ddb, heartbeat = _dynamodb(), launched.state / "scaler-heartbeat"
+
+    def served_again(service: str, process: str, old_pid: int, since: float) -> float:
+        """Seconds until ``process`` (the service, or the consumer for a record processor)
+        runs anew and serves: a new producer answers /health, a new scaler has begun its checks,
+        a record sent to a new consumer is stored. (The daemon exits when a record processor
+        dies, after its shutdown grace: the other processors serve until then.)"""
+        replaced = wait_for(lambda: launched.pids()[process] != old_pid, 120, f"new {process}")
+
+        def producer_healthy() -> bool:
+            return httpx.get(f"{producer_url}/health", timeout=2).status_code == 200
+
+        if service == "producer":
+            return replaced + wait_for(producer_healthy, 120, "producer /health")
+        if service == "scaler":
+            return replaced + wait_for(lambda: heartbeat.stat().st_mtime > since, 120, "checks")
+        return replaced + wait_for(probe_stored(producer_url, ddb, "records"), 300, "stored")
+
+    def chaos(acked: list[str]) -> tuple[list[Phase], float]:
+        phases: list[Phase] = []
+        for service in CHAOS:
+            time.sleep(5)  # records flow before each kill
+            pids = launched.pids()
+            # WHEN each service in turn is SIGKILLed: the producer, the scaler, the KCL daemon
+            # (its JVM), one of the KCL's record processors (the daemon then exits 1)
+            process = "consumer" if service == "record processor" else service
+            victim = (record_processors(pids["consumer"])[0] if service == "record processor"
+                      else pids[service])  # fmt: skip
+            since, first = time.time(), len(acked)
+            kill(victim)
+            served = served_again(service, process, pids[process], since)
+            if phases:
+                phases[-1].last_ack = first
+            phases.append(Phase(service, victim, served, first))
+        time.sleep(5)
+        phases[-1].last_ack = len(acked)
+        # THEN every record acknowledged meanwhile is stored
+        missing = missing_after(ddb, "records", acked[: phases[-1].last_ack], 240)
+        for phase in phases:
+            ids = acked[phase.first_ack : phase.last_ack]
+            sys.stderr.write(
+                f"chaos table: {phase.service} SIGKILLed: served again after "
+                f"{phase.served_after:.1f} s; {len(ids)} acknowledged until the next kill, "
+                f"{len(set(ids) - missing)} stored\n"
+            )
+        assert missing == set()
+        # AND the dashboard counts the restarts: the consumer twice, the others once
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['dashboard_port']}/api/metrics",
+                                    timeout=10) as response:  # fmt: skip
+            services = {s["name"]: s for s in json.loads(response.read())["services"]}
+        restarts = {
+            "kinesis-mock": 0,
+            "dynamodb-local": 0,
+            "consumer": 2,
+            "producer": 1,
+            "scaler": 1,
+        }
+        assert {name: s["restarts"] for name, s in services.items()} == restarts
+        assert services["consumer"]["summary"] == "consumer restarted 2x, last exit 1"
+        assert services["producer"]["summary"] == "producer restarted 1x, last killed by SIGKILL"
+        # WHEN the launcher itself is SIGKILLed, records still coming
+        launched.proc.kill()
+        return phases, wait_for(
+            lambda: not run_members(launched.run) and not any(port_open("127.0.0.1", p)
+                                                              for p in PORTS.values()),
+            30, "every process of the stack gone and every port free")  # fmt: skip
+
+    async def scenario() -> tuple[list[Phase], float]:
+        acked: list[str] = []
+        sender = asyncio.create_task(send(producer_url, 1_000_000, 20, 8, acked))
+        try:
+            return await asyncio.to_thread(chaos, acked)
+        finally:
+            sender.cancel()  # requests in flight may or may not be answered: only acked count
+            await asyncio.gather(sender, return_exceptions=True)
+
+    phases, cleared = asyncio.run(scenario())
+    # THEN within seconds no process of the stack is left and every port is free
+    sys.stderr.write(f"chaos table: launcher SIGKILLed: nothing left after {cleared:.1f} s\n")
+    assert [p.service for p in phases] == list(CHAOS)
+    assert launched.proc.wait(timeout=10) == -signal.SIGKILL
 
 
 PANEL_TITLES = [title for _, title, _, _ in PANELS]

@@ -22,6 +22,7 @@ import pytest
 
 from loadgen.stored import stored_items
 from local_stack.stack import LocalStack, StackConfig
+from tests.integration.chaos import leftovers
 from tests.integration.traffic import open_shards, send, wait_stored
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig(state_dir=state, retrieval_mode="POLLING", scaler="off", **CONFIG)  # type: ignore[arg-type]
     with LocalStack(config) as running:
         yield running
+    assert leftovers(running) == {}  # a clean stop leaves no process and no port behind
 
 
 async def _key_sender(client: httpx.AsyncClient, key: str, stop: asyncio.Event) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from local_stack.stack import LocalStack, StackConfig
+from tests.integration.chaos import leftovers
 from tests.integration.traffic import open_shards, send, wait_stored
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     )  # fmt: skip
     with LocalStack(config) as running:
         yield running
+    assert leftovers(running) == {}  # a clean stop leaves no process and no port behind
 
 
 def _decisions(stack: LocalStack) -> list[dict[str, object]]:
