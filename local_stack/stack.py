@@ -183,19 +183,15 @@ class LocalStack(Supervisor):
 
     # ---- pieces --------------------------------------------------------------------------
     def _spawn(
-        self,
-        name: str,
-        argv: list[str],
-        env: dict[str, str],
-        grace: float = 15.0,
-        no_restart: str = "",
+        self, name: str, argv: list[str], env: dict[str, str], **options: Any
     ) -> ManagedProcess:
-        """Start a component with the local credentials and region; ``no_restart``: why it
-        cannot be restarted (empty: the supervisor restarts it when it exits)."""
+        """Start a component with the local credentials and region, run from the project's
+        root; ``options``: ``Supervisor.spawn``'s ``grace`` and ``no_restart`` (why it cannot be
+        restarted; empty: the supervisor restarts it when it exits)."""
         full_env = {**os.environ, **LOCAL_CREDENTIALS, "AWS_REGION": self.config.region}
         full_env.update(env)
         full_env.update(self.config.extra_env)
-        return self.spawn(name, argv, full_env, grace=grace, no_restart=no_restart, cwd=ROOT)
+        return self.spawn(name, argv, full_env, cwd=ROOT, **options)
 
     def _kinesis_mock_argv(self) -> list[str]:
         main = ROOT / "node_modules" / "kinesis-local" / "main.js"

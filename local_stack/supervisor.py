@@ -70,6 +70,7 @@ class Supervisor:
         self.processes: list[ManagedProcess] = []
         self.run = uuid.uuid4().hex
         self._reaper: subprocess.Popen[bytes] | None = None
+        self._began = False  # the pid file is this run's (not a running one's it refused)
 
     @property
     def pid_file(self) -> Path:
@@ -80,6 +81,7 @@ class Supervisor:
         """End what an earlier run from this state dir left behind (refuse if that run's
         launcher still lives), record this run, and start its reaper."""
         self._end_leftovers()
+        self._began = True
         self._write_pids()
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self._reaper.kill()
             self._reaper = None
-        self.pid_file.unlink(missing_ok=True)
+        if self._began:
+            self.pid_file.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """SIGKILL every process group now (a second Ctrl-C); safe in a signal handler."""

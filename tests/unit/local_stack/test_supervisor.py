@@ -47,6 +47,7 @@ def clock() -> Clock:
 def supervisor(tmp_path: Path, clock: Clock) -> Iterator[Supervisor]:
     policy = RestartPolicy(first_delay=1, max_delay=4, healthy_after=60, max_quick_exits=5)
     running = Supervisor(tmp_path, policy, clock)
+    running.begin()
     yield running
     running.stop()
 
@@ -210,9 +211,12 @@ def test_a_second_launcher_on_a_running_stacks_state_dir_is_refused(tmp_path: Pa
                 tmp_path / "pids.json"
             )
             # WHEN a new supervisor begins in the same state dir THEN it refuses, naming it
+            refused = Supervisor(tmp_path)
             with pytest.raises(StartupError, match=f"already running: launcher pid {other.pid}"):
-                Supervisor(tmp_path).begin()
-            assert other.poll() is None  # and left it alone
+                refused.begin()
+            refused.stop()  # as LocalStack.__enter__ does after a failed start
+            # AND left it and its pid file alone
+            assert other.poll() is None and (tmp_path / "pids.json").exists()
         finally:
             other.kill()
 
