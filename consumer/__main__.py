@@ -30,10 +30,19 @@ def daemon_command(settings: ConsumerSettings, jar_dir: Path, properties_path: P
     """The argv of the MultiLangDaemon JVM (pure).
 
     Our logback configuration comes before ``jvm_options``, so a ``-Dlogback...`` there wins.
+    A CloudWatch endpoint becomes the AWS SDK's ``aws.endpointUrlCloudWatch`` system property:
+    the MultiLangDaemon (KCL 3.1.3) sets endpoints for Kinesis and DynamoDB only, and the SDK
+    (2.33, ``DefaultCloudWatchBaseClientBuilder``) reads this property, or the environment's
+    ``AWS_ENDPOINT_URL_CLOUDWATCH``, for a CloudWatch client built without one (AWS SDKs and
+    Tools Reference Guide, "Service-specific endpoints").
     """
+    endpoint = []
+    if settings.cloudwatch_endpoint:
+        endpoint = [f"-Daws.endpointUrlCloudWatch={settings.cloudwatch_endpoint}"]
     return [
         settings.java,
         f"-Dlogback.configurationFile={LOGBACK_CONFIG}",
+        *endpoint,
         *shlex.split(settings.jvm_options),
         "-cp",
         f"{jar_dir}/*",

@@ -26,6 +26,11 @@ class ConsumerSettings(BaseSettings):
     quarantine_table: str = Field("records-quarantine", min_length=3, max_length=255)
     kinesis_endpoint: str | None = None
     dynamodb_endpoint: str | None = None
+    # The KCL's own metrics (PutMetricData). The MultiLangDaemon has no property for it: the
+    # launcher passes it to the JVM as the AWS SDK's service-specific endpoint setting.
+    cloudwatch_endpoint: str | None = None
+    # The most shards one worker leases (KCL maxLeasesForWorker): each costs a Python process
+    max_leases_for_worker: int | None = Field(None, ge=1)
     initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     retrieval_mode: Literal["FANOUT", "POLLING"] = "FANOUT"
     failover_time_millis: int = Field(10_000, gt=0)
@@ -45,7 +50,9 @@ class ConsumerSettings(BaseSettings):
     # own leases and leader lock instead of waiting out the dead worker's (README, local stack).
     worker_id: str | None = Field(None, min_length=1, max_length=256)
 
-    @field_validator("kinesis_endpoint", "dynamodb_endpoint", "worker_id", mode="before")
+    @field_validator(
+        "kinesis_endpoint", "dynamodb_endpoint", "cloudwatch_endpoint", "worker_id", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

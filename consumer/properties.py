@@ -44,6 +44,7 @@ def render_properties(settings: ConsumerSettings, executable: str) -> str:
         "shutdownGraceMillis": settings.shutdown_grace_millis,
         # MultiLangDaemonConfiguration.setWorkerId (KCL 3.1.3 multilang); unset: a random UUID
         "workerId": settings.worker_id,
+        "maxLeasesForWorker": settings.max_leases_for_worker,
     }
     lines = []
     for key, value in values.items():

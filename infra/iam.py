@@ -14,6 +14,9 @@ WILDCARD_RESOURCES = {
     "cloudwatch:PutMetricData": "has no resource-level permissions (scoped by the namespace "
     "condition instead)",
     "cloudwatch:GetMetricData": "has no resource-level permissions",
+    "kinesis:UpdateShardCount": "has no resource-level permissions in the Service "
+    "Authorization Reference (its resource is *; a statement naming the stream would not "
+    "match it: the scaler would be denied)",
     "ecr:GetAuthorizationToken": "has no resource-level permissions (execution role)",
 }
 
@@ -36,66 +39,69 @@ def _put_metrics(*namespaces: str) -> Statement:
 
 
 def producer_policy(stream_arn: str) -> dict[str, Any]:
-    """Put records to its stream and read its shard map; nothing else."""
-    return document(
-        _allow(
-            [
-                "kinesis:PutRecords",
-                "kinesis:PutRecord",
-                "kinesis:ListShards",
-                "kinesis:DescribeStreamSummary",
-            ],
-            [stream_arn],
-        ),
-    )
+    """Put records to its stream (PutRecords only) and read its shard map; nothing else."""
+    return document(_allow(["kinesis:PutRecords", "kinesis:ListShards"], [stream_arn]))
+
+
+def efo_consumer_arns(stream_arn: str, consumer_arn: str, consumer_name: str) -> list[str]:
+    """The enhanced fan-out consumer as IAM sees it, both ways the KCL names it.
+
+    The KCL first looks its consumer up by stream ARN + consumer name
+    (``FanOutConsumerRegistration.describeStreamConsumer``, KCL 3.1.3), which IAM authorizes
+    against ``<stream ARN>/consumer/<name>`` *without* the creation timestamp; afterwards it
+    uses the consumer ARN, ``<stream ARN>/consumer/<name>:<creation timestamp>``, for
+    DescribeStreamConsumer and SubscribeToShard (the Service Authorization Reference's
+    ``consumer`` resource). Granting only the latter leaves the consumer denied forever
+    (amazon-kinesis-client-python#96, aws-cdk#22184).
+    """
+    return [consumer_arn, f"{stream_arn}/consumer/{consumer_name}"]
 
 
 def consumer_policy(
     stream_arn: str,
-    efo_consumer_arn: str,
+    efo_consumer_arn: str | None,
     kcl_table_arns: list[str],
     data_table_arns: list[str],
     application_name: str,
 ) -> dict[str, Any]:
-    """What KCL 3 needs (FACTS.md) plus writing the records and quarantine tables."""
+    """What the KCL 3 MultiLangDaemon and our record processor call, and nothing more: the
+    IAM contract test (tests/integration/test_aws_call_contract.py) records every call they
+    make on the local stack and evaluates it against this document.
+
+    ``efo_consumer_arn`` None: the consumer polls (GetRecords) instead of enhanced fan-out.
+    The KCL's tables and fan-out consumer are created by the stack (infra/components/data.py),
+    so the KCL never needs CreateTable, UpdateTable or RegisterStreamConsumer.
+    """
+    reading = (
+        _allow(
+            ["kinesis:SubscribeToShard", "kinesis:DescribeStreamConsumer"],
+            efo_consumer_arns(stream_arn, efo_consumer_arn, application_name),
+        )
+        if efo_consumer_arn is not None
+        else _allow(["kinesis:GetRecords", "kinesis:GetShardIterator"], [stream_arn])
+    )
     kcl_indexes = [f"{arn}/index/*" for arn in kcl_table_arns]
     return document(
+        _allow(["kinesis:DescribeStreamSummary", "kinesis:ListShards"], [stream_arn]),
+        reading,
+        # TransactWriteItems (the coordinator state) is authorized as the PutItem, UpdateItem,
+        # DeleteItem and ConditionCheckItem it contains: there is no
+        # dynamodb:TransactWriteItems action (DynamoDB Developer Guide, "Using IAM with
+        # DynamoDB transactions"; Service Authorization Reference for DynamoDB).
         _allow(
             [
-                "kinesis:DescribeStream",
-                "kinesis:DescribeStreamSummary",
-                "kinesis:ListShards",
-                "kinesis:RegisterStreamConsumer",
-                "kinesis:GetRecords",
-                "kinesis:GetShardIterator",
-                "kinesis:ListStreamConsumers",
-            ],
-            [stream_arn],
-        ),
-        _allow(["kinesis:SubscribeToShard", "kinesis:DescribeStreamConsumer"], [efo_consumer_arn]),
-        _allow(
-            [
-                "dynamodb:CreateTable",
                 "dynamodb:DescribeTable",
-                "dynamodb:UpdateTable",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem",
                 "dynamodb:Scan",
-                "dynamodb:Query",
-                "dynamodb:TransactWriteItems",
-                "dynamodb:DescribeContinuousBackups",
-                "dynamodb:UpdateContinuousBackups",
-                "dynamodb:TagResource",
             ],
             kcl_table_arns,
         ),
-        _allow(["dynamodb:Query"], kcl_indexes),
-        _allow(
-            ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DescribeTable"],
-            data_table_arns,
-        ),
+        _allow(["dynamodb:Query"], kcl_indexes),  # leases by owner (LeaseOwnerToLeaseKeyIndex)
+        # the record processor writes records and quarantined ones in batches, nothing else
+        _allow(["dynamodb:BatchWriteItem"], data_table_arns),
         _put_metrics(application_name),  # the KCL's own metrics; ours go out as EMF log lines
     )
 
@@ -107,13 +113,12 @@ def scaler_policy(stream_arn: str) -> dict[str, Any]:
             [
                 "kinesis:DescribeStreamSummary",
                 "kinesis:ListShards",
-                "kinesis:UpdateShardCount",
                 "kinesis:SplitShard",
                 "kinesis:MergeShards",
             ],
             [stream_arn],
         ),
-        _allow(["cloudwatch:GetMetricData"], ["*"]),
+        _allow(["kinesis:UpdateShardCount", "cloudwatch:GetMetricData"], ["*"]),
     )
 
 

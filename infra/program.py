@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -15,7 +17,13 @@ from infra.components.ingest import PRODUCER_PORT, Ingest, IngestArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.observability import DashboardInputs, Observability, ObservabilityArgs
 from infra.components.service import FargateService, ServiceArgs
-from infra.settings import InfraSettings
+from infra.settings import (
+    InfraSettings,
+    config_keys,
+    consumer_heap_mib,
+    consumer_leases_per_task,
+    load,
+)
 
 PRODUCER_HEALTH_CHECK = [
     "CMD",
@@ -29,6 +37,8 @@ CONSUMER_HEALTH_CHECK = ["CMD", "python", "-m", "consumer.health"]
 # scaler.health: unhealthy when its check loop has not come round for far too long
 SCALER_HEALTH_CHECK = ["CMD", "python", "-m", "scaler.health"]
 CONSUMER_SHUTDOWN_GRACE_MILLIS = 90_000  # under the 120 s stop timeout
+# Fargate's runtime platform names for the config's cpuArchitecture
+ARCHITECTURES = {"x86_64": "X86_64", "arm64": "ARM64"}
 
 
 def tags(name: str) -> dict[str, str]:
@@ -43,6 +53,9 @@ class Stack:
     records_table: pulumi.Output[str]
     quarantine_table: pulumi.Output[str]
     services: dict[str, FargateService]
+    region: str = ""
+    application_name: str = ""
+    alarm_names: pulumi.Output[list[str]] | None = None
 
 
 def environments(s: InfraSettings, region: pulumi.Input[str], data: Data) -> dict[str, dict]:
@@ -63,8 +76,11 @@ def environments(s: InfraSettings, region: pulumi.Input[str], data: Data) -> dic
             "CONSUMER_APPLICATION_NAME": s.application_name,
             "CONSUMER_RECORDS_TABLE": data.records.name,
             "CONSUMER_QUARANTINE_TABLE": data.quarantine.name,
-            "CONSUMER_RETRIEVAL_MODE": "FANOUT",
+            "CONSUMER_RETRIEVAL_MODE": s.consumer_retrieval_mode,
             "CONSUMER_METRICS_LEVEL": "SUMMARY",
+            # one JVM and one Python process per leased shard share the task's memory
+            "CONSUMER_JVM_OPTIONS": f"-Xmx{consumer_heap_mib(s.consumer_memory)}m",
+            "CONSUMER_MAX_LEASES_FOR_WORKER": str(consumer_leases_per_task(s.consumer_memory)),
             "CONSUMER_SHUTDOWN_GRACE_MILLIS": str(CONSUMER_SHUTDOWN_GRACE_MILLIS),
             "CONSUMER_PROPERTIES_PATH": "/tmp/consumer.properties",
         },
@@ -80,23 +96,66 @@ def environments(s: InfraSettings, region: pulumi.Input[str], data: Data) -> dic
     }
 
 
-def build(s: InfraSettings, name: str, version: str) -> Stack:
+def from_config() -> Stack:
+    """What ``pulumi up`` runs: the stack configuration (``Pulumi.yaml`` keys and
+    ``aws:region``) -> the stack. An explicit provider does not read ``aws:*`` config itself:
+    the region is passed on, and required, so a stack never deploys to a default region."""
+    stack_config = pulumi.Config()
+    values = {key: stack_config.get(key) for key in config_keys()}
+    region = pulumi.Config("aws").require("region")
+    return build(
+        load({k: v for k, v in values.items() if v is not None}),
+        f"ingest-{pulumi.get_stack()}",
+        _version(),
+        region,
+    )
+
+
+def _version() -> str:
+    """The image tag: the checked-out commit (``-dirty`` when the tree has changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "latest"
+
+
+def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
     if not s.application_name:
         s = s.model_copy(update={"application_name": f"{name}-consumer"})
-    # Every AWS resource gets the stack's tags through this provider's default_tags.
-    provider = aws.Provider(f"{name}-aws", default_tags={"tags": tags(name)})
+    # Every AWS resource gets the stack's tags through this provider's default_tags; the
+    # region is explicit (an explicit provider ignores the stack's aws:region).
+    provider = aws.Provider(f"{name}-aws", region=region, default_tags={"tags": tags(name)})
     opts = pulumi.ResourceOptions(providers=[provider])
-    region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(provider=provider)).region
     network = Network(
         name, NetworkArgs(s.vpc_cidr, s.az_count, s.single_nat_gateway, s.interface_endpoints), opts
     )
+    provisioned = s.stream_mode == "provisioned"
+    fan_out = s.consumer_retrieval_mode == "FANOUT"
     data = Data(
         name,
-        DataArgs(s.shard_count, s.retention_hours, s.shard_level_metrics, s.application_name),
+        DataArgs(
+            s.shard_count,
+            s.retention_hours,
+            s.shard_level_metrics,
+            s.application_name,
+            on_demand=not provisioned,
+            fan_out=fan_out,
+        ),
         opts,
     )
-    images = Images(name, ImagesArgs(version), opts)
-    observe = Observability(name, ObservabilityArgs(s.log_retention_days, s.alarm_email), opts)
+    architecture = ARCHITECTURES[s.cpu_architecture]
+    images = Images(name, ImagesArgs(version, s.cpu_architecture), opts)
+    observe = Observability(
+        name, ObservabilityArgs(s.log_retention_days, s.alarm_email, cluster_name=name), opts
+    )
     ingest = Ingest(
         name,
         IngestArgs(
@@ -104,12 +163,20 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
             [x.id for x in network.public_subnets],
             s.allowed_cidr,
             s.certificate_arn,
+            depends_on=network.public_ready,
         ),
         opts,
     )
     own = pulumi.ResourceOptions(provider=provider)
+    # Container Insights writes to /aws/ecs/containerinsights/<cluster>/performance, a log
+    # group it creates unless it exists: created first here (Observability), it has our
+    # retention and goes with `pulumi destroy` (Amazon CloudWatch User Guide, "Container
+    # Insights": the performance log events' log group).
     cluster = aws.ecs.Cluster(
-        name, settings=[{"name": "containerInsights", "value": "enabled"}], opts=own
+        name,
+        name=name,
+        settings=[{"name": "containerInsights", "value": "enabled"}],
+        opts=own.merge(pulumi.ResourceOptions(depends_on=[observe.container_insights])),
     )
     worker_sg = aws.ec2.SecurityGroup(
         f"{name}-workers",
@@ -121,11 +188,12 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
         opts=own,
     )
     stream_arn = data.stream.arn
+    efo_arn = data.efo_consumer.arn if data.efo_consumer is not None else None
     policies = {
         "producer": stream_arn.apply(lambda a: json.dumps(iam.producer_policy(a))),
         "consumer": pulumi.Output.all(
             stream_arn,
-            data.efo_consumer.arn,
+            efo_arn,
             [t.arn for t in data.kcl_tables],
             [data.records.arn, data.quarantine.arn],
         ).apply(
@@ -165,8 +233,11 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
             cpu_target_percent=None,
             security_group_id=worker_sg.id,
             health_check=SCALER_HEALTH_CHECK,
+            single_instance=True,  # two scalers must never reshard at once
         ),
     }
+    if not provisioned:  # on demand: Kinesis sizes the stream, there is nothing to scale
+        del specs["scaler"]
     services = {
         svc: FargateService(
             f"{name}-{svc}",
@@ -178,6 +249,7 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
                 task_policy=policies[svc],
                 environment=env[svc],
                 subnet_ids=private,
+                cpu_architecture=architecture,
                 **spec,
             ),
             opts,
@@ -185,7 +257,6 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
         for svc, spec in specs.items()
     }
     inputs = pulumi.Output.all(
-        region,
         data.stream.name,
         cluster.name,
         ingest.alb.arn_suffix,
@@ -194,18 +265,19 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
         *[x.service.name for x in services.values()],
     ).apply(
         lambda a: DashboardInputs(
+            region,
             a[0],
-            a[1],
             s.application_name,
+            a[1],
+            dict(zip(services, a[5:], strict=True)),
             a[2],
-            dict(zip(services, a[6:], strict=True)),
             a[3],
             a[4],
-            a[5],
+            scaler=provisioned,
         )
     )
     dashboard = observe.add_dashboard(inputs)
-    observe.add_alarms(
+    alarms = observe.add_alarms(
         data.stream.name,
         s.application_name,
         ingest.target_group.arn_suffix,
@@ -227,4 +299,19 @@ def build(s: InfraSettings, name: str, version: str) -> Stack:
         data.records.name,
         data.quarantine.name,
         services,
+        region,
+        s.application_name,
+        pulumi.Output.all(*[a.name for a in alarms]),
     )
+
+
+def export(stack: Stack) -> None:
+    """The stack outputs: what a user and ``python -m infra.smoke`` read after ``pulumi up``."""
+    pulumi.export("url", stack.url)
+    pulumi.export("dashboard_url", stack.dashboard_url)
+    pulumi.export("stream_name", stack.stream_name)
+    pulumi.export("records_table", stack.records_table)
+    pulumi.export("quarantine_table", stack.quarantine_table)
+    pulumi.export("region", stack.region)
+    pulumi.export("application_name", stack.application_name)
+    pulumi.export("alarm_names", stack.alarm_names)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -29,6 +29,9 @@ class InfraSettings(BaseModel):
     az_count: int = Field(2, ge=2, le=6)
     single_nat_gateway: bool = False
     interface_endpoints: bool = True
+    # provisioned: shards we pay by the hour, resized by the shard scaler; on-demand: Kinesis
+    # sizes the stream itself (no scaler deployed). README "Deploy to AWS" says which is cheaper.
+    stream_mode: Literal["provisioned", "on-demand"] = "provisioned"
     shard_count: int = Field(5, ge=1, le=10_000)
     min_shards: int = Field(1, ge=1)
     max_shards: int = Field(64, ge=1, le=10_000)
@@ -36,17 +39,20 @@ class InfraSettings(BaseModel):
     shard_level_metrics: bool = True
     producer_cpu: Cpu = 1024
     producer_memory: Memory = 2048
-    producer_min_tasks: Tasks = 1
+    producer_min_tasks: Tasks = 2  # one per AZ of the default two: a zone can fail
     producer_max_tasks: Tasks = 15
     consumer_cpu: Cpu = 1024
     consumer_memory: Memory = 2048
-    consumer_min_tasks: Tasks = 1
+    consumer_min_tasks: Tasks = 2
     consumer_max_tasks: Tasks = 15
     cpu_target_percent: float = Field(65, gt=0, le=100)
     log_retention_days: int = 30
     application_name: str = Field("", pattern=r"^([A-Za-z0-9_.-]{3,200})?$")  # "": <stack>-consumer
+    consumer_retrieval_mode: Literal["FANOUT", "POLLING"] = "FANOUT"
     scaler_dry_run: bool = False
     alarm_email: str = ""
+    # Graviton (arm64) tasks are ~20% cheaper per vCPU-hour; the images are built for it too
+    cpu_architecture: Literal["x86_64", "arm64"] = "x86_64"
 
     @model_validator(mode="after")
     def _consistent(self) -> InfraSettings:
@@ -57,8 +63,14 @@ class InfraSettings(BaseModel):
                 problems.append("allowedCidr must be an IPv4 CIDR")
         except ValueError as exc:
             problems.append(f"allowedCidr is not a CIDR: {exc}")
-        if ipaddress.ip_network(self.vpc_cidr).prefixlen > 20:
-            problems.append("vpcCidr needs at least a /20 (two /24 subnets per AZ)")
+        try:
+            prefix = ipaddress.ip_network(self.vpc_cidr, strict=True).prefixlen
+            # a VPC's block is /16 to /28 (Amazon VPC User Guide, "VPC CIDR blocks"); we need
+            # room for two /24 subnets per AZ, public in the lower half, private in the upper
+            if not 16 <= prefix <= 20:
+                problems.append("vpcCidr must be a /16 to /20 (two /24 subnets per AZ)")
+        except ValueError as exc:
+            problems.append(f"vpcCidr is not a CIDR: {exc}")
         if not self.min_shards <= self.shard_count <= self.max_shards:
             problems.append("need minShards <= shardCount <= maxShards")
         for service in ("producer", "consumer"):
@@ -68,6 +80,22 @@ class InfraSettings(BaseModel):
             problems.append(
                 "consumerMaxTasks is above maxShards: the extra workers would hold no lease"
             )
+        for service in ("producer", "consumer"):
+            cpu, memory = getattr(self, f"{service}_cpu"), getattr(self, f"{service}_memory")
+            if memory not in FARGATE_SIZES.get(cpu, ()):
+                problems.append(
+                    f"{service}Cpu {cpu} with {service}Memory {memory} is not a Fargate task "
+                    f"size (CPU units {sorted(FARGATE_SIZES)}; memory for {cpu}: "
+                    f"{_memory_choices(cpu)})"
+                )
+        leases = consumer_leases_per_task(self.consumer_memory)
+        if leases < 1:
+            problems.append("consumerMemory leaves no room for a record processor")
+        elif self.consumer_max_tasks * leases < self.max_shards:
+            problems.append(
+                f"consumerMaxTasks x {leases} leases a task (consumerMemory "
+                f"{self.consumer_memory} MiB) is below maxShards: shards would go unread"
+            )
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"logRetentionDays must be one of {sorted(LOG_RETENTION_DAYS)}")
         if self.certificate_arn and not self.certificate_arn.startswith("arn:"):
@@ -75,6 +103,51 @@ class InfraSettings(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def _fargate_sizes() -> dict[int, tuple[int, ...]]:
+    """CPU units -> the memory sizes (MiB) Fargate accepts with it, Linux tasks ("Task CPU and
+    memory", Amazon ECS Developer Guide: docs.aws.amazon.com/AmazonECS/latest/developerguide/
+    fargate-tasks-services.html#fargate-tasks-size)."""
+    return {
+        256: (512, 1024, 2048),
+        512: tuple(range(1024, 4096 + 1, 1024)),
+        1024: tuple(range(2048, 8192 + 1, 1024)),
+        2048: tuple(range(4096, 16384 + 1, 1024)),
+        4096: tuple(range(8192, 30720 + 1, 1024)),
+        8192: tuple(range(16384, 61440 + 1, 4096)),
+        16384: tuple(range(32768, 122880 + 1, 8192)),
+    }
+
+
+FARGATE_SIZES = _fargate_sizes()
+
+
+def _memory_choices(cpu: int) -> str:
+    sizes = FARGATE_SIZES.get(cpu)
+    if not sizes:
+        return "none"
+    step = sizes[1] - sizes[0] if len(sizes) > 1 else 0
+    return f"{sizes[0]}-{sizes[-1]} in steps of {step}" if step else str(sizes[0])
+
+
+# The consumer task runs one JVM (the KCL daemon) and one Python record processor per leased
+# shard (MultiLangDaemon: a child process per ShardRecordProcessor). Sizing, measured on the
+# local stack (test_consumer_faults, 3 processors under traffic): 62 MiB RSS each, the
+# KCL JVM 230-290 MiB; a processor is counted as PROCESSOR_MIB with headroom.
+PROCESSOR_MIB = 80
+JVM_OVERHEAD_MIB = 256  # metaspace, threads, Netty's direct buffers beyond the heap
+
+
+def consumer_heap_mib(memory: int) -> int:
+    """The KCL JVM's -Xmx: a quarter of the task, 256 MiB to 2 GiB."""
+    return max(256, min(2048, memory // 4))
+
+
+def consumer_leases_per_task(memory: int) -> int:
+    """How many shards one consumer task may lease (the KCL's maxLeasesForWorker): what is
+    left of the task's memory after the JVM, one record processor each."""
+    return (memory - consumer_heap_mib(memory) - JVM_OVERHEAD_MIB) // PROCESSOR_MIB
 
 
 LOG_RETENTION_DAYS = {

@@ -48,6 +48,7 @@ def main() -> None:
         "loop": "uvloop",
         "http": "httptools",
         "timeout_graceful_shutdown": 30,
+        "timeout_keep_alive": settings.keep_alive_seconds,
         "access_log": settings.access_log,
     }
     if settings.workers > 1:  # several processes: each flushes its own buffer on SIGTERM

@@ -34,6 +34,9 @@ class ProducerSettings(BaseSettings):
     api_key: SecretStr | None = None  # when set, POSTs need the X-Api-Key header
     drain_seconds: float = Field(0.0, ge=0, le=300)  # SIGTERM: /ready is 503 this long first
     workers: int = Field(1, ge=1, le=64)
+    # above the load balancer's idle timeout (60 s), or uvicorn (5 s by default) closes
+    # connections the ALB still reuses: intermittent 502s (see infra/components/ingest.py)
+    keep_alive_seconds: int = Field(65, ge=1, le=4000)
     access_log: bool = False  # a line per request costs more than handling it; the ALB logs too
     emf_interval_seconds: float = Field(60.0, ge=0)  # EMF metrics line on stdout; 0: off
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.kcl_tables import LEASE_OWNER_INDEX, kcl_tables
+
 STREAM_SHARD_METRICS = ["IncomingBytes", "IncomingRecords", "WriteProvisionedThroughputExceeded"]
-LEASE_OWNER_INDEX = "LeaseOwnerToLeaseKeyIndex"
 
 
 @dataclass
@@ -22,6 +23,8 @@ class DataArgs:
     retention_hours: int
     shard_level_metrics: bool
     application_name: str
+    on_demand: bool = False  # Kinesis sizes the stream; no shard count
+    fan_out: bool = True  # the consumer reads with enhanced fan-out (its registered consumer)
 
 
 def _table(
@@ -50,11 +53,11 @@ class Data(pulumi.ComponentResource):
         self.stream = aws.kinesis.Stream(
             f"{name}-stream",
             name=f"{name}-stream",
-            shard_count=args.shard_count,
+            shard_count=None if args.on_demand else args.shard_count,
             retention_period=args.retention_hours,
             encryption_type="KMS",
             kms_key_id="alias/aws/kinesis",
-            stream_mode_details={"stream_mode": "PROVISIONED"},
+            stream_mode_details={"stream_mode": "ON_DEMAND" if args.on_demand else "PROVISIONED"},
             shard_level_metrics=STREAM_SHARD_METRICS if args.shard_level_metrics else [],
             enforce_consumer_deletion=True,  # destroy deregisters the KCL's fan-out consumer
             opts=child.merge(pulumi.ResourceOptions(ignore_changes=["shard_count"])),
@@ -62,27 +65,26 @@ class Data(pulumi.ComponentResource):
         self.records = _table(f"{name}-records", "id", child, backups=True)
         self.quarantine = _table(f"{name}-records-quarantine", "id", child, backups=True)
         app = args.application_name
-        self.lease_table = _table(
-            app,
-            "leaseKey",
-            child,
-            attributes=[{"name": "leaseOwner", "type": "S"}],
-            global_secondary_indexes=[
-                {
-                    "name": LEASE_OWNER_INDEX,
-                    "hash_key": "leaseOwner",
-                    "range_key": "leaseKey",
-                    "projection_type": "KEYS_ONLY",
+        self.kcl_tables: list[aws.dynamodb.Table] = []
+        for table in kcl_tables(app):
+            extra: dict[str, object] = {}
+            if table.owner_index:
+                extra = {
+                    "attributes": [{"name": "leaseOwner", "type": "S"}],
+                    "global_secondary_indexes": [
+                        {
+                            "name": LEASE_OWNER_INDEX,
+                            "hash_key": "leaseOwner",
+                            "range_key": table.hash_key,
+                            "projection_type": "KEYS_ONLY",
+                        }
+                    ],
                 }
-            ],
-        )
-        self.worker_metrics_table = _table(f"{app}-WorkerMetricStats", "wid", child)
-        self.coordinator_table = _table(f"{app}-CoordinatorState", "key", child)
-        self.efo_consumer = aws.kinesis.StreamConsumer(
-            f"{name}-efo", name=app, stream_arn=self.stream.arn, opts=child
-        )
+            self.kcl_tables.append(_table(table.name, table.hash_key, child, **extra))
+        self.lease_table = self.kcl_tables[0]
+        self.efo_consumer: aws.kinesis.StreamConsumer | None = None
+        if args.fan_out:
+            self.efo_consumer = aws.kinesis.StreamConsumer(
+                f"{name}-efo", name=app, stream_arn=self.stream.arn, opts=child
+            )
         self.register_outputs({"stream": self.stream.name, "records": self.records.name})
-
-    @property
-    def kcl_tables(self) -> list[aws.dynamodb.Table]:
-        return [self.lease_table, self.worker_metrics_table, self.coordinator_table]

@@ -16,9 +16,18 @@ SERVICES = ("producer", "consumer", "scaler")
 KEEP_IMAGES = 10
 
 
+# The stack's cpuArchitecture -> the image platform; the task definitions' runtime platform
+# must match it (Fargate runs linux/arm64 images on ARM64, Graviton).
+PLATFORMS = {
+    "x86_64": docker_build.Platform.LINUX_AMD64,
+    "arm64": docker_build.Platform.LINUX_ARM64,
+}
+
+
 @dataclass
 class ImagesArgs:
     version: str  # the image tag: the git commit when deployed from a checkout
+    architecture: str = "x86_64"  # or arm64 (BuildKit cross-builds it with QEMU if needed)
 
 
 class Images(pulumi.ComponentResource):
@@ -61,7 +70,7 @@ class Images(pulumi.ComponentResource):
                 f"{name}-{service}",
                 context={"location": str(ROOT)},
                 dockerfile={"location": str(ROOT / "docker" / f"{service}.Dockerfile")},
-                platforms=[docker_build.Platform.LINUX_AMD64],
+                platforms=[PLATFORMS[args.architecture]],
                 push=True,
                 tags=[tag],
                 registries=[

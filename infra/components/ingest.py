@@ -4,12 +4,25 @@ health check, and the security group that lets only the ALB reach the producer t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
+from producer.config import ProducerSettings
+
 PRODUCER_PORT = 8080
+# The ALB closes a connection idle this long; the producer's keep-alive must be longer, or the
+# producer may close a connection the ALB is just reusing: a 502 ("HTTP 502 ... the target
+# closed the connection", ALB User Guide, "Troubleshoot your Application Load Balancers";
+# "Connection idle timeout": configure the application's keep-alive greater than the ALB's).
+ALB_IDLE_TIMEOUT_SECONDS = 60
+# A request may wait for Kinesis up to the record TTL before it is answered (503 then): the
+# target group keeps routing nothing new but lets requests in flight finish for longer than
+# that before ECS stops the task (ECS waits for the deregistration delay before SIGTERM).
+RECORD_TTL_SECONDS = math.ceil(ProducerSettings.model_fields["record_ttl_ms"].default / 1000)
+DEREGISTRATION_DELAY_SECONDS = RECORD_TTL_SECONDS + 15
 
 
 @dataclass
@@ -18,6 +31,8 @@ class IngestArgs:
     public_subnet_ids: list[pulumi.Input[str]]
     allowed_cidr: str
     certificate_arn: str
+    # the internet gateway and the public routes: an internet-facing ALB needs them first
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
 class Ingest(pulumi.ComponentResource):
@@ -74,8 +89,8 @@ class Ingest(pulumi.ComponentResource):
             subnets=args.public_subnet_ids,
             security_groups=[self.alb_sg.id],
             drop_invalid_header_fields=True,
-            idle_timeout=60,
-            opts=child,
+            idle_timeout=ALB_IDLE_TIMEOUT_SECONDS,
+            opts=child.merge(pulumi.ResourceOptions(depends_on=args.depends_on)),
         )
         self.target_group = aws.lb.TargetGroup(
             f"{name}-producer",
@@ -83,7 +98,7 @@ class Ingest(pulumi.ComponentResource):
             protocol="HTTP",
             target_type="ip",
             vpc_id=args.vpc_id,
-            deregistration_delay=30,
+            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
             health_check={
                 "path": "/ready",
                 "matcher": "200",

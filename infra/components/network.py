@@ -38,8 +38,18 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-vpc"},
             opts=child,
         )
+        # public subnets from the lower half of the VPC's /24s, private from the upper half
+        # (index 128 + i in a /16, 8 + i in a /20: a /20 has only 16)
         subnets = list(ipaddress.ip_network(args.cidr).subnets(new_prefix=24))
+        half = len(subnets) // 2
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, opts=child)
+        # Whatever needs the internet gateway attached waits for it: an EIP for a NAT gateway,
+        # the NAT gateway, and (through ``public_ready``) the internet-facing ALB. Otherwise
+        # the first deploy can race: "InvalidSubnet ... has no Internet gateway attached"
+        # (terraform-provider-aws docs for aws_eip and aws_nat_gateway recommend depends_on
+        # the internet gateway).
+        after_igw = child.merge(pulumi.ResourceOptions(depends_on=[igw]))
+        self.internet_gateway = igw
         public_rt = aws.ec2.RouteTable(
             f"{name}-public",
             vpc_id=self.vpc.id,
@@ -50,6 +60,7 @@ class Network(pulumi.ComponentResource):
         self.private_subnets: list[aws.ec2.Subnet] = []
         private_rts: list[aws.ec2.RouteTable] = []
         nats: list[aws.ec2.NatGateway] = []
+        public_routes: list[aws.ec2.RouteTableAssociation] = []
         for i in range(args.az_count):
             az = zones[i]
             public = aws.ec2.Subnet(
@@ -60,22 +71,30 @@ class Network(pulumi.ComponentResource):
                 map_public_ip_on_launch=False,
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{i}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
+            public_routes.append(
+                aws.ec2.RouteTableAssociation(
+                    f"{name}-public-{i}",
+                    subnet_id=public.id,
+                    route_table_id=public_rt.id,
+                    opts=child,
+                )
             )
             private = aws.ec2.Subnet(
                 f"{name}-private-{i}",
                 vpc_id=self.vpc.id,
-                cidr_block=str(subnets[128 + i]),
+                cidr_block=str(subnets[half + i]),
                 availability_zone=az,
                 map_public_ip_on_launch=False,
                 opts=child,
             )
             if i == 0 or not args.single_nat_gateway:
-                eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", opts=child)
+                eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", opts=after_igw)
                 nats.append(
                     aws.ec2.NatGateway(
-                        f"{name}-nat-{i}", subnet_id=public.id, allocation_id=eip.id, opts=child
+                        f"{name}-nat-{i}",
+                        subnet_id=public.id,
+                        allocation_id=eip.id,
+                        opts=after_igw,
                     )
                 )
             rt = aws.ec2.RouteTable(
@@ -127,4 +146,6 @@ class Network(pulumi.ComponentResource):
                     opts=child,
                 )
         self.vpc_id = self.vpc.id
+        # what an internet-facing load balancer in the public subnets must wait for
+        self.public_ready: list[pulumi.Resource] = [igw, public_rt, *public_routes]
         self.register_outputs({"vpc_id": self.vpc.id})

@@ -23,6 +23,7 @@ SERVICES = ("producer", "consumer", "scaler")
 class ObservabilityArgs:
     retention_days: int
     alarm_email: str
+    cluster_name: str = ""  # the ECS cluster whose Container Insights log group we own
 
 
 @dataclass
@@ -35,7 +36,15 @@ class DashboardInputs:
     alb_suffix: str
     target_group_suffix: str
     records_table: str = "records"
+    scaler: bool = True  # provisioned stream: the shard scaler's panel; on demand: stream load
 
+
+# The KCL publishes MillisBehindLatest twice (KCL 3.1.3 ProcessTask.java): per shard with
+# Operation=ProcessTask + ShardId, and for the whole application with
+# Operation=ApplicationTracker alone. Only the latter is one series an alarm can watch; a
+# metric with Operation=ProcessTask and no ShardId does not exist (CloudWatch matches the
+# full set of dimensions).
+KCL_APPLICATION_LAG = {"Operation": "ApplicationTracker"}
 
 PRODUCER, CONSUMER, SCALER = (
     "KinesisIngest/Producer",
@@ -102,7 +111,7 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
         (
             "Consumer lag: millis behind latest",
             [
-                _metric(d.application, "MillisBehindLatest", "Maximum", Operation="ProcessTask"),
+                _metric(d.application, "MillisBehindLatest", "Maximum", **KCL_APPLICATION_LAG),
                 _metric(CONSUMER, "MillisBehindLatest", "Maximum", **cons),
             ],
         ),
@@ -156,6 +165,14 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
                 _metric(SCALER, "OpenShards", "Maximum", **stream),
                 _metric(SCALER, "TargetShards", "Maximum", **stream),
                 _metric(SCALER, "Utilisation", "Maximum", **stream),
+            ],
+        )
+        if d.scaler
+        else (
+            "Stream (on demand): incoming bytes and records",
+            [
+                _metric(kinesis, "IncomingBytes", **stream),
+                _metric(kinesis, "IncomingRecords", **stream),
             ],
         ),
         (
@@ -217,6 +234,14 @@ class Observability(pulumi.ComponentResource):
             )
             for service in SERVICES
         }
+        self.container_insights: aws.cloudwatch.LogGroup | None = None
+        if args.cluster_name:
+            self.container_insights = aws.cloudwatch.LogGroup(
+                f"{name}-container-insights",
+                name=f"/aws/ecs/containerinsights/{args.cluster_name}/performance",
+                retention_in_days=args.retention_days,
+                opts=self._child,
+            )
         self.topic: aws.sns.Topic | None = None
         if args.alarm_email:
             self.topic = aws.sns.Topic(
@@ -248,13 +273,14 @@ class Observability(pulumi.ComponentResource):
         target_group_suffix: pulumi.Input[str],
         alb_suffix: pulumi.Input[str],
         records_table: pulumi.Input[str],
-    ) -> None:
+    ) -> list[aws.cloudwatch.MetricAlarm]:
         """The alarms (to the SNS topic when an e-mail is configured); see ``alarm_specs``."""
         actions = [self.topic.arn] if self.topic is not None else []
+        alarms = []
         for spec in alarm_specs(
             stream, application, target_group_suffix, alb_suffix, records_table
         ):
-            aws.cloudwatch.MetricAlarm(
+            alarm = aws.cloudwatch.MetricAlarm(
                 f"{self._name}-{spec.key}",
                 alarm_description=spec.text,
                 namespace=spec.namespace,
@@ -270,6 +296,8 @@ class Observability(pulumi.ComponentResource):
                 ok_actions=actions,
                 opts=self._child,
             )
+            alarms.append(alarm)
+        return alarms
 
 
 @dataclass(frozen=True)
@@ -293,7 +321,7 @@ def alarm_specs(
     return [
         AlarmSpec("consumer-behind", "consumer more than 60 s behind the stream for 5 minutes",
                   application, "MillisBehindLatest", "Maximum", 60_000, 5,
-                  {"Operation": "ProcessTask"}),
+                  KCL_APPLICATION_LAG),
         AlarmSpec("kinesis-throttling", "Kinesis throttled writes for 5 minutes in a row "
                   "(the scaler is not keeping up, or one key is hot)", "AWS/Kinesis",
                   "WriteProvisionedThroughputExceeded", "Sum", 0, 5, {"StreamName": stream}),

@@ -35,6 +35,11 @@ class ServiceArgs:
     port: int | None = None
     target_group_arn: pulumi.Input[str] | None = None
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    cpu_architecture: str = "X86_64"  # or ARM64 (Graviton): the image must be built for it
+    # One at a time (the scaler): 0/100 stops the old task before the new one starts, so two
+    # never act on the stream at once. Others: 100/200, a new task is healthy before the old
+    # one stops.
+    single_instance: bool = False
 
 
 class FargateService(pulumi.ComponentResource):
@@ -43,7 +48,7 @@ class FargateService(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         assume = json.dumps(iam.assume_role())
         self.task_role = aws.iam.Role(f"{name}-task", assume_role_policy=assume, opts=child)
-        aws.iam.RolePolicy(
+        task_policy = aws.iam.RolePolicy(
             f"{name}-task", role=self.task_role.id, policy=args.task_policy, opts=child
         )
         self.execution_role = aws.iam.Role(
@@ -52,7 +57,7 @@ class FargateService(pulumi.ComponentResource):
         execution_policy = pulumi.Output.all(args.repository_arn, args.log_group.arn).apply(
             lambda a: json.dumps(iam.execution_policy([a[0]], [a[1]]))
         )
-        aws.iam.RolePolicy(
+        pull_policy = aws.iam.RolePolicy(
             f"{name}-execution", role=self.execution_role.id, policy=execution_policy, opts=child
         )
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
@@ -69,11 +74,17 @@ class FargateService(pulumi.ComponentResource):
             memory=str(args.memory),
             network_mode="awsvpc",
             requires_compatibilities=["FARGATE"],
-            runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
+            runtime_platform={
+                "operating_system_family": "LINUX",
+                "cpu_architecture": args.cpu_architecture,
+            },
             execution_role_arn=self.execution_role.arn,
             task_role_arn=self.task_role.arn,
             container_definitions=containers,
-            opts=child,
+            # the roles' inline policies exist before a task can start: a task started first
+            # would pull and call AWS with a role that has no permission yet (IAM is
+            # eventually consistent too, but this removes the ordering race)
+            opts=child.merge(pulumi.ResourceOptions(depends_on=[task_policy, pull_policy])),
         )
         load_balancers = []
         if args.target_group_arn is not None:
@@ -96,12 +107,14 @@ class FargateService(pulumi.ComponentResource):
                 "security_groups": [args.security_group_id],
             },
             deployment_circuit_breaker={"enable": True, "rollback": True},
-            deployment_minimum_healthy_percent=100,
-            deployment_maximum_percent=200,
+            deployment_minimum_healthy_percent=0 if args.single_instance else 100,
+            deployment_maximum_percent=100 if args.single_instance else 200,
             load_balancers=load_balancers,
             propagate_tags="SERVICE",
             health_check_grace_period_seconds=60 if load_balancers else None,
-            wait_for_steady_state=False,
+            # `pulumi up` fails when tasks crash-loop instead of reporting success (the
+            # circuit breaker rolls back; this makes the deploy wait for it)
+            wait_for_steady_state=True,
             opts=child.merge(
                 pulumi.ResourceOptions(depends_on=args.depends_on, ignore_changes=["desired_count"])
             ),

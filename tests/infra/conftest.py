@@ -23,6 +23,39 @@ class Recorded:
     name: str
     inputs: dict[str, Any]
     provider: str = ""
+    depends_on: set[str] = field(default_factory=set)  # names of the resources it waits for
+
+
+CONSUMER_CREATED = 1_700_000_000  # the creation timestamp in a registered consumer's ARN
+
+
+def _arn(typ: str, name: str, inputs: dict[str, Any]) -> str:
+    """The ARN AWS gives a resource of this type (the shapes IAM policies are matched to)."""
+    shapes = {
+        "aws:kinesis/stream:Stream": f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}",
+        "aws:dynamodb/table:Table": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}",
+        "aws:ecr/repository:Repository": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}",
+        "aws:cloudwatch/logGroup:LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}",
+        "aws:iam/role:Role": f"arn:aws:iam::{ACCOUNT}:role/{name}",
+    }
+    if typ == "aws:kinesis/streamConsumer:StreamConsumer":
+        return f"{inputs['streamArn']}/consumer/{name}:{CONSUMER_CREATED}"
+    kind = typ.split(":")[1].split("/")[0]
+    return shapes.get(typ, f"arn:aws:{kind}:{REGION}:{ACCOUNT}:{name}")
+
+
+class DependencyMonitor(pulumi.runtime.mocks.MockMonitor):  # type: ignore[misc]
+    """The mock monitor, noting each resource's dependencies (explicit ``depends_on`` and
+    those of its inputs) as the engine would receive them."""
+
+    def __init__(self, mocks: Any) -> None:
+        super().__init__(mocks)
+        self.dependencies: dict[tuple[str, str], set[str]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        names = {urn.split("::")[-1] for urn in request.dependencies}
+        self.dependencies[(request.type, request.name)] = names
+        return super().RegisterResource(request)
 
 
 @dataclass
@@ -33,9 +66,8 @@ class Recorder(pulumi.runtime.Mocks):  # type: ignore[misc]
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
         self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), args.provider or ""))
         outputs = dict(args.inputs)
-        kind = args.typ.split(":")[1].split("/")[0]
-        outputs.setdefault("arn", f"arn:aws:{kind}:{REGION}:{ACCOUNT}:{args.name}")
         outputs.setdefault("name", args.inputs.get("name", args.name))
+        outputs.setdefault("arn", _arn(args.typ, outputs["name"], args.inputs))
         extra = {
             "aws:lb/loadBalancer:LoadBalancer": {
                 "dnsName": f"{args.name}.elb.example",
@@ -77,6 +109,10 @@ class Built:
     def of(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
 
+    def named(self, name: str) -> Recorded:
+        (found,) = [r for r in self.resources if r.name == name]
+        return found
+
     def one(self, type_: str, name_part: str) -> Recorded:
         (found,) = [r for r in self.of(type_) if name_part in r.name]
         return found
@@ -90,9 +126,10 @@ CONFIG = {"allowedCidr": "203.0.113.0/24"}
 _LOOPS: list[asyncio.AbstractEventLoop] = []
 
 
-def build_stack(values: dict[str, str]) -> Built:
-    from infra import settings
-    from infra.program import build
+def build_stack(values: dict[str, str], region: str = REGION) -> Built:
+    """The program built from stack config ``values`` (and ``aws:region``) as ``pulumi up``
+    runs it (``infra.program.from_config`` + ``export``), under mocks."""
+    from infra.program import export, from_config
 
     recorder = Recorder()
     # Pulumi's test runner drives the current event loop (earlier asyncio.run calls leave
@@ -101,25 +138,39 @@ def build_stack(values: dict[str, str]) -> Built:
         _LOOPS.pop().close()
     _LOOPS.append(asyncio.new_event_loop())
     asyncio.set_event_loop(_LOOPS[-1])
-    pulumi.runtime.set_mocks(recorder, project="kinesis-ingest", stack="test", preview=False)
+    monitor = DependencyMonitor(recorder)
+    pulumi.runtime.set_mocks(
+        recorder, project="kinesis-ingest", stack="test", preview=False, monitor=monitor
+    )
+    config = {f"kinesis-ingest:{k}": v for k, v in values.items()}
+    if region:
+        config["aws:region"] = region
+    pulumi.runtime.set_all_config(config)
     outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test
     def program() -> Any:
-        stack = build(settings.load(values), "ingest-test", "v1")
-        names = ("url", "dashboard_url", "stream", "records", "quarantine")
+        stack = from_config()
+        export(stack)
+        names = ("url", "dashboard_url", "stream", "records", "quarantine", "alarm_names")
         exported = (
             stack.url,
             stack.dashboard_url,
             stack.stream_name,
             stack.records_table,
             stack.quarantine_table,
+            stack.alarm_names,
         )
         return pulumi.Output.all(*exported).apply(
             lambda a: outputs.update(zip(names, a, strict=True))
         )
 
-    program()
+    try:
+        program()
+    finally:
+        pulumi.runtime.set_all_config({})
+    for resource in recorder.resources:
+        resource.depends_on = monitor.dependencies.get((resource.type, resource.name), set())
     # Pulumi's runtime leaves event loops and sockets of its own behind; collect them here,
     # where their ResourceWarnings are known noise, not in whichever test runs next.
     with warnings.catch_warnings():

@@ -13,20 +13,14 @@ import pytest
 from consumer.metrics import ConsumerMetrics
 from producer.metrics import ProducerMetrics
 from scaler import service as scaler_service
+from tests.contract.metrics import AWS_METRICS as DOCUMENTED
 from tests.infra.conftest import ACCOUNT, CONFIG, REGION, Built, build_stack
 
 APPLICATION = "<application>"  # the consumer task's CONSUMER_APPLICATION_NAME
-# What AWS publishes (namespace -> metric -> its dimension names), for the metrics we use
+# What AWS publishes (namespace -> metric -> its dimension names, each from its docs), and
+# the KCL's own metric (the integration tests check its dimension values as published)
 AWS_METRICS = {
-    "AWS/Kinesis": {"WriteProvisionedThroughputExceeded": {"StreamName"}},
-    "AWS/DynamoDB": {"WriteThrottleEvents": {"TableName"}},
-    "AWS/ECS": {"CPUUtilization": {"ClusterName", "ServiceName"}},
-    "ECS/ContainerInsights": {"RunningTaskCount": {"ClusterName", "ServiceName"}},
-    "AWS/ApplicationELB": {
-        "HTTPCode_ELB_5XX_Count": {"LoadBalancer"},
-        "UnHealthyHostCount": {"TargetGroup", "LoadBalancer"},
-    },
-    # the KCL's own CloudWatch metrics (metricsLevel SUMMARY), namespace = application name
+    **DOCUMENTED,
     APPLICATION: {"MillisBehindLatest": {"Operation"}},
 }
 

@@ -9,7 +9,7 @@ import pytest
 
 from infra import iam
 from infra.settings import ConfigError, config_keys, load
-from tests.infra.conftest import CONFIG, Built, build_stack
+from tests.infra.conftest import CONFIG, CONSUMER_CREATED, Built, build_stack
 
 SERVICE_SETTINGS = {
     "producer": ("producer.config", "ProducerSettings", "PRODUCER_"),
@@ -95,11 +95,7 @@ def test_least_privilege_per_service(built: Built) -> None:
         "kinesis:DescribeStreamSummary",
     }
     assert not {"kinesis:PutRecords", "kinesis:PutRecord"} & (consumer | scaler)
-    assert {
-        "kinesis:SubscribeToShard",
-        "dynamodb:BatchWriteItem",
-        "dynamodb:TransactWriteItems",
-    } <= consumer
+    assert {"kinesis:SubscribeToShard", "dynamodb:BatchWriteItem"} <= consumer
     assert not any(a.startswith("dynamodb:") for a in scaler)
     assert {"kinesis:UpdateShardCount", "kinesis:SplitShard", "kinesis:MergeShards"} <= scaler
     # the KCL's tables and the fan-out consumer by name; the stream by ARN
@@ -107,10 +103,14 @@ def test_least_privilege_per_service(built: Built) -> None:
     resources = {r for s in statements for r in s["Resource"]}
     kcl = "ingest-test-consumer"
     for table in (kcl, f"{kcl}-WorkerMetricStats", f"{kcl}-CoordinatorState"):
-        assert any(r.endswith(f":{table}") for r in resources), table
-    assert any(r.endswith(f":{kcl}/index/*") for r in resources)
+        assert any(r.endswith(f":table/{table}") for r in resources), table
+    assert any(r.endswith(f":table/{kcl}/index/*") for r in resources)
     subscribe = next(s for s in statements if "kinesis:SubscribeToShard" in s["Action"])
-    assert subscribe["Resource"] == ["arn:aws:kinesis:eu-west-1:123456789012:ingest-test-efo"]
+    stream = "arn:aws:kinesis:eu-west-1:123456789012:stream/ingest-test-stream"
+    assert sorted(subscribe["Resource"]) == [
+        f"{stream}/consumer/{kcl}",  # looked up by stream ARN + name
+        f"{stream}/consumer/{kcl}:{CONSUMER_CREATED}",  # the registered consumer's ARN
+    ]
 
 
 def test_stream_and_tables_are_encrypted_and_backed_up(built: Built) -> None:
@@ -190,8 +190,8 @@ def test_autoscaling_targets_cpu_within_the_configured_bounds() -> None:
     )
     targets = {t.name: t.inputs for t in built.of("aws:appautoscaling/target:Target")}
     assert {n: (t["minCapacity"], t["maxCapacity"]) for n, t in targets.items()} == {
-        "ingest-test-producer-scaling": (1, 7),
-        "ingest-test-consumer-scaling": (1, 9),
+        "ingest-test-producer-scaling": (2, 7),
+        "ingest-test-consumer-scaling": (2, 9),
     }
     for policy in built.of("aws:appautoscaling/policy:Policy"):
         config = policy.inputs["targetTrackingScalingPolicyConfiguration"]

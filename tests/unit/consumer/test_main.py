@@ -29,6 +29,32 @@ def test_daemon_command_runs_the_multilang_daemon_with_jvm_options() -> None:
     ]  # fmt: skip
 
 
+def test_a_cloudwatch_endpoint_reaches_the_kcl_as_the_sdks_system_property() -> None:
+    # GIVEN a local CloudWatch endpoint (the daemon has no property for it)
+    settings = ConsumerSettings(stream_name="s", cloudwatch_endpoint="http://127.0.0.1:4599")
+    # WHEN the command is built
+    argv = launcher.daemon_command(settings, Path("/jars"), Path("/p.properties"))
+    # THEN the JVM gets the AWS SDK's service-specific endpoint property, spelled as the SDK's
+    # CloudWatch client builder reads it (the jar's class carries the name; checked below)
+    assert "-Daws.endpointUrlCloudWatch=http://127.0.0.1:4599" in argv
+    assert not any("endpointUrlCloudWatch" in a for a in launcher.daemon_command(
+        ConsumerSettings(stream_name="s"), Path("/jars"), Path("/p.properties")))  # fmt: skip
+
+
+def test_the_kcls_sdk_reads_the_cloudwatch_endpoint_property() -> None:
+    # GIVEN the AWS SDK jar the KCL runs with
+    import zipfile
+
+    (jar,) = launcher.installed_jar_dir().glob("cloudwatch-2.*.jar")
+    with zipfile.ZipFile(jar) as archive:
+        builder = archive.read(
+            "software/amazon/awssdk/services/cloudwatch/DefaultCloudWatchBaseClientBuilder.class"
+        )
+    # THEN its CloudWatch client builder names the property and variable we rely on
+    assert b"aws.endpointUrlCloudWatch" in builder
+    assert b"AWS_ENDPOINT_URL_CLOUDWATCH" in builder
+
+
 def test_installed_jars_include_the_multilang_daemon() -> None:
     jars = launcher.installed_jar_dir()
     assert jars.name == "jars"

@@ -72,6 +72,16 @@ def test_worker_id_is_written_only_when_set() -> None:
     assert _parse(render_properties(settings, "p"))["workerId"] == "local-consumer"
 
 
+def test_the_lease_limit_is_written_when_set() -> None:
+    # GIVEN a task sized for 16 record processors
+    props = _parse(render_properties(ConsumerSettings(stream_name="s", max_leases_for_worker=16),
+                                     "p"))  # fmt: skip
+    # THEN the KCL takes at most 16 shards on this worker (one Python process each)
+    assert props["maxLeasesForWorker"] == "16"
+    assert "maxLeasesForWorker" not in _parse(render_properties(ConsumerSettings(stream_name="s"),
+                                                                "p"))  # fmt: skip
+
+
 def test_empty_endpoint_variable_means_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSUMER_STREAM_NAME", "s")
     monkeypatch.setenv("CONSUMER_KINESIS_ENDPOINT", "")
