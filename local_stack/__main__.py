@@ -72,6 +72,8 @@ def main() -> int:
             f"  DynamoDB Local  {config.dynamodb_url}  table '{config.records_table}'\n"
             f"  stream          {config.stream_name} ({config.shard_count} shards)\n"
             f"  shard scaler    {config.scaler} (decisions in logs/scaler.log)\n"
+            f"  CloudWatch      {stack.observed.cloudwatch_url} (outputs.json: the stack "
+            "outputs, for python -m infra.smoke --local)\n"
             f"  dashboard       {dashboard.url if dashboard else 'off'}\n"
             f"  logs            {config.state_dir / 'logs'}\n"
             "A service that exits is restarted; Ctrl-C stops everything (twice: at once).\n"

@@ -52,7 +52,8 @@ class Observed:
         base = os.environ.get(CALLS_DIR_ENV)
         root = Path(base) if base else Path(config.state_dir) / "aws-calls"
         self.calls_dir = root / f"{config.stream_name}-{uuid.uuid4().hex[:8]}"
-        self.ports: dict[str, int] = {}
+        # where the recorder listens for the KCL: one port per API it forwards to
+        self.ports = {api: free_port() for api in ("kinesis", "dynamodb", "cloudwatch")}
 
     @property
     def cloudwatch_url(self) -> str:
@@ -82,9 +83,8 @@ class Observed:
         stack_file.write_text(json.dumps(self.stack_facts()))
         upstream = {"kinesis": cfg.kinesis_plain_port, "dynamodb": cfg.dynamodb_port,
                     "cloudwatch": self.cloudwatch_port}  # fmt: skip
-        self.ports = {api: free_port() for api in upstream}
         argv = [sys.executable, "-m", "local_stack.recording.tap", "--stack", str(stack_file),
-                "--log", str(self.calls_dir / "tap.json"),
+                "--log-dir", str(self.calls_dir),
                 "--key", f"{KEYS['kcl']}=consumer"]  # fmt: skip
         for api, port in upstream.items():
             argv += ["--listen", f"{api}:{self.ports[api]}:{port}"]

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 
 from local_stack.certs import TlsFiles, ensure_tls
+from local_stack.observed import Observed, free_port
 from local_stack.ownership import command, port_holders
 from local_stack.processes import ManagedProcess, StartupError, port_open, wait_until
 from local_stack.supervisor import RestartPolicy, Supervisor
@@ -96,6 +97,10 @@ DYNAMODB_LOCAL_STATE = (
     "DynamoDB Local runs in memory: a new one would have lost every stored record and the "
     "KCL's leases and checkpoints"
 )
+CLOUDWATCH_STATE = (
+    "the local CloudWatch (moto) keeps metrics and alarms in memory: a new one would have "
+    "lost the alarms"
+)
 KINESIS_MOCK_GRACE = 3.0  # it ignores SIGTERM: SIGKILL after this
 KCL_SHUTDOWN_GRACE_SECONDS = 30  # the daemon's shutdownGraceMillis: its processors checkpoint
 CONSUMER_GRACE = KCL_SHUTDOWN_GRACE_SECONDS + 10.0  # SIGTERM to SIGKILL: the KCL's grace and more
@@ -109,6 +114,7 @@ class LocalStack(Supervisor):
         self.config = config or StackConfig()
         super().__init__(self.config.state_dir, self.config.restart_policy)
         self.tls: TlsFiles | None = None
+        self.observed = Observed(self.config, free_port())  # CloudWatch, recordings, outputs
 
     def __enter__(self) -> LocalStack:
         try:
@@ -123,9 +129,10 @@ class LocalStack(Supervisor):
 
     # ---- clients -------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        """A boto3 client for the local Kinesis (HTTPS, verified) or DynamoDB."""
+        """A boto3 client for the local Kinesis (HTTPS, verified), DynamoDB or CloudWatch."""
         assert self.tls is not None
-        url = self.config.kinesis_https if service == "kinesis" else self.config.dynamodb_url
+        url = {"kinesis": self.config.kinesis_https, "dynamodb": self.config.dynamodb_url,
+               "cloudwatch": self.observed.cloudwatch_url}[service]  # fmt: skip
         return boto3.client(
             service,
             endpoint_url=url,
@@ -148,9 +155,24 @@ class LocalStack(Supervisor):
                               grace=KINESIS_MOCK_GRACE, no_restart=KINESIS_MOCK_STATE)  # fmt: skip
         dynamodb = self._spawn("dynamodb-local", self._dynamodb_argv(), {},
                                no_restart=DYNAMODB_LOCAL_STATE)  # fmt: skip
+        cw_port = self.observed.cloudwatch_port
+        cloudwatch = self._spawn(
+            "cloudwatch",
+            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(cw_port)],
+            {},
+            no_restart=CLOUDWATCH_STATE,
+        )
         wait_until("kinesis-mock", lambda: port_open(HOST, cfg.kinesis_tls_port), 60, kinesis)
         wait_until("DynamoDB Local", lambda: port_open(HOST, cfg.dynamodb_port), 60, dynamodb)
+        wait_until("CloudWatch (moto)", lambda: port_open(HOST, cw_port), 60, cloudwatch)
         self._create_resources(kinesis)
+        recorder = self._spawn("recorder", self.observed.recorder_argv(), {})
+        for port in self.observed.ports.values():
+            wait_until("the call recorder", lambda p=port: port_open(HOST, p), 30, recorder)
+        alarms = self.observed.create_resources(
+            self.client("dynamodb"), self.client("kinesis"), self.client("cloudwatch")
+        )
+        self.observed.write_outputs(cfg.state_dir / "outputs.json", alarms, self.tls.cert)
         consumer = self._spawn("consumer", [sys.executable, "-m", "consumer"],
                                self._consumer_env("consumer"), grace=CONSUMER_GRACE)  # fmt: skip
         producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
@@ -244,6 +266,7 @@ class LocalStack(Supervisor):
             "PRODUCER_KINESIS_CA_BUNDLE": str(self.tls.cert),
             "PRODUCER_HOST": HOST,
             "PRODUCER_PORT": str(cfg.producer_port),
+            **self.observed.service_env("producer"),
         }
 
     def _consumer_env(self, name: str) -> dict[str, str]:
@@ -263,15 +286,18 @@ class LocalStack(Supervisor):
             "CONSUMER_KINESIS_ENDPOINT": cfg.kinesis_http,
             "CONSUMER_DYNAMODB_ENDPOINT": cfg.dynamodb_url,
             "CONSUMER_RETRIEVAL_MODE": cfg.retrieval_mode,
-            "CONSUMER_METRICS_LEVEL": "NONE",  # no CloudWatch locally
             "CONSUMER_FAILOVER_TIME_MILLIS": "10000",
             "CONSUMER_SHARD_SYNC_INTERVAL_MILLIS": "10000",
             "CONSUMER_PARENT_SHARD_POLL_INTERVAL_MILLIS": "1000",
             "CONSUMER_SHUTDOWN_GRACE_MILLIS": str(KCL_SHUTDOWN_GRACE_SECONDS * 1000),
-            "CONSUMER_JVM_OPTIONS": " ".join(self.tls.jvm_options()),
+            "CONSUMER_JVM_OPTIONS": " ".join(
+                self.tls.jvm_options() + self.observed.kcl_jvm_options()
+            ),
             "CONSUMER_PROPERTIES_PATH": str(cfg.state_dir / "consumer.properties"),
             "CONSUMER_HEARTBEAT_DIR": str(cfg.state_dir / "heartbeats" / "consumer"),
             "CONSUMER_METRICS_INTERVAL_SECONDS": "5",  # fresh numbers for the local dashboard
+            # through the call recorder to the emulators; the KCL's metrics to CloudWatch
+            **self.observed.consumer_env(),
         }
 
     def _scaler_env(self) -> dict[str, str]:
@@ -282,12 +308,16 @@ class LocalStack(Supervisor):
             "SCALER_REGION": cfg.region,
             "SCALER_KINESIS_ENDPOINT": cfg.kinesis_https,
             "AWS_CA_BUNDLE": str(self.tls.cert),
-            "SCALER_METRICS_SOURCE": "producer",  # no CloudWatch locally: the producer's counts
+            # dry-run reads CloudWatch as in AWS (where nothing publishes the AWS/Kinesis
+            # metrics locally: it holds); "on" reads the producer's per-shard counts
+            "SCALER_METRICS_SOURCE": "cloudwatch" if cfg.scaler == "dry-run" else "producer",
+            "SCALER_CLOUDWATCH_ENDPOINT": self.observed.cloudwatch_url,
             "SCALER_PRODUCER_METRICS_URLS": f"{cfg.producer_url}/metrics",
             "SCALER_CHECK_INTERVAL_SECONDS": str(cfg.scaler_interval_seconds),
             "SCALER_DRY_RUN": str(cfg.scaler == "dry-run").lower(),
             "SCALER_MIN_SHARDS": "1",
             "SCALER_HEARTBEAT_PATH": str(cfg.state_dir / "scaler-heartbeat"),
+            **self.observed.service_env("scaler"),
         }
 
     def _producer_healthy(self) -> bool:

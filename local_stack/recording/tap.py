@@ -247,14 +247,15 @@ class WireTap:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m local_stack.recording.tap --log FILE --key KEY=SERVICE ...
+    """``python -m local_stack.recording.tap --log-dir DIR --key KEY=SERVICE ...
     --listen API:PORT:UPSTREAM ...``: run until SIGTERM or SIGINT, then write the log."""
     import argparse
+    import os
     import signal
     from pathlib import Path
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--log-dir", type=Path, required=True, help="writes tap-<pid>.json")
     parser.add_argument("--stack", type=Path, help="stack.json: the stack's names")
     parser.add_argument("--key", action="append", default=[], help="ACCESS_KEY_ID=SERVICE")
     parser.add_argument("--listen", action="append", default=[], help="API:PORT:UPSTREAM_PORT")
@@ -262,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     stack = json.loads(args.stack.read_text()) if args.stack else {}
     listeners = [Listener(a, int(p), int(u)) for a, p, u in (x.split(":") for x in args.listen)]
     keys = dict(k.split("=", 1) for k in args.key)
-    tap = WireTap(listeners, CallLog(args.log, stack), keys)
+    log = CallLog(args.log_dir / f"tap-{os.getpid()}.json", stack)  # a restart: a new file
+    tap = WireTap(listeners, log, keys)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

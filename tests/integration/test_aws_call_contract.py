@@ -81,7 +81,7 @@ def test_every_recorded_call_is_allowed_and_every_granted_action_used(
     aws_calls_dir: Path,
 ) -> None:
     logs = read_logs(aws_calls_dir)
-    stacks = [p.parent for p in aws_calls_dir.rglob("tap.json")]
+    stacks = [p.parent for p in aws_calls_dir.rglob("tap-*.json")]
     if not stacks:
         pytest.skip("no local stack ran in this session: run it with the integration tests")
     # GIVEN every call recorded (service, API, operation, resource parameters, count)

@@ -136,7 +136,8 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     state = launched.state
     pids = launched.pids()
     # the scaler runs in dry-run by default: it decides and logs, and changes nothing
-    assert set(pids) == {"kinesis-mock", "dynamodb-local", "consumer", "producer", "scaler"}
+    assert set(pids) == {"kinesis-mock", "dynamodb-local", "cloudwatch", "recorder", "consumer",
+                         "producer", "scaler"}  # fmt: skip
 
     # WHEN 1,000 records with random partition keys are POSTed, and a record that is not
     # the producer's JSON is put into the stream behind its back
@@ -226,6 +227,23 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     assert after["totals"]["consumer.quarantined"] == 2  # the poison record, twice
     assert after["samples"] > before["samples"]
 
+    # AND the post-deploy smoke check, run against the local stack's outputs, finds its
+    # record stored, the alarms, and the KCL's lag metric in CloudWatch
+    smoke = subprocess.run(
+        [sys.executable, "-m", "infra.smoke", "--outputs", str(state / "outputs.json"),
+         "--timeout", "120"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    report = json.loads(smoke.stdout)
+    assert report["stored"] and report["lag_metric_exists"]
+    assert set(report["alarms"]) == {f"{STREAM}-{k}" for k in LOCAL_ALARMS}
+    sys.stderr.write(f"smoke: {report}\n")
+
+    # AND every dashboard widget and alarm names a metric with dimension values that
+    # something published in this run (the KCL's PutMetricData into the local CloudWatch,
+    # our services' EMF lines), or a metric AWS documents
+    _metric_contract(state)
+
 
 CHAOS = ("producer", "scaler", "consumer", "record processor")
 
@@ -288,6 +306,8 @@ def test_each_service_sigkilled_under_traffic_is_restarted_and_nothing_is_lost(
         restarts = {
             "kinesis-mock": 0,
             "dynamodb-local": 0,
+            "cloudwatch": 0,
+            "recorder": 0,
             "consumer": 2,
             "producer": 1,
             "scaler": 1,
@@ -316,6 +336,38 @@ def test_each_service_sigkilled_under_traffic_is_restarted_and_nothing_is_lost(
     sys.stderr.write(f"chaos table: launcher SIGKILLed: nothing left after {cleared:.1f} s\n")
     assert [p.service for p in phases] == list(CHAOS)
     assert launched.proc.wait(timeout=10) == -signal.SIGKILL
+
+
+LOCAL_ALARMS = ("consumer-behind", "kinesis-throttling", "dynamodb-throttling", "quarantine",
+                "records-not-accepted", "producer-errors")  # fmt: skip
+
+
+def _metric_contract(state: Path) -> None:
+    from infra.components.observability import DashboardInputs, alarm_specs, dashboard_body
+    from tests.contract.metrics import dashboard_rows, from_cloudwatch, from_logs, unpublished
+
+    outputs = json.loads((state / "outputs.json").read_text())
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=outputs["endpoints"]["cloudwatch"],
+                              region_name=outputs["region"], aws_access_key_id="x",
+                              aws_secret_access_key="x")  # fmt: skip
+    published = from_cloudwatch(cloudwatch) | from_logs(state / "logs")
+    # the dashboard and alarms as Pulumi renders them, with this stack's names
+    body = dashboard_body(DashboardInputs(
+        "us-east-1", STREAM, APP, "local-cluster", {"producer": "p", "consumer": "c",
+        "scaler": "s"}, "app/alb/1", "targetgroup/tg/1", "records"))  # fmt: skip
+    wanted = dashboard_rows(body)
+    for spec in alarm_specs(STREAM, APP, "targetgroup/tg/1", "app/alb/1", "records"):
+        dims = frozenset((k, str(v)) for k, v in spec.dimensions.items())
+        wanted.append((f"alarm {spec.key}", (spec.namespace, spec.metric, dims)))
+    problems = unpublished(wanted, published)
+    ours = sorted({(n, m, tuple(sorted(d))) for _, (n, m, d) in wanted
+                   if (n, m, d) in published})  # fmt: skip
+    sys.stderr.write("metric contract, published metrics used:\n" +
+                     "".join(f"  {n} {m} {dict(d)}\n" for n, m, d in ours))  # fmt: skip
+    assert problems == [], problems
+    assert (APP, "MillisBehindLatest", frozenset({("Operation", "ApplicationTracker")})) in (
+        published
+    )
 
 
 PANEL_TITLES = [title for _, title, _, _ in PANELS]
