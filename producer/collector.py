@@ -2,19 +2,27 @@
 
 ``put`` returns only once Kinesis has accepted the aggregate that holds the record (durable
 acknowledgement); ``take`` does the same for many records under one ``Ticket`` (one wake-up
-per request, not per record).  Aggregates are sealed when full or after
-``max_buffered_time``; PutRecords calls carry at most 500 records / 5 MiB and run in worker
-threads (boto3 is blocking), at most ``max_in_flight`` at once.  Failed entries are retried
-with backoff and jitter until the record TTL, then their records' outcome is
-``RecordNotAccepted``.  Each shard gets at most ``rate_limit_percent`` of its write limits
-(``ratelimit.py``); what waits for its shard stays buffered and counts against the
-back-pressure bounds.
+per request, not per record). Each shard has a queue (``shardqueue.py``): aggregates are
+sealed when full or after ``max_buffered_time`` and sent from the queue's head, at most one
+entry of a shard in flight, so a key's records reach Kinesis in the order they were taken,
+through retries and reshards. PutRecords calls carry at most 500 records / 5 MiB (counted in
+bytes, partition keys included) and run off the loop (``call``), at most ``max_in_flight`` at
+once; failed entries are retried with backoff and jitter.
 
-The shard map is reloaded every ``shard_refresh_interval`` (a reshard changed the open
-shards) and at once when an aggregate lands on another shard than the map said; then the
-aggregates not yet sealed are routed again against the new map, and a misrouted aggregate's
-records are routed and sent again: the KCL would drop the sub-records outside the receiving
-shard, and re-sending is safe because the consumer writes idempotently by record id.
+Bounds, each answered at once with ``Overloaded`` (503, Retry-After) instead of growing:
+everything held in memory (``MemoryBudget``, shared with the HTTP layer), the records
+awaiting Kinesis, and per shard what its rate limit (``ratelimit.py``, the KPL's RateLimit)
+can send within ``shard_queue_seconds`` (at most half the TTL): a hot shard keeps putting at
+its limit for as long as the overload lasts, its excess is refused rather than queued past
+its TTL, and it cannot fill the buffer that the other shards need.
+
+Every record is answered by its deadline (``record_ttl``) plus at most one buffering
+interval: expired records leave their queue without spending the shard's rate limit, and a
+record whose PutRecords call has not come back by then is answered ``RecordNotAccepted`` too
+(it may still be stored: the client sends it again; the consumer writes idempotently).
+
+Reshards (``resharding.py``): the shard map is reloaded every ``shard_refresh_interval`` and
+at once when a record lands on another shard than the map said.
 """
 
 from __future__ import annotations
@@ -24,13 +32,34 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from producer.aggregation import KINESIS_MAX_RECORD_BYTES, AggregateBuilder
+from producer.aggregation import AggregateBuilder
+from producer.memory import MemoryBudget, record_cost
 from producer.metrics import ProducerMetrics
 from producer.ratelimit import ShardRateLimiter
+from producer.resharding import Resharding
+from producer.shardqueue import (
+    Accepted,
+    Entry,
+    RecordNotAccepted,
+    ShardQueue,
+    Ticket,
+    UserRecord,
+)
 from producer.shards import KinesisClient, Shard, ShardMap
+
+__all__ = [
+    "Accepted",
+    "CollectorConfig",
+    "KinesisCollector",
+    "Overloaded",
+    "RecordNotAccepted",
+    "Ticket",
+    "UserRecord",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,74 +67,8 @@ PUT_RECORDS_MAX_COUNT = 500
 PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024
 
 
-class RecordNotAccepted(Exception):
-    """Kinesis did not accept the record before its TTL ran out."""
-
-
 class Overloaded(Exception):
-    """The buffer bound is reached: the caller should retry later (back-pressure)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """Where Kinesis stored a record."""
-
-    shard_id: str
-    sequence_number: str
-
-
-class Ticket:
-    """The records of one request: ``wait`` returns once each has an ``outcome``."""
-
-    __slots__ = ("_future", "pending")
-
-    def __init__(self) -> None:
-        self.pending = 0
-        self._future: asyncio.Future[None] | None = None
-
-    async def wait(self) -> None:
-        if self.pending:
-            self._future = asyncio.get_running_loop().create_future()
-            await self._future
-
-    def _done_one(self) -> None:
-        self.pending -= 1
-        if not self.pending and self._future is not None and not self._future.done():
-            self._future.set_result(None)
-
-
-@dataclass(slots=True)
-class UserRecord:
-    partition_key: str
-    data: bytes
-    ticket: Ticket
-    deadline: float
-    size: int
-    outcome: Accepted | RecordNotAccepted | None = None
-
-
-@dataclass(slots=True)
-class _Entry:
-    """One Kinesis record (an aggregate) on its way to PutRecords."""
-
-    shard: Shard
-    records: list[UserRecord]
-    payload: bytes
-    partition_key: str
-    attempts: int = 0
-    flushed: bool = False  # full, or its buffered time is up: send once its shard is free
-    held: bool = False  # waited for its shard's rate limit at least once
-
-    @property
-    def size(self) -> int:
-        return len(self.payload) + len(self.partition_key)
-
-
-@dataclass(slots=True)
-class _Open:
-    shard: Shard
-    builder: AggregateBuilder
-    records: list[UserRecord] = field(default_factory=list)
+    """A bound is reached: the caller should retry later (back-pressure)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,15 +79,16 @@ class CollectorConfig:
     max_buffered_time: float = 0.1
     record_ttl: float = 30.0
     max_in_flight: int = 8
-    max_buffered_bytes: int = 64 * 1024 * 1024
+    max_buffered_bytes: int = 64 * 1024 * 1024  # the memory bound, unless a budget is given
     max_buffered_records: int = 200_000
     rate_limit_percent: float = 150.0
+    shard_queue_seconds: float = 5.0  # of the shard's rate limit; at most half the TTL
     shard_refresh_interval: float = 60.0  # seconds; 0: only when a record lands elsewhere
     backoff_base: float = 0.1
     backoff_max: float = 5.0
 
 
-class KinesisCollector:
+class KinesisCollector(Resharding):
     """Shard-aware aggregation and PutRecords batching; see the module docstring."""
 
     def __init__(
@@ -133,41 +97,52 @@ class KinesisCollector:
         config: CollectorConfig,
         shard_map: ShardMap,
         metrics: ProducerMetrics | None = None,
+        *,
+        budget: MemoryBudget | None = None,
+        call: Callable[..., Awaitable[Any]] | None = None,
+        rng: random.Random | None = None,
     ):
         self.metrics = metrics or ProducerMetrics()
+        self.budget = budget or MemoryBudget(config.max_buffered_bytes)
         self._client = client
         self._config = config
-        self._map = shard_map
-        self._open: dict[str, _Open] = {}
-        self._sealed: list[_Entry] = []
-        self._sealed_bytes = 0
-        self._oldest: float | None = None
+        self._call = call or asyncio.to_thread  # runs a blocking client call off the loop
+        self._rng = rng or random.Random()
+        self._clock: Callable[[], float] = time.monotonic  # the loop's clock once started
+        self._limiter = ShardRateLimiter(config.rate_limit_percent, lambda: self._clock())
+        self._horizon = min(config.shard_queue_seconds, config.record_ttl / 2)
         self._wake = asyncio.Event()
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self._sends: set[asyncio.Task[None]] = set()
-        self._busy: set[str] = set()  # shards with an entry in flight: one at a time keeps order
-        self._limiter = ShardRateLimiter(config.rate_limit_percent)
-        self._limit_timer: asyncio.Handle | None = None  # pending rate-limit wake-up
-        self._limit_at = 0.0  # loop time it fires at
-        self._refresher: asyncio.Task[None] | None = None
+        self._calls = 0  # sends not finished: counted down before they wake the loop
+        self._flying: list[Entry] = []  # entries whose PutRecords call has not come back
+        self._oldest: float | None = None  # when the oldest aggregate still filling was begun
+        self._next_expiry = float("inf")
+        self._limit_at = float("inf")  # a shard's rate limit lets an entry go then
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
         self.broken: BaseException | None = None  # the dispatch loop died: nothing is taken
         self.buffered_records = 0  # taken, not yet answered
-        self.buffered_bytes = 0
+        Resharding.__init__(self, shard_map)
+
+    def _new_queue(self, shard: Shard) -> ShardQueue:
+        config = self._config
+        return ShardQueue(
+            shard,
+            lambda: AggregateBuilder(config.aggregation_max_bytes, config.aggregation_max_count),
+        )
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._clock = loop.time
         self._runner = loop.create_task(self._run_or_fail())
-        if self._config.shard_refresh_interval > 0:
-            self._refresher = loop.create_task(self._refresh_periodically())
+        self._start_refresher()
 
     async def close(self) -> None:
         """Flush everything buffered and wait until every record was answered."""
         self._closing = True
         self._wake.set()
-        if self._refresher is not None:
-            self._refresher.cancel()
+        self._stop_refresher()
         if self._runner is not None:
             await self._runner
 
@@ -185,73 +160,73 @@ class KinesisCollector:
         """Take one user record for ``ticket``; its ``outcome`` is set (Accepted, or
         RecordNotAccepted after the TTL) before ``ticket.wait()`` returns.
 
-        Raises ``Overloaded`` at once (nothing taken) when the records not yet accepted would
-        pass ``max_buffered_bytes`` or ``max_buffered_records``: memory stays bounded and the
-        caller answers 503 instead.
+        Raises ``Overloaded`` at once (nothing taken) when a bound would be passed: the
+        records awaiting Kinesis, the memory bound, or what the record's shard can send
+        within its queue horizon.
         """
         if self._closing:
             raise RecordNotAccepted("the producer is shutting down")
         if self.broken is not None:
             raise RecordNotAccepted(f"the producer's collector stopped: {self.broken!r}")
-        size = len(data) + len(partition_key)
-        if (
-            self.buffered_records >= self._config.max_buffered_records
-            or self.buffered_bytes + size > self._config.max_buffered_bytes
-        ):
+        key_bytes = len(partition_key) if partition_key.isascii() else len(partition_key.encode())
+        queue = self._queue_for(partition_key)
+        self._admit(queue, len(data), key_bytes)
+        cost = record_cost(len(data), key_bytes)
+        if not self.budget.reserve(cost):
             self.metrics.count("UserRecordsOverloaded")
-            raise Overloaded(
-                f"{self.buffered_records} records / {self.buffered_bytes} bytes awaiting Kinesis"
-            )
+            raise Overloaded(f"{self.budget.used} of {self.budget.limit} bytes held")
         self.metrics.counters["UserRecordsReceived"] += 1
         self.buffered_records += 1
-        self.buffered_bytes += size
         ticket.pending += 1
-        record = UserRecord(
-            partition_key, data, ticket, time.monotonic() + self._config.record_ttl, size
-        )
-        self._route(record)
+        deadline = self._clock() + self._config.record_ttl
+        record = UserRecord(partition_key, data, ticket, deadline, len(data) + key_bytes, cost)
+        self._append(queue, record)
         return record
+
+    def _admit(self, queue: ShardQueue, data_bytes: int, key_bytes: int) -> None:
+        if self.buffered_records >= self._config.max_buffered_records:
+            self.metrics.count("UserRecordsOverloaded")
+            raise Overloaded(f"{self.buffered_records} records awaiting Kinesis")
+        entries, size = queue.backlog()
+        limiter = self._limiter
+        backlog = max(entries / limiter.records_rate, (size + data_bytes) / limiter.bytes_rate)
+        if backlog > self._horizon:
+            self.metrics.count("UserRecordsOverloaded")
+            shard = queue.shard.shard_id
+            raise Overloaded(f"shard {shard} has {backlog:.1f} s of records waiting at its limit")
+
+    def _append(self, queue: ShardQueue, record: UserRecord) -> None:
+        full = queue.add(record)
+        if full is not None:
+            self._sealed(full)
+            self._wake.set()
+        self._refuse_oversize(queue)
+        if self._oldest is None:
+            self._oldest = self._clock()
+            self._wake.set()
+
+    def _sealed(self, entry: Entry) -> None:
+        self._next_expiry = min(self._next_expiry, entry.deadline)
+
+    def _refuse_oversize(self, queue: ShardQueue) -> None:
+        if queue.oversize:
+            records, queue.oversize = queue.oversize, []
+            self._fail(records, "record exceeds the 1 MiB Kinesis record limit")
 
     def _settle_record(self, record: UserRecord, outcome: Accepted | RecordNotAccepted) -> None:
         if record.outcome is None:
             record.outcome = outcome
             self.buffered_records -= 1
-            self.buffered_bytes -= record.size
+            self.budget.release(record.cost)
             record.ticket._done_one()
 
-    def _route(self, record: UserRecord) -> None:
-        shard = self._map.shard_for(record.partition_key)
-        current = self._open.get(shard.shard_id)
-        if current is None or not current.builder.add(record.partition_key, record.data):
-            if current is not None:  # full: it cannot grow, so it may go at once
-                self._seal(current, ripe=True)
-                self._wake.set()
-            config = self._config
-            builder = AggregateBuilder(config.aggregation_max_bytes, config.aggregation_max_count)
-            current = _Open(shard, builder)
-            current.builder.add(record.partition_key, record.data)
-            self._open[shard.shard_id] = current
-        current.records.append(record)
-        if self._oldest is None:
-            self._oldest = time.monotonic()
-            self._wake.set()
+    def _fail(self, records: list[UserRecord], reason: str) -> None:
+        for record in records:
+            if record.outcome is None:
+                self._settle_record(record, RecordNotAccepted(reason))
+                self.metrics.count("UserRecordsNotAccepted")
 
-    def _seal(self, current: _Open, ripe: bool = False) -> None:
-        shard = current.shard
-        del self._open[shard.shard_id]
-        builder = current.builder
-        if builder.count == 1:  # a lone record goes as a plain Kinesis record
-            only = current.records[0]
-            entry = _Entry(shard, current.records, only.data, only.partition_key)
-        else:
-            entry = _Entry(shard, current.records, builder.encode(), builder.partition_key)
-        entry.flushed = ripe
-        if entry.size > KINESIS_MAX_RECORD_BYTES:
-            self._fail(current.records, "record exceeds the 1 MiB Kinesis record limit")
-            return
-        self._sealed.append(entry)
-        self._sealed_bytes += entry.size
-
+    # --- the dispatch loop ----------------------------------------------------------------
     async def _run_or_fail(self) -> None:
         """The dispatch loop; should it ever fail, every record it holds is answered
         ``RecordNotAccepted`` (503, send again) and nothing more is taken: a caller never waits
@@ -261,227 +236,216 @@ class KinesisCollector:
         except Exception as exc:
             log.critical("the collector's dispatch loop failed", exc_info=True)
             self.broken = exc
-            stranded = [r for o in self._open.values() for r in o.records]
-            stranded += [r for e in self._sealed for r in e.records]
-            self._open.clear()
-            self._sealed.clear()
+            stranded = [r for q in self._all_queues() for r in q.records()]
             self._fail(stranded, f"the producer's collector stopped: {exc!r}")
+            self._drop_queues()
             if self._sends:
                 await asyncio.wait(set(self._sends))
 
+    def _idle(self) -> bool:
+        """Nothing left to send or to wait for (checked by the loop before it exits)."""
+        return (
+            not self._calls
+            and not self._resharding_busy()
+            and not any(q.entries or q.builder is not None for q in self._all_queues())
+        )
+
     async def _run(self) -> None:
+        interval = self._config.max_buffered_time
         while True:
-            timeout = None
+            now = self._clock()
+            at = min(self._next_expiry, self._limit_at)
             if self._oldest is not None:
-                timeout = max(0.0, self._oldest + self._config.max_buffered_time - time.monotonic())
+                at = min(at, self._oldest + interval)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(self._wake.wait(), None if at == float("inf") else at - now)
             self._wake.clear()
-            due = self._oldest is not None and (
-                time.monotonic() >= self._oldest + self._config.max_buffered_time
-            )
+            now = self._clock()
+            due = self._oldest is not None and now >= self._oldest + interval
             if due or self._closing:
-                for current in list(self._open.values()):
-                    self._seal(current)
+                for queue in self._all_queues():
+                    entry = queue.seal()
+                    if entry is not None:  # its buffered time is up: it goes when it can
+                        entry.flushed = True
+                        self._sealed(entry)
+                    self._refuse_oversize(queue)
                 self._oldest = None
+            if now >= self._next_expiry:
+                self._expire(now)
             await self._dispatch(flush=due or self._closing)
-            if self._closing and not self._open and not self._sealed and not self._sends:
+            # the exit check reads counters updated before every wake-up (never a task's
+            # done-callback, which may run after this loop woke: a lost wake-up)
+            if self._closing and self._idle():
                 return
-            if self._closing and self._sends:
-                await asyncio.wait(set(self._sends))
+
+    def _expire(self, now: float) -> None:
+        """Answer every record past its deadline, queued or in flight; the next check comes
+        at the earliest deadline left, but not sooner than a quarter interval from now."""
+        fail = self._expired
+        earliest = min((q.expire(now, fail) for q in self._all_queues()), default=float("inf"))
+        for entry in self._flying:
+            if entry.deadline <= now:
+                fail([r for r in entry.records if r.deadline <= now])
+            live = [r.deadline for r in entry.records if r.outcome is None]
+            if live:
+                earliest = min(earliest, *live)
+        self._next_expiry = max(earliest, now + self._config.max_buffered_time / 4)
+
+    def _expired(self, records: list[UserRecord]) -> None:
+        self._fail(records, "not accepted by Kinesis within the record TTL")
 
     async def _dispatch(self, flush: bool) -> None:
-        """Send sealed entries: at most one entry per shard in flight, so that a retried entry
-        is never overtaken by a later one of its shard (per-key order survives retries).
+        """Send the heads of the shards' queues: at most one entry per shard in flight, so that
+        a retried entry is never overtaken by a later one of its shard.
 
         Entries go once flushed (a full aggregate, or its buffered time is up), or when a
         PutRecords call's worth (500 entries or 5 MiB) is waiting.
         """
-        if flush:
-            for entry in self._sealed:
-                entry.flushed = True
         limiter = self._limiter
         while True:
-            batch: list[_Entry] = []
-            keep: list[_Entry] = []
-            shards: set[str] = set()  # in this batch, or held by the rate limit: later ones wait
-            size, overflow, wait = 0, False, 0.0
-            for entry in self._sealed:
-                shard_id = entry.shard.shard_id
-                if shard_id in self._busy or shard_id in shards:
-                    keep.append(entry)
-                elif delay := limiter.delay(shard_id, entry.size):
-                    keep.append(entry)
-                    shards.add(shard_id)
-                    wait = delay if not wait else min(wait, delay)
+            batch: list[tuple[ShardQueue, Entry]] = []
+            size, overflow, wait = 0, False, float("inf")
+            for queue in self._sendable_queues():
+                entry = queue.entries[0]
+                if flush:
+                    entry.flushed = True
+                shard_id = queue.shard.shard_id
+                if delay := limiter.delay(shard_id, entry.size):
+                    wait = min(wait, delay)
                     if not entry.held:
                         entry.held = True
                         self.metrics.count("KinesisRecordsRateLimited")
                 elif (
                     len(batch) == PUT_RECORDS_MAX_COUNT or size + entry.size > PUT_RECORDS_MAX_BYTES
                 ):
-                    keep.append(entry)
                     overflow = True
                 else:
-                    batch.append(entry)
-                    shards.add(shard_id)
+                    batch.append((queue, entry))
                     size += entry.size
-            if wait:
-                self._wake_in(wait)
-            if not batch or not (overflow or any(e.flushed for e in batch)):
+            self._limit_at = self._clock() + wait
+            if not batch or not (overflow or any(e.flushed for _, e in batch)):
                 return
-            self._sealed = keep
-            self._sealed_bytes -= size
-            for entry in batch:
-                limiter.take(entry.shard.shard_id, entry.size)
-                self._busy.add(entry.shard.shard_id)
+            entries = []
+            for queue, entry in batch:
+                queue.pop()
+                queue.busy = True
+                limiter.take(queue.shard.shard_id, entry.size)
+                entries.append(entry)
             await self._in_flight.acquire()
-            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._calls += 1
+            task = asyncio.get_running_loop().create_task(self._send(entries))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
 
-    def _wake_in(self, delay: float) -> None:
-        """Run the dispatch again in ``delay`` seconds (a shard's rate limit lets it go)."""
-        loop = asyncio.get_running_loop()
-        when = loop.time() + delay
-        if self._limit_timer is not None:  # pending: it clears itself when it fires
-            if self._limit_at <= when:
-                return  # a wake-up that comes sooner is set already
-            self._limit_timer.cancel()
-        self._limit_at = when
-        self._limit_timer = loop.call_at(when, self._limit_timer_fired)
+    def _sendable_queues(self) -> list[ShardQueue]:
+        return [
+            q
+            for q in self._queues.values()
+            if q.entries and not q.busy and not q.blocked and not self._behind_stale(q.shard)
+        ]
 
-    def _limit_timer_fired(self) -> None:
-        # uvloop's clock has millisecond steps and is read once per loop iteration: comparing
-        # times cannot tell whether a timer already fired, this can
-        self._limit_timer = None
-        self._wake.set()
-
-    async def _send(self, batch: list[_Entry]) -> None:
+    # --- PutRecords -----------------------------------------------------------------------
+    async def _send(self, batch: list[Entry]) -> None:
+        self._flying.extend(batch)
         try:
             await self._send_until_done(batch)
         except Exception as exc:  # never leave a caller waiting forever
             log.exception("PutRecords failed unexpectedly")
             for entry in batch:
                 self._fail(entry.records, f"internal error: {exc}")
-                self._busy.discard(entry.shard.shard_id)
+                self._landed(entry)
         finally:
             self._in_flight.release()
+            self._calls -= 1
             self._wake.set()
 
-    async def _send_until_done(self, batch: list[_Entry]) -> None:
+    async def _send_until_done(self, batch: list[Entry]) -> None:
         while batch:
-            batch = [e for e in batch if not self._expired(e)]
+            batch = [e for e in batch if self._still_wanted(e)]
             if not batch:
                 return
             try:
-                response = await asyncio.to_thread(self._put_records, batch)
+                response = await self._call(self._put_records, batch)
             except Exception as exc:  # transport or service error: retry the whole call
                 log.warning("PutRecords call failed, retrying", extra={"error": str(exc)})
                 self.metrics.error(type(exc).__name__)
                 self.metrics.count("Retries", len(batch))
                 await self._backoff(batch)
                 continue
-            batch, misrouted = self._settle(batch, response["Records"])
-            if misrouted:
-                await self._reroute(misrouted)
+            batch = self._settle(batch, response["Records"])
             if batch:
                 await self._backoff(batch)
 
-    def _put_records(self, batch: list[_Entry]) -> dict[str, Any]:
+    def _still_wanted(self, entry: Entry) -> bool:
+        """Before an attempt: drop the records already answered (past their TTL); an entry
+        whose shard a reshard closed goes back to be routed again instead."""
+        live = [r for r in entry.records if r.outcome is None]
+        if not live or not self._resend_here(entry, live):
+            self._landed(entry)
+            return False
+        if len(live) < len(entry.records):
+            self._rebuild(entry, live)
+        return True
+
+    def _rebuild(self, entry: Entry, live: list[UserRecord]) -> None:
+        queue = self._new_queue(entry.shard)
+        queue.prepend(live)
+        fresh = queue.entries[0]
+        entry.records, entry.payload, entry.partition_key = live, fresh.payload, fresh.partition_key
+        entry.size, entry.deadline = fresh.size, fresh.deadline
+
+    def _landed(self, entry: Entry) -> None:
+        """``entry`` is no longer in flight: its shard may send again."""
+        with contextlib.suppress(ValueError):
+            self._flying.remove(entry)
+        self._shard_free(entry.shard)
+
+    def _put_records(self, batch: list[Entry]) -> dict[str, Any]:
         self.metrics.count("PutRecordsCalls")
         return self._client.put_records(
             StreamName=self._config.stream_name,
             Records=[{"Data": e.payload, "PartitionKey": e.partition_key} for e in batch],
         )
 
-    def _settle(
-        self, batch: list[_Entry], results: list[dict[str, Any]]
-    ) -> tuple[list[_Entry], list[UserRecord]]:
-        """Answer accepted entries; return the entries to retry and the records to re-route."""
-        retry: list[_Entry] = []
-        misrouted: list[UserRecord] = []
-        metrics, now, ttl = self.metrics, time.monotonic(), self._config.record_ttl
+    def _settle(self, batch: list[Entry], results: list[dict[str, Any]]) -> list[Entry]:
+        """Answer accepted entries; return the entries to retry."""
+        retry: list[Entry] = []
         for entry, result in zip(batch, results, strict=True):
             if "ErrorCode" in result:
                 log.warning("record not accepted", extra={"code": result["ErrorCode"]})
-                metrics.error(result["ErrorCode"])
+                self.metrics.error(result["ErrorCode"])
                 if result["ErrorCode"] == "ProvisionedThroughputExceededException":
-                    metrics.shard_throttled[entry.shard.shard_id] += 1
-                metrics.count("Retries")
+                    self.metrics.shard_throttled[entry.shard.shard_id] += 1
+                self.metrics.count("Retries")
                 retry.append(entry)
-            elif result["ShardId"] != entry.shard.shard_id and len(entry.records) > 1:
-                metrics.count("Reroutes")
-                misrouted.extend(entry.records)
-                self._busy.discard(entry.shard.shard_id)
+            elif result["ShardId"] != entry.shard.shard_id:
+                self._landed_elsewhere(entry, result)
             else:
-                self._busy.discard(entry.shard.shard_id)
-                accepted = Accepted(result["ShardId"], result["SequenceNumber"])
-                deadlines = 0.0
-                for record in entry.records:
-                    self._settle_record(record, accepted)
-                    deadlines += record.deadline  # taken at deadline - ttl
-                count = len(entry.records)
-                longest = now + ttl - min(r.deadline for r in entry.records)
-                waited = (now + ttl) * count - deadlines
-                metrics.observe_total("BufferingTime", waited * 1000, count, longest * 1000)
-                metrics.count("KinesisRecordsPut")
-                metrics.shard_put(result["ShardId"], entry.size)
-                metrics.count("UserRecordsPut", len(entry.records))
-                metrics.observe("UserRecordsPerKinesisRecord", len(entry.records))
-        return retry, misrouted
+                self._accept(entry, Accepted(result["ShardId"], result["SequenceNumber"]))
+        return retry
 
-    async def _reroute(self, records: list[UserRecord]) -> None:
-        log.warning("aggregate landed on another shard; reloading the shard map")
-        self._adopt(await asyncio.to_thread(ShardMap.load, self._client, self._config.stream_name))
-        self._route_again(records)
+    def _accept(self, entry: Entry, accepted: Accepted) -> None:
+        self._landed(entry)
+        metrics, now, ttl = self.metrics, self._clock(), self._config.record_ttl
+        count = len(entry.records)
+        deadlines = 0.0
+        for record in entry.records:
+            self._settle_record(record, accepted)
+            deadlines += record.deadline  # taken at deadline - ttl
+        longest = now + ttl - min(r.deadline for r in entry.records)
+        waited = (now + ttl) * count - deadlines
+        metrics.observe_total("BufferingTime", waited * 1000, count, longest * 1000)
+        metrics.count("KinesisRecordsPut")
+        metrics.shard_put(accepted.shard_id, entry.size)
+        metrics.count("UserRecordsPut", count)
+        metrics.observe("UserRecordsPerKinesisRecord", count)
 
-    async def _refresh_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.shard_refresh_interval)
-            try:
-                loaded = await asyncio.to_thread(
-                    ShardMap.load, self._client, self._config.stream_name
-                )
-            except Exception as exc:  # the old map stays; misroutes are still repaired
-                log.warning("shard map refresh failed", extra={"error": str(exc)})
-                continue
-            if [s.shard_id for s in loaded.shards] != [s.shard_id for s in self._map.shards]:
-                log.info("the stream was resharded; routing by the new shard map")
-                self._adopt(loaded)
-                self._route_again([])
-
-    def _adopt(self, shard_map: ShardMap) -> None:
-        self.metrics.count("ShardMapRefreshes")
-        self._map = shard_map
-        self._limiter.retain(s.shard_id for s in shard_map.shards)
-
-    def _route_again(self, records: list[UserRecord]) -> None:
-        """Route ``records`` and every aggregate not yet sealed against the current map."""
-        for shard_id in list(self._open):
-            records.extend(self._open.pop(shard_id).records)
-        if records:
-            self._oldest = None
-        for record in records:
-            self._route(record)
-        self._wake.set()
-
-    def _expired(self, entry: _Entry) -> bool:
-        if min(r.deadline for r in entry.records) > time.monotonic():
-            return False
-        self._fail(entry.records, "not accepted by Kinesis within the record TTL")
-        self._busy.discard(entry.shard.shard_id)
-        return True
-
-    async def _backoff(self, batch: list[_Entry]) -> None:
+    async def _backoff(self, batch: list[Entry]) -> None:
+        """Wait before the next attempt, with jitter; never past the batch's last deadline
+        (its records would be answered meanwhile anyway)."""
         attempts = max(e.attempts for e in batch)
         for entry in batch:
             entry.attempts += 1
         cap = min(self._config.backoff_max, self._config.backoff_base * 2**attempts)
-        await asyncio.sleep(random.uniform(0, cap))
-
-    def _fail(self, records: list[UserRecord], reason: str) -> None:
-        for record in records:
-            if record.outcome is None:
-                self._settle_record(record, RecordNotAccepted(reason))
-                self.metrics.count("UserRecordsNotAccepted")
+        last = max(r.deadline for e in batch for r in e.records)
+        await asyncio.sleep(min(self._rng.uniform(0, cap), max(0.0, last - self._clock())))

@@ -44,8 +44,8 @@ class ShardRateLimiter:
     """Token buckets per shard id; ``percent`` of the shard write limits."""
 
     def __init__(self, percent: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._records_rate = SHARD_RECORDS_PER_SECOND * percent / 100
-        self._bytes_rate = SHARD_BYTES_PER_SECOND * percent / 100
+        self.records_rate = SHARD_RECORDS_PER_SECOND * percent / 100
+        self.bytes_rate = SHARD_BYTES_PER_SECOND * percent / 100
         self._clock = clock
         self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
 
@@ -53,7 +53,7 @@ class ShardRateLimiter:
         pair = self._buckets.get(shard_id)
         if pair is None:
             now = self._clock()
-            pair = (TokenBucket(self._records_rate, now), TokenBucket(self._bytes_rate, now))
+            pair = (TokenBucket(self.records_rate, now), TokenBucket(self.bytes_rate, now))
             self._buckets[shard_id] = pair
         return pair
 

@@ -1,0 +1,141 @@
+"""Memory held for waiting requests: bodies, parsed objects and records count against one bound
+(``PRODUCER_MAX_BUFFERED_BYTES``), measured in-process with tracemalloc against a Kinesis that
+does not answer until the test lets it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from producer.config import ProducerSettings
+from producer.main import create_app
+from tests.fakes import FakeKinesis, even_shards
+
+MiB = 1024 * 1024
+
+
+def _held_kinesis() -> tuple[FakeKinesis, threading.Event]:
+    gate = threading.Event()
+    kinesis = FakeKinesis(even_shards(4))
+    put = kinesis.put_records
+
+    def held(**kwargs: Any) -> dict[str, Any]:
+        gate.wait(60)
+        return put(**kwargs)
+
+    kinesis.put_records = held  # type: ignore[method-assign]
+    return kinesis, gate
+
+
+async def _post_all_and_measure(
+    app: Any, kinesis_gate: threading.Event, bodies: list[bytes], records_each: int
+) -> tuple[int, list[httpx.Response]]:
+    """POST ``bodies`` at once; once every request is answered or has its records taken, the
+    traced peak over the baseline; then let Kinesis answer and return the responses."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://p", timeout=60) as client,
+    ):
+        collector = app.state.collector
+        headers = {"content-type": "application/json"}
+        tracemalloc.start()
+        try:
+            baseline = tracemalloc.get_traced_memory()[0]
+            tasks = [
+                asyncio.ensure_future(client.post("/batch", content=b, headers=headers))
+                for b in bodies
+            ]
+            for _ in range(400):
+                await asyncio.sleep(0.05)
+                answered = sum(t.done() for t in tasks) * records_each
+                taken = collector.metrics.counters["UserRecordsReceived"]
+                if answered + taken >= len(bodies) * records_each:
+                    break
+            peak = tracemalloc.get_traced_memory()[1] - baseline
+        finally:
+            tracemalloc.stop()
+            kinesis_gate.set()
+        return peak, list(await asyncio.gather(*tasks))
+
+
+def test_bodies_of_many_small_records_are_not_held_while_their_records_wait() -> None:
+    # GIVEN a producer bounded to 32 MiB whose Kinesis does not answer yet, and 12 bodies of
+    # 200 records whose data are lists of empty objects (~13 MB each once parsed)
+    kinesis, gate = _held_kinesis()
+    bound = 32 * MiB
+    conf = ProducerSettings(stream_name="s", max_buffered_bytes=bound, emf_interval_seconds=0)
+    app = create_app(conf, client=kinesis)
+    record = {"data": [{}] * 850}
+    bodies = [json.dumps({"records": [record] * 200}).encode() for _ in range(12)]
+    # WHEN they are posted at once
+    peak, responses = asyncio.run(_post_all_and_measure(app, gate, bodies, 200))
+    # THEN the memory held peaks within the bound (it was ~150 MB: every parsed body was kept
+    # until Kinesis answered)
+    print(f"12 x {len(bodies[0]) / MiB:.2f} MiB bodies: traced peak {peak / MiB:.1f} MiB")  # noqa: T201
+    assert peak <= bound + 2 * MiB, peak / MiB
+    # AND each request was either served whole or refused with 503 + Retry-After
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 503}, statuses
+    for response in responses:
+        if response.status_code == 200:
+            assert response.json()["failed_record_count"] == 0
+        else:
+            assert response.headers["retry-after"] and response.json()["error"] == "overloaded"
+    assert 200 in statuses
+
+
+# JSON bodies of pathological and ordinary shapes, ``n`` bytes or so
+SHAPES = {
+    "empty objects": 'b"[" + b"{}," * (n // 3) + b"{}]"',
+    "empty lists": 'b"[" + b"[]," * (n // 3) + b"[]]"',
+    "nested one-key objects": """b"[" + b'{"":{}},' * (n // 8) + b'{"":{}}]'""",
+    "zeros": 'b"[" + b"0," * (n // 2) + b"0]"',
+    "integers": 'b"[" + b"257," * (n // 4) + b"257]"',
+    "floats": 'b"[" + b"0.5," * (n // 4) + b"0.5]"',
+    "short strings": """b"[" + b'"ab",' * (n // 5) + b'"ab"]'""",
+    "one wide string": """b'["' + b"a" * n + chr(0x1F600).encode() + b'"]'""",
+    "records": """orjson.dumps({"records": [{"data": {"n": 1, "item": "x" * 64}}] * (n // 60)})""",
+    "many keys": """b"{" + b",".join(b'"k%d":1' % i for i in range(n // 10)) + b'}'""",
+}
+
+# Run alone in a fresh interpreter: the peak resident memory parsing takes (VmHWM reset via
+# /proc/self/clear_refs), and the estimate.
+_MEASURE = """
+import gc, json, sys, orjson
+from producer.memory import parse_cost
+n = 4 * 1024 * 1024
+body = eval(sys.argv[1])
+loads = orjson.loads if sys.argv[2] == "orjson" else json.loads
+def status(key):
+    return int(open("/proc/self/status").read().split(key + ":")[1].split()[0]) * 1024
+gc.collect()
+open("/proc/self/clear_refs", "w").write("5")
+before = status("VmRSS")
+parsed = loads(body)
+print(status("VmHWM") - before, parse_cost(body))
+"""
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("parser", ["orjson", "json"])
+def test_the_parse_cost_bounds_what_parsing_a_body_takes(shape: str, parser: str) -> None:
+    # GIVEN a 4 MiB body of each shape WHEN parsed by the fast path's parser or Python's, alone
+    # in a fresh process
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, SHAPES[shape], parser],
+        capture_output=True, text=True, check=True, timeout=60,
+        cwd=Path(__file__).parents[2],
+    ).stdout  # fmt: skip
+    peak, estimate = map(int, out.split())
+    # THEN the estimate charged before parsing is at least the resident memory it took at peak
+    assert estimate >= peak, (estimate / MiB, peak / MiB)
