@@ -50,6 +50,9 @@ def main() -> None:
         "timeout_graceful_shutdown": 30,
         "timeout_keep_alive": settings.keep_alive_seconds,
         "access_log": settings.access_log,
+        # connections and requests at once, then 503 (memory.CONNECTION_COST): what open
+        # connections hold stays within the memory bound too
+        "limit_concurrency": settings.connection_limit,
     }
     if settings.workers > 1:  # several processes: each flushes its own buffer on SIGTERM
         uvicorn.run("producer.main:create_app", factory=True, workers=settings.workers, **common)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from producer.memory import CONNECTION_COST
 
 
 class ProducerSettings(BaseSettings):
@@ -26,8 +29,13 @@ class ProducerSettings(BaseSettings):
     shard_refresh_seconds: float = Field(60.0, ge=0)  # ListShards; 0: only on a misrouted record
     max_buffered_time_ms: int = Field(100, ge=1, le=60_000)
     record_ttl_ms: int = Field(30_000, ge=100)
+    # each Kinesis call's connect and read timeout (KPL ConnectTimeout/RequestTimeout, 6 s),
+    # at most half the TTL (``kinesis_timeout``), one attempt per call: the collector retries
+    kinesis_timeout_ms: int = Field(6_000, ge=100)
+    shard_queue_ms: int = Field(5_000, ge=100)  # a shard's queue, in time at its rate limit
     max_in_flight: int = Field(8, ge=1, le=256)
-    max_buffered_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)  # then 503
+    # everything held for waiting requests (bodies, their parse, records): then 503
+    max_buffered_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     max_buffered_records: int = Field(200_000, ge=100)  # then 503
     max_body_bytes: int = Field(6 * 1024 * 1024, ge=1024)
     max_batch_records: int = Field(500, ge=1, le=10_000)
@@ -39,6 +47,24 @@ class ProducerSettings(BaseSettings):
     keep_alive_seconds: int = Field(65, ge=1, le=4000)
     access_log: bool = False  # a line per request costs more than handling it; the ALB logs too
     emf_interval_seconds: float = Field(60.0, ge=0)  # EMF metrics line on stdout; 0: off
+    # uvicorn's limit_concurrency (connections and requests, then 503); by default the memory
+    # bound over what a connection may hold beyond it (memory.CONNECTION_COST)
+    max_connections: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _timeouts_within_the_ttl(self) -> Self:
+        if self.max_buffered_time_ms >= self.record_ttl_ms:
+            raise ValueError("max_buffered_time_ms must be shorter than record_ttl_ms")
+        return self
+
+    @property
+    def kinesis_timeout(self) -> float:
+        """Seconds a Kinesis call may take to connect, and then to answer."""
+        return min(self.kinesis_timeout_ms, self.record_ttl_ms // 2) / 1000
+
+    @property
+    def connection_limit(self) -> int:
+        return self.max_connections or max(64, self.max_buffered_bytes // CONNECTION_COST)
 
 
 @lru_cache

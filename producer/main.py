@@ -33,7 +33,14 @@ def kinesis_client(settings: ProducerSettings) -> Any:
         verify=settings.kinesis_ca_bundle if settings.kinesis_ca_bundle else None,
         config=Config(
             max_pool_connections=settings.max_in_flight + 2,
-            retries={"mode": "standard", "max_attempts": 3},
+            # one attempt per call, each bounded well inside the record TTL (botocore's 60 s
+            # defaults and retries could outlast the TTL and the ALB's 60 s): the collector
+            # retries with backoff until the TTL. botocore.config.Config: total_max_attempts
+            # "includes the initial request, so a value of 1 indicates that no requests will
+            # be retried".
+            connect_timeout=settings.kinesis_timeout,
+            read_timeout=settings.kinesis_timeout,
+            retries={"mode": "standard", "total_max_attempts": 1},
         ),
     )
 
@@ -66,6 +73,7 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
                 aggregation_max_bytes=conf.aggregation_max_bytes,
                 aggregation_max_count=conf.aggregation_max_count,
                 rate_limit_percent=conf.rate_limit_percent,
+                shard_queue_seconds=conf.shard_queue_ms / 1000,
                 shard_refresh_interval=conf.shard_refresh_seconds,
                 max_buffered_time=conf.max_buffered_time_ms / 1000,
                 record_ttl=conf.record_ttl_ms / 1000,

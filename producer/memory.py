@@ -21,14 +21,22 @@ from dataclasses import dataclass
 # the parent), an array, a value after a comma (a slot plus a number object), a string's
 # header (per quote), a member (the dict grows from empty to keyed).
 _OBJECT, _ARRAY, _COMMA, _QUOTE, _COLON = 80, 72, 56, 24, 120
-# The text itself: an ASCII body once more as str (Python's parser decodes first) and once as
-# string contents; a non-ASCII one may widen to 4 bytes a character, twice.
-_ASCII_FACTOR, _WIDE_FACTOR = 2, 10
+# The text itself: an ASCII body once more as str (Python's parser decodes first), once as
+# string contents and once as the fast path's digit scan (``fastpath.parse``); a non-ASCII
+# one may widen to 4 bytes a character, twice.
+_ASCII_FACTOR, _WIDE_FACTOR = 3, 11
 
 # A record from take to answer, beside its data and key (measured with tracemalloc over
 # POST / and POST /batch, see tests): the UserRecord, its id and answer dict, its slot in the
 # aggregate's parts and the request's lists. Its data is held twice once aggregated.
 RECORD_OVERHEAD = 640
+# A record request from its first byte to its answer, beside its body and records: the ASGI
+# scope and task, the answer (measured with tracemalloc in-process: ~4 KB).
+REQUEST_OVERHEAD = 4096
+# What an open connection may hold outside the bound (uvicorn's protocol and parser, the
+# transport, up to its 64 KiB read high-water mark unread): uvicorn's concurrency limit is
+# the bound over this, so connections cannot add more than the bound again.
+CONNECTION_COST = 16 * 1024
 
 
 def parse_cost(body: bytes) -> int:

@@ -21,6 +21,10 @@ COUNTERS = {
     "UserRecordsPut": ("Count", "user records Kinesis accepted"),
     "UserRecordsNotAccepted": ("Count", "user records answered 503 after the record TTL"),
     "UserRecordsOverloaded": ("Count", "user records refused with 503 by back-pressure"),
+    "RequestsOverloaded": (
+        "Count",
+        "requests refused with 503 before their body was read or parsed (memory bound)",
+    ),
     "KinesisRecordsPut": ("Count", "Kinesis records (aggregates) accepted"),
     "PutRecordsCalls": ("Count", "PutRecords requests made"),
     "Retries": ("Count", "PutRecords entries or calls retried"),

@@ -21,7 +21,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer.api.deps import api_key_matches
-from producer.api.ingest import Ingest, plain_record
+from producer.api.ingest import RETRY_AFTER, Ingest, Pending, plain_record
+from producer.memory import REQUEST_OVERHEAD, MemoryBudget, parse_cost
 from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
@@ -41,22 +42,53 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None once it passes ``limit`` bytes (a chunked upload has no
-    Content-Length to check up front)."""
+class Refused(Exception):
+    """A request the producer will not read or parse: ``answer`` is its (status, body)."""
+
+    def __init__(self, status: int, answer: dict[str, str]) -> None:
+        super().__init__(answer["detail"])
+        self.status, self.answer = status, answer
+
+
+def overloaded(detail: str) -> Refused:
+    return Refused(503, {"error": "overloaded", "detail": detail})
+
+
+async def read_body(receive: Receive, limit: int, budget: MemoryBudget | None = None) -> bytes:
+    """The request body, charged to ``budget`` as it arrives: twice its size while it comes in
+    chunks (they are joined at the end), then its size, which the caller releases.
+
+    Raises ``Refused``: 413 once it passes ``limit`` bytes (a chunked upload has no
+    Content-Length to check up front), 503 when the memory bound cannot hold it.
+    """
     chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    size = held = 0
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise Refused(*too_large(limit))
+            if budget is not None and chunk:
+                if not budget.reserve(2 * len(chunk)):
+                    raise overloaded(f"the producer holds {budget.used} of {budget.limit} bytes")
+                held += 2 * len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        if budget is not None:
+            budget.release(held - len(body))
+            held = len(body)
+        return body
+    except BaseException:
+        if budget is not None:
+            budget.release(held)
+        raise
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
@@ -116,47 +148,74 @@ class ProducerApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         metrics = ingest.collector.metrics
+        budget = ingest.collector.budget
         headers = Headers(scope=scope)
-        if self.api_key is not None and not api_key_matches(self.api_key, headers):
-            await super().__call__(scope, receive, counting(send, metrics))  # the route: 401
-            return
         problem = body_problem(headers, self.max_body_bytes)
-        if problem is None:
-            body = await read_body(receive, self.max_body_bytes)
-            if body is None:
-                problem = too_large(self.max_body_bytes)
         if problem is not None:
             metrics.response(problem[0])
             await send_json(send, *problem)
             return
+        held = 0
         try:
-            answer = await self._serve(ingest, scope["path"], body)
+            if not budget.reserve(REQUEST_OVERHEAD):
+                raise overloaded(f"the producer holds {budget.used} of {budget.limit} bytes")
+            held = REQUEST_OVERHEAD
+            body = await read_body(receive, self.max_body_bytes, budget)
+            held += len(body)
+            if self.api_key is not None and not api_key_matches(self.api_key, headers):
+                await super().__call__(scope, replay(body, receive), counting(send, metrics))
+                return  # the route answers 401
+            cost = parse_cost(body)
+            if not budget.reserve(cost):
+                raise too_costly(cost, budget)
+            held += cost
+            pending = self._take(ingest, scope["path"], body)
+            if pending is None:  # FastAPI answers, holding the body and its parse until then
+                await super().__call__(scope, replay(body, receive), counting(send, metrics))
+                return
+            del body  # the records are taken: the body and its parse are gone
+            budget.release(held - REQUEST_OVERHEAD)
+            held = REQUEST_OVERHEAD
+            answer = await pending.answer() if isinstance(pending, Pending) else (*pending, None)
+        except Refused as refused:
+            if refused.status == 503:
+                metrics.count("RequestsOverloaded")
+            answer = refused.status, refused.answer, RETRY_AFTER if refused.status == 503 else None
         except Exception:  # a bug, not the request's fault: answer rather than hang up
             log.exception("the ingest fast path failed")
             answer = 500, {"error": "internal_error", "detail": "see the producer's log"}, None
-        if answer is None:
-            await super().__call__(scope, replay(body, receive), counting(send, metrics))
-        else:
-            metrics.response(answer[0])
-            await send_json(send, *answer)
+        finally:
+            budget.release(held)
+        metrics.response(answer[0])
+        await send_json(send, *answer)
 
     @staticmethod
-    async def _serve(
-        ingest: Ingest, path: str, body: bytes
-    ) -> tuple[int, Any, dict[str, str] | None] | None:
-        """The answer to a plainly valid request; None for FastAPI to answer."""
+    def _take(ingest: Ingest, path: str, body: bytes) -> Pending | tuple[int, Any] | None:
+        """Parse a plainly valid request and take its records (nothing awaited: the parsed
+        objects live only until this returns); None for FastAPI to answer."""
         obj = parse(body)
         if obj is None:
             return None
         if path == "/":
             fields = plain_record(obj)
-            return None if fields is None else await ingest.one(*fields)
+            return None if fields is None else ingest.take_one(*fields)
         if type(obj) is not dict or len(obj) != 1 or type(obj.get("records")) is not list:
             return None
         if not obj["records"]:
             return None  # BatchIn's min_length names the problem
-        status, answer = await ingest.many(obj["records"])
-        return status, answer, None
+        return ingest.take_many(obj.pop("records"))
+
+
+def too_costly(cost: int, budget: MemoryBudget) -> Refused:
+    """503 when parsing the body does not fit in the memory bound now, 413 when it never
+    could."""
+    if cost > budget.limit:
+        detail = (
+            f"parsing this body would take about {cost >> 20} MiB, more than the producer's"
+            f" memory bound ({budget.limit >> 20} MiB): send smaller bodies"
+        )
+        return Refused(413, {"error": "body_too_large", "detail": detail})
+    return overloaded(f"the producer holds {budget.used} of {budget.limit} bytes")
 
 
 def counting(send: Send, metrics: ProducerMetrics) -> Send:
