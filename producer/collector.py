@@ -112,7 +112,6 @@ class KinesisCollector(Resharding):
         self._limiter = ShardRateLimiter(config.rate_limit_percent, lambda: self._clock())
         self._horizon = min(config.shard_queue_seconds, config.record_ttl / 2)
         self._wake = asyncio.Event()
-        self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self._sends: set[asyncio.Task[None]] = set()
         self._calls = 0  # sends not finished: counted down before they wake the loop
         self._flying: list[Entry] = []  # entries whose PutRecords call has not come back
@@ -294,7 +293,7 @@ class KinesisCollector(Resharding):
     def _expired(self, records: list[UserRecord]) -> None:
         self._fail(records, "not accepted by Kinesis within the record TTL")
 
-    async def _dispatch(self, flush: bool) -> None:
+    async def _dispatch(self, flush: bool) -> None:  # async: a test replaces it
         """Send the heads of the shards' queues: at most one entry per shard in flight, so that
         a retried entry is never overtaken by a later one of its shard.
 
@@ -302,7 +301,8 @@ class KinesisCollector(Resharding):
         PutRecords call's worth (500 entries or 5 MiB) is waiting.
         """
         limiter = self._limiter
-        while True:
+        self._limit_at = float("inf")
+        while self._calls < self._config.max_in_flight:  # else a send's end wakes the loop
             batch: list[tuple[ShardQueue, Entry]] = []
             size, overflow, wait = 0, False, float("inf")
             for queue in self._sendable_queues():
@@ -331,7 +331,6 @@ class KinesisCollector(Resharding):
                 queue.busy = True
                 limiter.take(queue.shard.shard_id, entry.size)
                 entries.append(entry)
-            await self._in_flight.acquire()
             self._calls += 1
             task = asyncio.get_running_loop().create_task(self._send(entries))
             self._sends.add(task)
@@ -355,7 +354,6 @@ class KinesisCollector(Resharding):
                 self._fail(entry.records, f"internal error: {exc}")
                 self._landed(entry)
         finally:
-            self._in_flight.release()
             self._calls -= 1
             self._wake.set()
 
