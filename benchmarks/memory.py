@@ -1,21 +1,38 @@
-"""Memory under overload: the producer's peak RSS at 10x the load Kinesis can take vs at a
-load it can take, side by side in one run (``python -m benchmarks.memory``).
+"""Memory and a hot shard under overload (``python -m benchmarks.memory``), each shape against a
+fresh producer and ``benchmarks.null_kinesis`` answering every call after ``--delay`` seconds
+(so Kinesis, not the producer's CPU, is the bottleneck).
 
-Kinesis is ``benchmarks.null_kinesis`` answering each call after ``--delay`` seconds, so it,
-not the producer's CPU, is the bottleneck. wrk sends batches of 100 records, first at a
-nominal rate, then with 10x the connections. The producer must stay bounded (its buffer bound,
-``PRODUCER_MAX_BUFFERED_*``) and answer 503 for what does not fit, instead of growing.
+Memory: the producer's peak RSS (VmHWM) per request shape, loaded by wrk:
+- ``batch 100 x 100 B``: batches of 100 small records at a nominal load (4 connections), then
+  at 10x that (40): the records awaiting Kinesis must stay within the bound, the rest 503;
+- ``huge body, many small records``: /batch bodies of 500 records whose data are lists of
+  empty objects (5.7 MiB each, ~25x that once parsed), 6 connections (issue 14);
+- ``many concurrent huge bodies``: the same body on 64 connections;
+- ``POST / on 2,048 connections``: one small record a request.
+The producer must stay bounded (``PRODUCER_MAX_BUFFERED_BYTES``: bodies, their parse and the
+records held) and answer 503 for what does not fit, instead of growing.
+
+Hot shard: one partition key at ~3x its shard's rate limit (``PRODUCER_RATE_LIMIT_PERCENT``
+10, a 1 s TTL: the issue's reproduction) while another shard gets a trickle; every second,
+the records the producer put on the hot shard against its limit, and 503s for the other.
+
+``PYTHONPATH`` selects the producer under test (the servers inherit the environment): point
+it at another checkout to measure that one the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import httpx
 
 from benchmarks.http import (
     NULL_PORT,
@@ -27,75 +44,202 @@ from benchmarks.http import (
     write_post_script,
     wrk,
 )  # fmt: skip
+from benchmarks.null_kinesis import _shards
+from producer.shards import Shard, ShardMap
+
+MiB = 1024 * 1024
+BOUND = 2_000  # PRODUCER_MAX_BUFFERED_RECORDS for the batch shapes (see _SHAPES)
 
 # wrk's load is closed-loop (a connection waits for its answer), so the records awaiting
-# Kinesis are at most connections x 100: a bound of 2,000 sits between the nominal load (4
-# connections: 400) and 10x that (4,000). The default bound (200,000) behaves the same, later.
-BOUND = 2_000
+# Kinesis are at most connections x 100 for the batch shape: a bound of 2,000 records sits
+# between the nominal load (4 connections: 400) and 10x that (4,000).
+_HUGE = {"records": [{"data": [{}] * 3_800}] * 500}
+SHAPES = [  # name, path, body, connections, extra environment
+    ("batch 100 x 100 B, nominal", "/batch", {"records": [RECORD] * 100}, 4, {}),
+    ("batch 100 x 100 B, 10x", "/batch", {"records": [RECORD] * 100}, 40, {}),
+    ("huge body, many small records", "/batch", _HUGE, 6, {}),
+    ("many concurrent huge bodies", "/batch", _HUGE, 64, {}),
+    ("POST / on 2,048 connections", "/", RECORD, 2048, {}),
+]
 
 
-def _rss_peak_mib(pid: int) -> float:
+def _status_kib(pid: int, key: str) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    return int(re.search(rf"{key}:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def _phase(connections: int, seconds: int, delay: float, script: Path) -> dict[str, float]:
-    """A fresh producer under one load; its peak RSS and what it answered."""
-    null = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
-         "--delay", str(delay), "--lifetime", str(seconds + 120)],
-    )  # fmt: skip
+def _metric(text: str, name: str, label: str = "") -> float:
+    found = re.search(rf"^{name}{re.escape(label)} ([\d.e+]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def _metrics() -> str:
+    return httpx.get(f"http://127.0.0.1:{SERVER_PORT}/metrics", timeout=10).text
+
+
+class _Null:
+    """The null Kinesis endpoint for one run."""
+
+    def __init__(self, delay: float, lifetime: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
+             "--delay", str(delay), "--lifetime", str(lifetime)],
+        )  # fmt: skip
+        _wait_port(NULL_PORT, self.proc)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def memory_shape(
+    path: str, body: dict[str, object], connections: int, seconds: int, delay: float, env: dict
+) -> dict[str, float]:
+    """A fresh producer under one request shape: its peak RSS and what it answered."""
+    null = _Null(delay, seconds + 120)
     server = None
     try:
-        _wait_port(NULL_PORT, null)
         server = start_server(
-            "producer.main:create_app", {"PRODUCER_MAX_BUFFERED_RECORDS": str(BOUND)}
+            "producer.main:create_app", {"PRODUCER_MAX_BUFFERED_RECORDS": str(BOUND), **env}
         )
-        idle = _rss_peak_mib(server.pid)
-        rate, rejected = wrk("/batch", connections, seconds, script)
-        metrics = subprocess.run(
-            ["curl", "-s", f"http://127.0.0.1:{SERVER_PORT}/metrics"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        overloaded = re.search(r"producer_user_records_overloaded_total (\d+)", metrics)
-        put = re.search(r"producer_user_records_put_total (\d+)", metrics)
+        idle = _status_kib(server.pid, "VmHWM")
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "post.lua"
+            write_post_script(script, json.dumps(body, separators=(",", ":")))
+            rate, rejected = wrk(path, connections, seconds, script)
+        text = _metrics()
         return {
             "idle": idle,
-            "peak": _rss_peak_mib(server.pid),
-            "records_offered_per_s": rate * 100,
+            "peak": _status_kib(server.pid, "VmHWM"),
+            "requests_per_s": rate,
             "non_2xx": rejected,
-            "overloaded": int(overloaded.group(1)) if overloaded else 0,
-            "put": int(put.group(1)) if put else 0,
+            "put": _metric(text, "producer_user_records_put_total"),
         }
     finally:
         if server is not None:
             stop(server)
-        null.terminate()
-        null.wait(timeout=10)
+        null.close()
+
+
+def _key_on(shard_map: ShardMap, shard: Shard, prefix: str) -> str:
+    return next(
+        f"{prefix}{i}" for i in range(10**6) if shard_map.shard_for(f"{prefix}{i}") is shard
+    )
+
+
+async def _offer(client: httpx.AsyncClient, body: bytes, every: float, until: float,
+                 answers: list[int]) -> None:  # fmt: skip
+    """POST ``body`` to /batch every ``every`` seconds (open loop) until ``until``."""
+    pending: set[asyncio.Task[httpx.Response]] = set()
+    next_at = time.monotonic()
+    while next_at < until:
+        task = asyncio.ensure_future(client.post("/batch", content=body))
+        task.add_done_callback(lambda t: answers.append(_status(t)))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        next_at += every
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    if pending:
+        await asyncio.wait(pending)
+
+
+def _status(task: asyncio.Task[httpx.Response]) -> int:
+    if task.exception() is not None:
+        return 0
+    response = task.result()
+    if response.status_code != 200:
+        return response.status_code
+    failed = response.json()["failed_record_count"]
+    return 200 if not failed else 503
+
+
+async def _hot_shard_run(
+    seconds: int, percent: float
+) -> tuple[list[tuple[float, float]], list[int], float]:
+    shard_map = ShardMap(
+        [Shard(s["ShardId"], int(s["HashKeyRange"]["StartingHashKey"]),  # type: ignore[index]
+               int(s["HashKeyRange"]["EndingHashKey"])) for s in _shards()]  # type: ignore[index]
+    )  # fmt: skip
+    hot_shard, cold_shard = shard_map.shards[0], shard_map.shards[1]
+    hot = _key_on(shard_map, hot_shard, "hot-")
+    cold = _key_on(shard_map, cold_shard, "cold-")
+    record = {"data": {"order": 12345, "item": "x" * 64}}
+    hot_body = json.dumps({"records": [{**record, "partition_key": hot}] * 100}).encode()
+    cold_body = json.dumps({"records": [{**record, "partition_key": cold}]}).encode()
+    limit_bytes = 1024 * 1024 * percent / 100
+    # ~3x the limit: a record is ~110 bytes in an aggregate
+    every = 100 / (3 * limit_bytes / 110)
+    samples: list[tuple[float, float]] = []  # user records put/s, hot shard bytes/s
+    cold_answers: list[int] = []
+    hot_answers: list[int] = []
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{SERVER_PORT}", headers=headers,
+                                 limits=limits, timeout=30) as client:  # fmt: skip
+        until = time.monotonic() + seconds
+        senders = [
+            asyncio.ensure_future(_offer(client, hot_body, every, until, hot_answers)),
+            asyncio.ensure_future(_offer(client, cold_body, 0.1, until, cold_answers)),
+        ]
+        label = f'{{shard="{hot_shard.shard_id}"}}'
+        before = (0.0, 0.0)
+        for _ in range(seconds):
+            await asyncio.sleep(1)
+            text = (await client.get("/metrics")).text
+            now = (
+                _metric(text, "producer_user_records_put_total"),
+                _metric(text, "producer_shard_kinesis_bytes_put_total", label),
+            )
+            samples.append((now[0] - before[0], now[1] - before[1]))
+            before = now
+        await asyncio.gather(*senders)
+    refused = sum(s != 200 for s in cold_answers)
+    return samples, [refused, len(cold_answers)], limit_bytes
+
+
+def hot_shard(seconds: int, percent: float) -> tuple[list[tuple[float, float]], list[int], float]:
+    null = _Null(0.0, seconds + 120)
+    server = None
+    try:
+        server = start_server(
+            "producer.main:create_app",
+            {"PRODUCER_RATE_LIMIT_PERCENT": str(percent), "PRODUCER_RECORD_TTL_MS": "1000",
+             "PRODUCER_SHARD_REFRESH_SECONDS": "0"},
+        )  # fmt: skip
+        return asyncio.run(_hot_shard_run(seconds, percent))
+    finally:
+        if server is not None:
+            stop(server)
+        null.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--delay", type=float, default=1.0, help="seconds per PutRecords call")
-    parser.add_argument("--connections", type=int, default=4, help="nominal load")
+    parser.add_argument("--hot-seconds", type=int, default=10)
+    parser.add_argument("--hot-percent", type=float, default=10.0)
+    parser.add_argument("--only", choices=["memory", "hot"], default=None)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "batch.lua"
-        write_post_script(script, json.dumps({"records": [RECORD] * 100}))
-        nominal = _phase(args.connections, args.seconds, args.delay, script)
-        overload = _phase(args.connections * 10, args.seconds, args.delay, script)
-    print(  # noqa: T201
-        f"Memory under overload (Kinesis answers after {args.delay} s; batches of 100;"
-        f" PRODUCER_MAX_BUFFERED_RECORDS={BOUND})"
-    )
-    for name, phase in (("nominal", nominal), ("10x overload", overload)):
-        print(  # noqa: T201
-            f"  {name:<13} peak RSS {phase['peak']:6.1f} MiB (idle {phase['idle']:.1f}),"
-            f" records put {phase['put']:,}, refused 503 {phase['overloaded']:,},"
-            f" non-2xx responses {phase['non_2xx']:,}"
-        )
-    print(f"  peak RSS ratio overload/nominal: {overload['peak'] / nominal['peak']:.2f}")  # noqa: T201
+    if args.only != "hot":
+        print(f"Peak RSS per request shape (Kinesis answers after {args.delay} s; wrk"  # noqa: T201
+              f" {args.seconds} s; PRODUCER_MAX_BUFFERED_RECORDS={BOUND})")  # fmt: skip
+        for name, path, body, connections, env in SHAPES:
+            result = memory_shape(path, body, connections, args.seconds, args.delay, env)
+            print(  # noqa: T201
+                f"  {name:<31} -c{connections:<5} peak RSS {result['peak']:7.1f} MiB"
+                f" (idle {result['idle']:.1f}), records put {result['put']:>9,.0f},"
+                f" non-2xx {result['non_2xx']:,}"
+            )
+    if args.only != "memory":
+        samples, (refused, cold), limit = hot_shard(args.hot_seconds, args.hot_percent)
+        per_record = (sum(b for _, b in samples) / sum(r for r, _ in samples)) if samples else 1
+        print(f"Hot shard: one key at ~3x {args.hot_percent:g}% of a shard's limit"  # noqa: T201
+              f" ({limit / per_record:,.0f} records/s, {limit:,.0f} B/s), TTL 1 s")  # fmt: skip
+        for second, (records, size) in enumerate(samples, 1):
+            print(f"  second {second:>2}: {records:7,.0f} records/s put,"  # noqa: T201
+                  f" hot shard {size:9,.0f} B/s = {size / limit:5.0%} of its limit")  # fmt: skip
+        print(f"  other shard: {refused} of {cold} requests refused")  # noqa: T201
 
 
 if __name__ == "__main__":

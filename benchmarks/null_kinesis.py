@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 
 SHARDS = 5  # the reference design's stream
 _STEP = 2**128 // SHARDS
@@ -55,7 +56,14 @@ def answer(target: str, body: bytes) -> bytes:
     return b"{}"
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def handle(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    delay: float,
+    before: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Answer one connection's requests; ``before(target)`` is awaited first (tests make a call
+    hang with it)."""
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -65,9 +73,12 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
                     key, value = line.split(":", 1)
                     headers[key.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
+            target = headers.get("x-amz-target", "")
+            if before is not None:
+                await before(target)
             if delay:
                 await asyncio.sleep(delay)
-            payload = answer(headers.get("x-amz-target", ""), body)
+            payload = answer(target, body)
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
                 + f"Content-Length: {len(payload)}\r\n\r\n".encode()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from benchmarks.null_kinesis import answer
+from benchmarks.null_kinesis import handle
 from producer.collector import Accepted, CollectorConfig, KinesisCollector
 from producer.config import ProducerSettings
 from producer.main import kinesis_client
@@ -24,28 +25,13 @@ def test_the_client_gives_up_a_call_well_inside_the_ttl_and_does_not_retry_it_it
     assert default.read_timeout == 6.0 < 30  # the KPL's RequestTimeout, inside the 30 s TTL
 
 
-async def _hung_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, calls: list[str]):
-    try:
-        while True:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
-            headers = {k.strip().lower(): v.strip() for k, v in fields.items()}
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            target = headers.get("x-amz-target", "")
-            calls.append(target)
-            if target.endswith("PutRecords") and calls.count(target) == 1:
-                await asyncio.sleep(60)  # the first PutRecords hangs
-            payload = answer(target, body)
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
-                + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-                + payload
-            )
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
+def _first_put_hangs(calls: list[str], release: asyncio.Event) -> Callable[[str], Awaitable[None]]:
+    async def before(target: str) -> None:
+        calls.append(target)
+        if target.endswith("PutRecords") and calls.count(target) == 1:
+            await release.wait()  # the first PutRecords does not answer until the test ends
+
+    return before
 
 
 def test_a_hung_kinesis_call_is_abandoned_and_the_record_sent_again_within_its_ttl(
@@ -57,7 +43,14 @@ def test_a_hung_kinesis_call_is_abandoned_and_the_record_sent_again_within_its_t
 
     async def scenario() -> tuple[object, float]:
         # GIVEN a Kinesis endpoint whose first PutRecords never answers, and a 4 s TTL
-        server = await asyncio.start_server(lambda r, w: _hung_once(r, w, calls), "127.0.0.1", 0)
+        release = asyncio.Event()
+        before = _first_put_hangs(calls, release)
+        handlers: list[asyncio.Task[None]] = []
+
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            handlers.append(asyncio.ensure_future(handle(reader, writer, 0, before)))
+
+        server = await asyncio.start_server(connected, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         settings = ProducerSettings(
             stream_name="s", kinesis_endpoint=f"http://127.0.0.1:{port}",
@@ -77,7 +70,14 @@ def test_a_hung_kinesis_call_is_abandoned_and_the_record_sent_again_within_its_t
             result = exc
         elapsed = time.monotonic() - start
         await collector.close()
+        client.close()
+        release.set()
         server.close()
+        await server.wait_closed()
+        for handler in handlers:
+            handler.cancel()  # each closes its connection
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await asyncio.sleep(0)
         return result, elapsed
 
     result, elapsed = asyncio.run(scenario())
