@@ -58,7 +58,7 @@ SHAPES = [  # name, path, body, connections, extra environment
     ("batch 100 x 100 B, nominal", "/batch", {"records": [RECORD] * 100}, 4, {}),
     ("batch 100 x 100 B, 10x", "/batch", {"records": [RECORD] * 100}, 40, {}),
     ("huge body, many small records", "/batch", _HUGE, 6, {}),
-    ("many concurrent huge bodies", "/batch", _HUGE, 64, {}),
+    ("many concurrent huge bodies", "/batch", _HUGE, 0, {}),  # --many connections
     ("POST / on 2,048 connections", "/", RECORD, 2048, {}),
 ]
 
@@ -220,11 +220,13 @@ def main() -> None:
     parser.add_argument("--hot-seconds", type=int, default=10)
     parser.add_argument("--hot-percent", type=float, default=10.0)
     parser.add_argument("--only", choices=["memory", "hot"], default=None)
+    parser.add_argument("--many", type=int, default=64, help="connections of the many-bodies shape")
     args = parser.parse_args()
     if args.only != "hot":
         print(f"Peak RSS per request shape (Kinesis answers after {args.delay} s; wrk"  # noqa: T201
               f" {args.seconds} s; PRODUCER_MAX_BUFFERED_RECORDS={BOUND})")  # fmt: skip
         for name, path, body, connections, env in SHAPES:
+            connections = connections or args.many
             result = memory_shape(path, body, connections, args.seconds, args.delay, env)
             print(  # noqa: T201
                 f"  {name:<31} -c{connections:<5} peak RSS {result['peak']:7.1f} MiB"

@@ -114,7 +114,7 @@ class KinesisCollector(Resharding):
         self._wake = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         self._calls = 0  # sends not finished: counted down before they wake the loop
-        self._flying: list[Entry] = []  # entries whose PutRecords call has not come back
+        self._flying: dict[int, Entry] = {}  # by id(): entries whose call has not come back
         self._oldest: float | None = None  # when the oldest aggregate still filling was begun
         self._next_expiry = float("inf")
         self._limit_at = float("inf")  # a shard's rate limit lets an entry go then
@@ -282,7 +282,8 @@ class KinesisCollector(Resharding):
         at the earliest deadline left, but not sooner than a quarter interval from now."""
         fail = self._expired
         earliest = min((q.expire(now, fail) for q in self._all_queues()), default=float("inf"))
-        for entry in self._flying:
+        waiting = [*self._flying.values(), *(entry for entry, _ in self._misrouted)]
+        for entry in waiting:
             if entry.deadline <= now:
                 fail([r for r in entry.records if r.deadline <= now])
             live = [r.deadline for r in entry.records if r.outcome is None]
@@ -345,7 +346,7 @@ class KinesisCollector(Resharding):
 
     # --- PutRecords -----------------------------------------------------------------------
     async def _send(self, batch: list[Entry]) -> None:
-        self._flying.extend(batch)
+        self._flying.update((id(e), e) for e in batch)
         try:
             await self._send_until_done(batch)
         except Exception as exc:  # never leave a caller waiting forever
@@ -394,8 +395,7 @@ class KinesisCollector(Resharding):
 
     def _landed(self, entry: Entry) -> None:
         """``entry`` is no longer in flight: its shard may send again."""
-        with contextlib.suppress(ValueError):
-            self._flying.remove(entry)
+        self._flying.pop(id(entry), None)
         self._shard_free(entry.shard)
 
     def _put_records(self, batch: list[Entry]) -> dict[str, Any]:

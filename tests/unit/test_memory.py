@@ -145,3 +145,31 @@ def test_the_parse_cost_bounds_what_parsing_a_body_takes(shape: str, parser: str
     peak, estimate = map(int, out.split())
     # THEN the estimate charged before parsing is at least the resident memory it took at peak
     assert estimate >= peak, (estimate / MiB, peak / MiB)
+
+
+def test_uvicorn_connection_limit_matches_the_memory_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the default bound, a larger one, and an explicit limit
+    default = ProducerSettings(stream_name="s")
+    larger = ProducerSettings(stream_name="s", max_buffered_bytes=256 * MiB)
+    explicit = ProducerSettings(stream_name="s", max_connections=100)
+    # THEN connections may hold at most the bound again (16 KiB each) unless set explicitly
+    assert default.connection_limit == 4096
+    assert larger.connection_limit == 4 * 4096
+    assert explicit.connection_limit == 100
+    # AND python -m producer hands it to uvicorn
+    seen: dict[str, Any] = {}
+
+    class Recording:
+        def __init__(self, config: Any, *_: Any) -> None:
+            seen["limit"] = config.limit_concurrency
+
+        def run(self) -> None:
+            pass
+
+    import producer.__main__ as entry
+
+    monkeypatch.setattr(entry, "DrainingServer", Recording)
+    monkeypatch.setattr(entry, "get_settings", lambda: default)
+    monkeypatch.setattr(entry, "create_app", lambda settings: object())
+    entry.main()
+    assert seen["limit"] == 4096
