@@ -182,16 +182,18 @@ async def _hot_shard_run(
             asyncio.ensure_future(_offer(client, cold_body, 0.1, until, cold_answers)),
         ]
         label = f'{{shard="{hot_shard.shard_id}"}}'
-        before = (0.0, 0.0)
-        for _ in range(seconds):
-            await asyncio.sleep(1)
+        before, then = (0.0, 0.0), time.monotonic()
+        for second in range(1, seconds + 1):
+            await asyncio.sleep(max(0.0, until - seconds + second - time.monotonic()))
             text = (await client.get("/metrics")).text
+            at = time.monotonic()
             now = (
                 _metric(text, "producer_user_records_put_total"),
                 _metric(text, "producer_shard_kinesis_bytes_put_total", label),
             )
-            samples.append((now[0] - before[0], now[1] - before[1]))
-            before = now
+            # per second of the time between the two reads (the loaded server answers late)
+            samples.append(((now[0] - before[0]) / (at - then), (now[1] - before[1]) / (at - then)))
+            before, then = now, at
         await asyncio.gather(*senders)
     refused = sum(s != 200 for s in cold_answers)
     return samples, [refused, len(cold_answers)], limit_bytes
