@@ -13,12 +13,15 @@ from pathlib import Path
 
 import amazon_kclpy
 
+from common.settings import load
 from consumer.config import ConsumerSettings, get_settings
 from consumer.properties import render_properties
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAEMON_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 LOGBACK_CONFIG = Path(__file__).resolve().parent / "logback.xml"
+LOG_LEVEL_PROPERTY = "kinesis_ingest.log_level"  # read by logback.xml
+LOGBACK_LEVELS = {"WARNING": "WARN", "CRITICAL": "ERROR"}  # logback's names for Python's levels
 
 
 def installed_jar_dir() -> Path:
@@ -29,7 +32,8 @@ def installed_jar_dir() -> Path:
 def daemon_command(settings: ConsumerSettings, jar_dir: Path, properties_path: Path) -> list[str]:
     """The argv of the MultiLangDaemon JVM (pure).
 
-    Our logback configuration comes before ``jvm_options``, so a ``-Dlogback...`` there wins.
+    Our logback configuration (JSON lines at ``log_level``) comes before ``jvm_options``, so a
+    ``-Dlogback...`` there wins.
     A CloudWatch endpoint becomes the AWS SDK's ``aws.endpointUrlCloudWatch`` system property:
     the MultiLangDaemon (KCL 3.1.3) sets endpoints for Kinesis and DynamoDB only, and the SDK
     (2.33, ``DefaultCloudWatchBaseClientBuilder``) reads this property, or the environment's
@@ -42,6 +46,7 @@ def daemon_command(settings: ConsumerSettings, jar_dir: Path, properties_path: P
     return [
         settings.java,
         f"-Dlogback.configurationFile={LOGBACK_CONFIG}",
+        f"-D{LOG_LEVEL_PROPERTY}={LOGBACK_LEVELS.get(settings.log_level, settings.log_level)}",
         *endpoint,
         *shlex.split(settings.jvm_options),
         "-cp",
@@ -59,9 +64,9 @@ def processor_command() -> str:
     return f"{sys.executable} -m consumer.processor"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Write the properties file, make ``consumer`` importable by the child, exec the JVM."""
-    settings = get_settings()
+    settings = load(ConsumerSettings, "python -m consumer", __doc__, argv, get_settings)
     jars = installed_jar_dir()
     if not any(jars.glob("amazon-kinesis-client-multilang-*.jar")):
         sys.exit(f"no KCL MultiLangDaemon jar in {jars}: reinstall amazon-kclpy")

@@ -1,4 +1,5 @@
-"""Consumer settings: environment variables prefixed ``CONSUMER_``, validated at start."""
+"""Consumer settings: environment variables prefixed ``CONSUMER_``, validated at start
+(``python -m consumer --help`` lists them, generated from this class)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.settings import LogLevel, log_level_field, region_field
 
 
 class ConsumerSettings(BaseSettings):
@@ -17,38 +20,106 @@ class ConsumerSettings(BaseSettings):
     properties file).
     """
 
-    model_config = SettingsConfigDict(env_prefix="CONSUMER_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_", frozen=True, validate_by_name=True)
 
-    stream_name: str = Field(min_length=1, max_length=128)
-    application_name: str = Field("kinesis-ingest-consumer", min_length=1, max_length=128)
-    region: str = Field("us-east-1", min_length=1)
-    records_table: str = Field("records", min_length=3, max_length=255)
-    quarantine_table: str = Field("records-quarantine", min_length=3, max_length=255)
-    kinesis_endpoint: str | None = None
-    dynamodb_endpoint: str | None = None
+    stream_name: str = Field(min_length=1, max_length=128, description="the Kinesis stream")
+    application_name: str = Field(
+        "kinesis-ingest-consumer",
+        min_length=1,
+        max_length=128,
+        description="the KCL application: names its three tables and the EFO consumer",
+    )
+    region: str = region_field("CONSUMER_", min_length=1)
+    records_table: str = Field(
+        "records", min_length=3, max_length=255, description="where records are stored"
+    )
+    quarantine_table: str = Field(
+        "records-quarantine",
+        min_length=3,
+        max_length=255,
+        description="poison records, whole, with the reason",
+    )
+    kinesis_endpoint: str | None = Field(None, description="Kinesis endpoint URL; unset: AWS")
+    dynamodb_endpoint: str | None = Field(None, description="DynamoDB endpoint URL; unset: AWS")
     # The KCL's own metrics (PutMetricData). The MultiLangDaemon has no property for it: the
     # launcher passes it to the JVM as the AWS SDK's service-specific endpoint setting.
-    cloudwatch_endpoint: str | None = None
-    # The most shards one worker leases (KCL maxLeasesForWorker): each costs a Python process
-    max_leases_for_worker: int | None = Field(None, ge=1)
-    initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
-    retrieval_mode: Literal["FANOUT", "POLLING"] = "FANOUT"
-    failover_time_millis: int = Field(10_000, gt=0)
-    shard_sync_interval_millis: int = Field(60_000, gt=0)
-    parent_shard_poll_interval_millis: int = Field(10_000, gt=0)
-    shutdown_grace_millis: int = Field(30_000, gt=0)  # SIGTERM to exit; keep under the stop timeout
-    metrics_level: Literal["NONE", "SUMMARY", "DETAILED"] = "SUMMARY"
-    java: str = Field("java", min_length=1)
-    jvm_options: str = ""
-    properties_path: str = ".local/consumer.properties"
-    write_deadline_seconds: float = Field(60.0, gt=0, allow_inf_nan=False)
-    max_writes_in_flight: int = Field(4, ge=1, le=32)  # BatchWriteItem calls at once per shard
-    metrics_interval_seconds: float = Field(60.0, gt=0)  # EMF line on stderr per shard
-    heartbeat_dir: str = "/tmp/kcl-heartbeats"  # consumer.health reads what processors write
+    cloudwatch_endpoint: str | None = Field(
+        None, description="CloudWatch endpoint URL for the KCL's metrics; unset: AWS"
+    )
+    max_leases_for_worker: int | None = Field(
+        None,
+        ge=1,
+        description="KCL maxLeasesForWorker: the most shards one worker leases (each costs a "
+        "Python process); unset: no limit",
+    )
+    initial_position: Literal["TRIM_HORIZON", "LATEST"] = Field(
+        "TRIM_HORIZON", description="where a shard without a checkpoint is read from"
+    )
+    retrieval_mode: Literal["FANOUT", "POLLING"] = Field(
+        "FANOUT", description="enhanced fan-out (SubscribeToShard) or GetRecords polling"
+    )
+    failover_time_millis: int = Field(
+        10_000, gt=0, description="KCL failoverTimeMillis: a lease not renewed this long expires"
+    )
+    lease_assignment_interval_millis: int | None = Field(
+        None,
+        gt=0,
+        description="KCL leaseAssignmentIntervalMillis: how often the leader assigns leases; "
+        "unset: the KCL's 2 x failoverTimeMillis",
+    )
+    shard_sync_interval_millis: int = Field(
+        60_000, gt=0, description="KCL shardSyncIntervalMillis: the leader's shard sync"
+    )
+    parent_shard_poll_interval_millis: int = Field(
+        10_000,
+        gt=0,
+        description="KCL parentShardPollIntervalMillis: how often a child shard checks whether "
+        "its parents are done",
+    )
+    shutdown_grace_millis: int = Field(
+        30_000,
+        gt=0,
+        description="KCL shutdownGraceMillis: on SIGTERM, how long the record processors get "
+        "for their final checkpoints; keep it under the container's stop timeout",
+    )
+    metrics_level: Literal["NONE", "SUMMARY", "DETAILED"] = Field(
+        "SUMMARY", description="the KCL's CloudWatch metrics; NONE locally (no CloudWatch)"
+    )
+    java: str = Field("java", min_length=1, description="the java that runs the KCL daemon")
+    jvm_options: str = Field("", description="more JVM options (shell-quoted)")
+    properties_path: str = Field(
+        ".local/consumer.properties", description="where the rendered KCL properties go"
+    )
+    write_deadline_seconds: float = Field(
+        60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="a batch not written by then makes the processor exit for a replay",
+    )
+    max_writes_in_flight: int = Field(
+        4, ge=1, le=32, description="BatchWriteItem calls (25 items each) at once per shard"
+    )
+    metrics_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="each shard's processor writes an EMF line on stderr this often",
+    )
+    heartbeat_dir: str = Field(
+        "/tmp/kcl-heartbeats",
+        description="each record processor's heartbeat file; python -m consumer.health fails "
+        "when one has been busy with a batch for over the write deadline + 60 s",
+    )
     # The KCL's workerId. Unset: the KCL draws a random one per start (a new ECS task is a new
     # worker). The local stack sets a stable one, so a worker it restarts in place resumes its
     # own leases and leader lock instead of waiting out the dead worker's (README, local stack).
-    worker_id: str | None = Field(None, min_length=1, max_length=256)
+    worker_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="the KCL's workerId; unset: a random one per start. A worker restarted "
+        "with the same id resumes its own leases at once",
+    )
+    log_level: LogLevel = log_level_field()
 
     @field_validator(
         "kinesis_endpoint", "dynamodb_endpoint", "cloudwatch_endpoint", "worker_id", mode="before"

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from consumer.config import get_settings
+from common.settings import load
+from consumer.config import ConsumerSettings, get_settings
 
 STUCK_MARGIN_SECONDS = 60.0  # beyond the write deadline, before a busy processor is stuck
 
@@ -63,8 +64,8 @@ def stuck(directory: str | Path, limit_seconds: float, now: float) -> list[str]:
     return found
 
 
-def main() -> int:
-    settings = get_settings()
+def main(argv: list[str] | None = None) -> int:
+    settings = load(ConsumerSettings, "python -m consumer.health", __doc__, argv, get_settings)
     limit = settings.write_deadline_seconds + STUCK_MARGIN_SECONDS
     hung = stuck(settings.heartbeat_dir, limit, time.time())
     if hung:

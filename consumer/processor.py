@@ -23,7 +23,8 @@ from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor
 
 from common.logs import configure_logging
-from consumer.config import get_settings
+from common.settings import settings_or_exit
+from consumer.config import ConsumerSettings, get_settings
 from consumer.health import Heartbeat
 from consumer.metrics import ConsumerMetrics
 from consumer.records import KinesisRecord, PoisonRecord, quarantine_item, to_item
@@ -205,7 +206,8 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
 def main() -> None:
     """Serve the MultiLang protocol on stdin/stdout until the daemon closes stdin."""
     configure_logging("consumer")
-    settings = get_settings()
+    settings = settings_or_exit(ConsumerSettings, "consumer.processor", get_settings)
+    logging.getLogger().setLevel(settings.log_level)
     deadline = settings.write_deadline_seconds
     sink = DynamoDBSink(
         settings.records_table,

@@ -23,9 +23,9 @@ def render_properties(settings: ConsumerSettings, executable: str) -> str:
     """``key = value`` lines for the daemon, which reads them with ``java.util.Properties``.
 
     ``executable`` is the processor's command line (the daemon splits it on spaces).
-    ``retrievalMode`` is always written and no polling-only key ever is; the endpoints and
-    ``workerId`` only when set (local runs). Raises ``ValueError`` when a value spans more
-    than one line.
+    ``retrievalMode`` is always written and no polling-only key ever is; the endpoints,
+    ``workerId`` and ``leaseAssignmentIntervalMillis`` only when set (local runs). Raises
+    ``ValueError`` when a value spans more than one line.
     """
     values: dict[str, str | int | None] = {
         "executableName": executable,
@@ -39,6 +39,9 @@ def render_properties(settings: ConsumerSettings, executable: str) -> str:
         "dynamoDBEndpoint": settings.dynamodb_endpoint,
         "metricsLevel": settings.metrics_level,
         "failoverTimeMillis": settings.failover_time_millis,
+        # MultiLangDaemonConfiguration.leaseAssignmentIntervalMillis (KCL 3.1.3); unset: the
+        # KCL's 2 x failoverTimeMillis (LeaseManagementConfig)
+        "leaseAssignmentIntervalMillis": settings.lease_assignment_interval_millis,
         "shardSyncIntervalMillis": settings.shard_sync_interval_millis,
         "parentShardPollIntervalMillis": settings.parent_shard_poll_interval_millis,
         "shutdownGraceMillis": settings.shutdown_grace_millis,

@@ -15,7 +15,6 @@ Reads the consumer's settings (``CONSUMER_*``: stream, quarantine table, region,
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from common import settings as cli
 from consumer.config import ConsumerSettings, get_settings
 
 
@@ -92,16 +92,13 @@ def _say(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m consumer.replay",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    prog = "python -m consumer.replay"
+    parser = cli.parser(ConsumerSettings, prog, __doc__)
     parser.add_argument("--reason", default="", help="only items whose reason contains this")
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed")
     parser.add_argument("--kinesis-ca-bundle", help="PEM to verify a local Kinesis endpoint")
     args = parser.parse_args(argv)
-    settings: ConsumerSettings = get_settings()
+    settings = cli.settings_or_exit(ConsumerSettings, prog, get_settings)
     kinesis = boto3.client("kinesis", region_name=settings.region,
                            endpoint_url=settings.kinesis_endpoint,
                            verify=args.kinesis_ca_bundle)  # fmt: skip

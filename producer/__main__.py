@@ -1,4 +1,4 @@
-"""``python -m producer``: serve the app with uvicorn (uvloop + httptools).
+"""``python -m producer``: serve the app with uvicorn (uvloop + httptools), logging JSON lines.
 
 SIGTERM (ECS scale-in, deploys): ``/ready`` turns 503 for ``drain_seconds`` so the load
 balancer stops sending traffic, then uvicorn stops taking connections, finishes the requests
@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
-from producer.config import get_settings
+from common.logs import configure_logging, log_config
+from common.settings import load
+from producer.config import ProducerSettings, get_settings
 from producer.main import create_app
 
 log = logging.getLogger("producer")
@@ -40,8 +43,9 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)  # no drain, or a second signal: stop now
 
 
-def main() -> None:
-    settings = get_settings()
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = load(ProducerSettings, "python -m producer", __doc__, argv, get_settings)
+    configure_logging("producer", level=settings.log_level)
     common = {
         "host": settings.host,
         "port": settings.port,
@@ -53,6 +57,9 @@ def main() -> None:
         # connections and requests at once, then 503 (memory.CONNECTION_COST): what open
         # connections hold stays within the memory bound too
         "limit_concurrency": settings.connection_limit,
+        # uvicorn's lines as JSON too, at the same level, in every worker process
+        "log_config": log_config("producer", settings.log_level),
+        "log_level": settings.log_level.lower(),
     }
     if settings.workers > 1:  # several processes: each flushes its own buffer on SIGTERM
         uvicorn.run("producer.main:create_app", factory=True, workers=settings.workers, **common)

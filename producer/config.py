@@ -1,4 +1,5 @@
-"""Producer settings: environment variables prefixed ``PRODUCER_``, validated at start."""
+"""Producer settings: environment variables prefixed ``PRODUCER_``, validated at start
+(``python -m producer --help`` lists them, generated from this class)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.settings import LogLevel, log_level_field, region_field
 from producer.memory import CONNECTION_COST
 
 
@@ -15,41 +17,106 @@ class ProducerSettings(BaseSettings):
     """KPL-equivalent knobs keep the KPL's defaults (AggregationMaxSize, AggregationMaxCount,
     RecordMaxBufferedTime, RecordTtl, RateLimit)."""
 
-    model_config = SettingsConfigDict(env_prefix="PRODUCER_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="PRODUCER_", frozen=True, validate_by_name=True)
 
-    stream_name: str = Field(min_length=1, max_length=128)
-    region: str = "us-east-1"
-    kinesis_endpoint: str | None = None
-    kinesis_ca_bundle: str | None = None  # PEM file to verify the endpoint's certificate
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
-    aggregation_max_bytes: int = Field(51_200, ge=1024, le=1024 * 1024)
-    aggregation_max_count: int = Field(4_294_967_295, ge=1)
-    rate_limit_percent: float = Field(150.0, gt=0, le=1000)  # of 1 MiB/s, 1,000 records/s a shard
-    shard_refresh_seconds: float = Field(60.0, ge=0)  # ListShards; 0: only on a misrouted record
-    max_buffered_time_ms: int = Field(100, ge=1, le=60_000)
-    record_ttl_ms: int = Field(30_000, ge=100)
-    # each Kinesis call's connect and read timeout (KPL ConnectTimeout/RequestTimeout, 6 s),
-    # at most half the TTL (``kinesis_timeout``), one attempt per call: the collector retries
-    kinesis_timeout_ms: int = Field(6_000, ge=100)
-    shard_queue_ms: int = Field(5_000, ge=100)  # a shard's queue, in time at its rate limit
-    max_in_flight: int = Field(8, ge=1, le=256)
-    # everything held for waiting requests (bodies, their parse, records): then 503
-    max_buffered_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
-    max_buffered_records: int = Field(200_000, ge=100)  # then 503
-    max_body_bytes: int = Field(6 * 1024 * 1024, ge=1024)
-    max_batch_records: int = Field(500, ge=1, le=10_000)
-    api_key: SecretStr | None = None  # when set, POSTs need the X-Api-Key header
-    drain_seconds: float = Field(0.0, ge=0, le=300)  # SIGTERM: /ready is 503 this long first
-    workers: int = Field(1, ge=1, le=64)
+    stream_name: str = Field(min_length=1, max_length=128, description="the Kinesis stream")
+    region: str = region_field("PRODUCER_")
+    kinesis_endpoint: str | None = Field(
+        None, description="Kinesis endpoint URL; unset: AWS (e.g. https://127.0.0.1:4567 locally)"
+    )
+    kinesis_ca_bundle: str | None = Field(
+        None, description="PEM file to verify the endpoint's certificate; unset: the system CAs"
+    )
+    host: str = Field("127.0.0.1", description="listen address (0.0.0.0 in a container)")
+    port: int = Field(8080, ge=1, le=65535, description="listen port")
+    aggregation_max_bytes: int = Field(
+        51_200, ge=1024, le=1024 * 1024, description="KPL AggregationMaxSize: bytes per aggregate"
+    )
+    aggregation_max_count: int = Field(
+        4_294_967_295, ge=1, description="KPL AggregationMaxCount: user records per aggregate"
+    )
+    rate_limit_percent: float = Field(
+        150.0,
+        gt=0,
+        le=1000,
+        description="KPL RateLimit: what one producer sends a shard, as a percentage of 1 MiB/s "
+        "and 1,000 records/s; held records stay buffered (and count toward the 503 bound)",
+    )
+    shard_refresh_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="ListShards this often to follow reshards (also at once when a record lands "
+        "on another shard); 0: only then",
+    )
+    max_buffered_time_ms: int = Field(
+        100, ge=1, le=60_000, description="KPL RecordMaxBufferedTime: flush an aggregate after"
+    )
+    record_ttl_ms: int = Field(
+        30_000, ge=100, description="KPL RecordTtl: a record Kinesis has not taken by then: 503"
+    )
+    kinesis_timeout_ms: int = Field(
+        6_000,
+        ge=100,
+        description="each Kinesis call's connect and read timeout (KPL ConnectTimeout/"
+        "RequestTimeout), at most half the TTL; one attempt per call: the collector retries",
+    )
+    shard_queue_ms: int = Field(
+        5_000,
+        ge=100,
+        description="a shard's queue, in time at its rate limit (min with half the TTL): past "
+        "it, 503 at once for that shard",
+    )
+    max_in_flight: int = Field(8, ge=1, le=256, description="PutRecords calls at once")
+    max_buffered_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="back-pressure bound on everything held for waiting requests (bodies, their "
+        "parse, records): past it, 503",
+    )
+    max_buffered_records: int = Field(
+        200_000, ge=100, description="back-pressure bound on records awaiting Kinesis: past it, 503"
+    )
+    max_body_bytes: int = Field(
+        6 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    max_batch_records: int = Field(500, ge=1, le=10_000, description="records per POST /batch")
+    api_key: SecretStr | None = Field(
+        None, description="when set, POSTs need it in the X-Api-Key header"
+    )
+    drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="on SIGTERM, /ready is 503 this long before shutdown (set it to the load "
+        "balancer's health-check window)",
+    )
+    workers: int = Field(
+        1, ge=1, le=64, description="uvicorn worker processes (with more than one, no drain delay)"
+    )
     # above the load balancer's idle timeout (60 s), or uvicorn (5 s by default) closes
     # connections the ALB still reuses: intermittent 502s (see infra/components/ingest.py)
-    keep_alive_seconds: int = Field(65, ge=1, le=4000)
-    access_log: bool = False  # a line per request costs more than handling it; the ALB logs too
-    emf_interval_seconds: float = Field(60.0, ge=0)  # EMF metrics line on stdout; 0: off
-    # uvicorn's limit_concurrency (connections and requests, then 503); by default the memory
-    # bound over what a connection may hold beyond it (memory.CONNECTION_COST)
-    max_connections: int | None = Field(None, ge=1)
+    keep_alive_seconds: int = Field(
+        65,
+        ge=1,
+        le=4000,
+        description="uvicorn's keep-alive: an idle connection is closed after this; keep it "
+        "above the load balancer's idle timeout (60 s)",
+    )
+    access_log: bool = Field(
+        False,
+        description="uvicorn's line per request (it costs more than handling the request; the "
+        "load balancer logs requests too)",
+    )
+    emf_interval_seconds: float = Field(
+        60.0, ge=0, description="EMF metrics line on stdout this often; 0 turns it off"
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="uvicorn's limit_concurrency (connections and requests at once, then 503); "
+        "unset: the memory bound over what a connection may hold beyond it",
+    )
+    log_level: LogLevel = log_level_field()
 
     @model_validator(mode="after")
     def _timeouts_within_the_ttl(self) -> Self:

@@ -11,6 +11,7 @@ from types import FrameType
 import boto3
 
 from common.logs import configure_logging
+from common.settings import load
 from scaler.config import ScalerSettings, get_settings
 from scaler.policy import Policy
 from scaler.service import Scaler
@@ -37,9 +38,9 @@ def build(settings: ScalerSettings) -> Scaler:
     )
 
 
-def main() -> None:
-    configure_logging("scaler")
-    settings = get_settings()
+def main(argv: list[str] | None = None) -> None:
+    settings = load(ScalerSettings, "python -m scaler", __doc__, argv, get_settings)
+    configure_logging("scaler", level=settings.log_level)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -14,41 +14,81 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.settings import LogLevel, log_level_field, region_field
 from scaler.policy import PolicyConfig, Step
 
 
 class ScalerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SCALER_", frozen=True)
+    """The shard scaler's settings (``python -m scaler --help`` lists them)."""
 
-    stream_name: str = Field(min_length=1, max_length=128)
-    region: str = Field("us-east-1", min_length=1)
-    kinesis_endpoint: str | None = None
-    cloudwatch_endpoint: str | None = None
-    # cloudwatch: the stream's metrics (shard-level too when enhanced monitoring is on);
-    # producer: the per-shard counts at each producer's GET /metrics (local stack)
-    metrics_source: Literal["cloudwatch", "producer"] = "cloudwatch"
-    shard_level_metrics: bool = True  # cloudwatch: read per-shard metrics too
-    producer_metrics_urls: str = ""  # comma-separated
-    check_interval_seconds: float = Field(60.0, gt=0, le=3600)
-    dry_run: bool = False
-    min_shards: int = Field(1, ge=1, le=10_000)
-    max_shards: int = Field(64, ge=1, le=10_000)
-    scale_up_pct: float = Field(90, gt=0, le=100)
-    scale_up_after: int = Field(2, ge=1, le=1440)
-    target_pct: float = Field(75, gt=0, le=100)
-    scale_down_pct: float = Field(65, gt=0, le=100)
-    scale_down_after: int = Field(5, ge=1, le=1440)
-    merge_below_pct: float = Field(75, gt=0, le=100)
-    cool_off_after_up: int = Field(30, ge=0, le=1440)
-    cool_off_after_down: int = Field(2, ge=0, le=1440)
-    max_updates_per_day: int = Field(10, ge=1, le=100)
-    reserved_updates: int = Field(2, ge=0, le=99)
-    update_min_step: int = Field(2, ge=1)
-    scale_up_step: str = "auto"  # auto | N | N%
-    scale_down_step: str = "auto"
-    wait_active_seconds: float = Field(900, gt=0)
-    emf: bool = True  # an EMF metrics line on stdout after each check
-    heartbeat_path: str = "/tmp/scaler-heartbeat"  # touched after each check (scaler.health)
+    model_config = SettingsConfigDict(env_prefix="SCALER_", frozen=True, validate_by_name=True)
+
+    stream_name: str = Field(min_length=1, max_length=128, description="the Kinesis stream")
+    region: str = region_field("SCALER_", min_length=1)
+    kinesis_endpoint: str | None = Field(None, description="Kinesis endpoint URL; unset: AWS")
+    cloudwatch_endpoint: str | None = Field(None, description="CloudWatch endpoint URL; unset: AWS")
+    metrics_source: Literal["cloudwatch", "producer"] = Field(
+        "cloudwatch",
+        description="cloudwatch: the stream's metrics (per shard too with shard_level_metrics); "
+        "producer: the per-shard counts at each producer's GET /metrics (the local stack)",
+    )
+    shard_level_metrics: bool = Field(True, description="cloudwatch: read per-shard metrics too")
+    producer_metrics_urls: str = Field(
+        "", description="producer source: the producers' /metrics URLs, comma-separated"
+    )
+    check_interval_seconds: float = Field(
+        60.0, gt=0, le=3600, description="a check (sample and decision) this often"
+    )
+    dry_run: bool = Field(False, description="decide and log, call nothing")
+    min_shards: int = Field(1, ge=1, le=10_000, description="never fewer open shards")
+    max_shards: int = Field(64, ge=1, le=10_000, description="never more open shards")
+    scale_up_pct: float = Field(
+        90, gt=0, le=100, description="above this utilisation for scale_up_after samples: up"
+    )
+    scale_up_after: int = Field(
+        2, ge=1, le=1440, description="samples above scale_up_pct (or throttled) before a scale-up"
+    )
+    target_pct: float = Field(75, gt=0, le=100, description="utilisation a resize aims at")
+    scale_down_pct: float = Field(
+        65, gt=0, le=100, description="below this for scale_down_after samples: down"
+    )
+    scale_down_after: int = Field(
+        5, ge=1, le=1440, description="samples below scale_down_pct before a scale-down"
+    )
+    merge_below_pct: float = Field(
+        75, gt=0, le=100, description="merge an adjacent pair only if together they peaked below"
+    )
+    cool_off_after_up: int = Field(
+        30, ge=0, le=1440, description="samples after a scale-up before a scale-down"
+    )
+    cool_off_after_down: int = Field(
+        2, ge=0, le=1440, description="samples after a scale-down before another one"
+    )
+    max_updates_per_day: int = Field(
+        10, ge=1, le=100, description="UpdateShardCount calls per rolling 24 h (the AWS limit)"
+    )
+    reserved_updates: int = Field(
+        2, ge=0, le=99, description="of those, kept for scale-ups; beyond, split and merge"
+    )
+    update_min_step: int = Field(
+        2, ge=1, description="smaller scale-downs merge instead of spending an UpdateShardCount"
+    )
+    scale_up_step: str = Field(
+        "auto", description="auto (to the target), a count (2) or a percentage (50%)"
+    )
+    scale_down_step: str = Field(
+        "auto", description="auto (to the target), a count (2) or a percentage (50%)"
+    )
+    wait_active_seconds: float = Field(
+        900, gt=0, description="after a reshard, wait this long at most for ACTIVE"
+    )
+    emf: bool = Field(True, description="an EMF metrics line on stdout after each check")
+    heartbeat_path: str = Field(
+        "/tmp/scaler-heartbeat",
+        description="touched before every check; python -m scaler.health fails when it is older "
+        "than the interval + wait_active_seconds + 2 min",
+    )
+    log_level: LogLevel = log_level_field()
 
     @field_validator("kinesis_endpoint", "cloudwatch_endpoint", mode="before")
     @classmethod

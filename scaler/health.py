@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from common.settings import load
 from scaler.config import ScalerSettings, get_settings
 
 MARGIN_SECONDS = 120.0
@@ -34,8 +35,9 @@ def problem(settings: ScalerSettings, now: float) -> str | None:
     return None
 
 
-def main() -> int:
-    found = problem(get_settings(), time.time())
+def main(argv: list[str] | None = None) -> int:
+    settings = load(ScalerSettings, "python -m scaler.health", __doc__, argv, get_settings)
+    found = problem(settings, time.time())
     if found:
         sys.stderr.write(found + "\n")
         return 1

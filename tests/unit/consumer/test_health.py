@@ -69,9 +69,9 @@ def test_the_check_exits_1_naming_the_stuck_shard(
     monkeypatch.setenv("CONSUMER_WRITE_DEADLINE_SECONDS", "30")
     config.get_settings.cache_clear()
     try:
-        assert health.main() == 0
+        assert health.main([]) == 0
         (tmp_path / "shardId-7.json").write_text(json.dumps({"busy_since": 1.0}))
-        assert health.main() == 1
+        assert health.main([]) == 1
         assert "shardId-7" in capsys.readouterr().err
     finally:
         config.get_settings.cache_clear()

@@ -23,7 +23,7 @@ def test_daemon_command_runs_the_multilang_daemon_with_jvm_options() -> None:
     assert launcher.LOGBACK_CONFIG.is_file()
     assert argv == [
         "/opt/java", f"-Dlogback.configurationFile={launcher.LOGBACK_CONFIG}",
-        "-Xmx512m", "-Djavax.net.ssl.trustStore=/a b",
+        "-Dkinesis_ingest.log_level=INFO", "-Xmx512m", "-Djavax.net.ssl.trustStore=/a b",
         "-cp", "/jars/*", "software.amazon.kinesis.multilang.MultiLangDaemon",
         "--properties-file", "/p/consumer.properties",
     ]  # fmt: skip
@@ -74,7 +74,7 @@ def test_main_writes_properties_and_execs_the_jvm(
     monkeypatch.setattr(launcher.os, "execvp", lambda file, argv: execs.append((file, argv)))
     try:
         # WHEN launched
-        launcher.main()
+        launcher.main([])
     finally:
         config.get_settings.cache_clear()
     # THEN the properties name this Python's processor module

@@ -1,0 +1,189 @@
+"""Every entry point explains itself: ``--help`` lists each variable of its settings class with
+its default and meaning; a bad setting is one line naming the variable, exit status 2; the
+region falls back to the AWS SDKs' variables; one JSON log format with a level setting."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from common.settings import env_names, variables_help
+from consumer import config as consumer_config
+from consumer.config import ConsumerSettings
+from producer import config as producer_config
+from producer.config import ProducerSettings
+from scaler import config as scaler_config
+from scaler.config import ScalerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRY_POINTS = {
+    "producer": ProducerSettings,
+    "consumer": ConsumerSettings,
+    "scaler": ScalerSettings,
+    "consumer.health": ConsumerSettings,
+    "scaler.health": ScalerSettings,
+    "consumer.replay": ConsumerSettings,
+}
+SETTINGS = (ProducerSettings, ConsumerSettings, ScalerSettings)
+PREFIXES = ("PRODUCER_", "CONSUMER_", "SCALER_", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def _run(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module`` with none of the services' variables set but ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """An entry point's ``main(argv)`` run in this process (as ``python -m module`` would run
+    it) with none of the services' variables set but the ones given; settings caches cleared."""
+
+    def run(module: str, *args: str, **env: str) -> Ran:
+        for name in list(os.environ):
+            if name.startswith(PREFIXES):
+                monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        caches = [producer_config.get_settings, consumer_config.get_settings,
+                  scaler_config.get_settings]  # fmt: skip
+        for cache in caches:
+            cache.cache_clear()
+        entry = importlib.import_module(module if "." in module else f"{module}.__main__")
+        try:
+            code = entry.main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            for cache in caches:
+                cache.cache_clear()
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return run
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_help_lists_every_variable_with_its_default_and_meaning(module: str, main: Any) -> None:
+    # GIVEN an entry point and none of its settings (the required ones missing)
+    cls = ENTRY_POINTS[module]
+    # WHEN asked for help
+    done = main(module, "--help")
+    # THEN it exits 0 and names each variable, its default and what it means
+    assert done.returncode in (0, None), done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    for name, info in cls.model_fields.items():
+        variable = env_names(cls, name)[0]
+        (line,) = [i for i, text in enumerate(lines) if text.split()[:1] == [variable]]
+        default = info.get_default()
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        if info.is_required() or default is None:
+            shown = "required" if info.is_required() else "unset"
+        assert shown in lines[line], lines[line]
+        assert info.description and info.description.split()[-1] in " ".join(lines[line : line + 5])
+    assert variables_help(cls) in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "env", "variable"),
+    [
+        ("producer", {"PRODUCER_STREAM_NAME": "s", "PRODUCER_PORT": "70000"}, "PRODUCER_PORT"),
+        ("producer", {"PRODUCER_STREAM_NAME": "s", "PRODUCER_LOG_LEVEL": "loud"},
+         "PRODUCER_LOG_LEVEL"),
+        ("consumer", {}, "CONSUMER_STREAM_NAME"),
+        ("consumer", {"CONSUMER_STREAM_NAME": "s", "CONSUMER_RETRIEVAL_MODE": "PUSH"},
+         "CONSUMER_RETRIEVAL_MODE"),
+        ("scaler", {"SCALER_STREAM_NAME": "s", "SCALER_SCALE_DOWN_PCT": "95"},
+         "SCALER_SCALE_DOWN_PCT"),
+        ("scaler.health", {"SCALER_STREAM_NAME": "s", "SCALER_DRY_RUN": "perhaps"},
+         "SCALER_DRY_RUN"),
+        ("consumer.health", {"CONSUMER_STREAM_NAME": "s", "CONSUMER_WRITE_DEADLINE_SECONDS": "0"},
+         "CONSUMER_WRITE_DEADLINE_SECONDS"),
+        ("consumer.replay", {"CONSUMER_STREAM_NAME": ""}, "CONSUMER_STREAM_NAME"),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_is_one_line_naming_the_variable_exit_2(
+    module: str, env: dict[str, str], variable: str, main: Any
+) -> None:
+    # WHEN an entry point starts with a bad or missing setting
+    done = main(module, **env)
+    # THEN it exits 2 with one line naming the variable and the problem, then where to look
+    assert done.returncode == 2, done.stderr
+    problem, hint = done.stderr.splitlines()
+    assert problem.startswith(f"python -m {module}: ") and variable in problem, problem
+    assert hint == f"python -m {module}: see python -m {module} --help"
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("cls", SETTINGS)
+def test_the_region_falls_back_to_the_sdk_variables(
+    cls: type[BaseSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", *env_names(cls, "region")):
+        monkeypatch.delenv(name, raising=False)
+    own = env_names(cls, "region")[0]
+    values = {"stream_name": "s"}
+    assert cls(**values).region == "us-east-1"  # type: ignore[attr-defined]
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    assert cls(**values).region == "ap-south-1"  # type: ignore[attr-defined]
+    # GIVEN AWS_REGION (what ECS sets in every task) THEN it wins over AWS_DEFAULT_REGION
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert cls(**values).region == "eu-west-1"  # type: ignore[attr-defined]
+    # AND the service's own variable wins over both
+    monkeypatch.setenv(own, "eu-central-1")
+    assert cls(**values).region == "eu-central-1"  # type: ignore[attr-defined]
+    assert cls(**values, region="us-west-2").region == "us-west-2"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cls", SETTINGS)
+def test_log_level_is_read_in_any_case(cls: type[BaseSettings]) -> None:
+    assert cls(stream_name="s", log_level="warning").log_level == "WARNING"  # type: ignore[attr-defined]
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_python_m_producer_help_is_help_not_a_traceback() -> None:
+    # GIVEN no settings at all (the issue's reproduction: a pydantic traceback)
+    done = _run("producer", "-h")
+    assert done.returncode == 0, done.stderr
+    assert "PRODUCER_STREAM_NAME" in done.stdout and done.stderr == ""
+
+
+@pytest.mark.parametrize("level", ["INFO", "error"])
+def test_the_producer_and_uvicorn_log_json_lines_at_the_level_set(level: str) -> None:
+    # GIVEN a producer whose Kinesis cannot be reached, so that its startup fails
+    env = {"PRODUCER_STREAM_NAME": "s", "PRODUCER_PORT": "18999", "PRODUCER_LOG_LEVEL": level,
+           "PRODUCER_KINESIS_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "x"}  # fmt: skip
+    # WHEN it starts
+    done = _run("producer", **env)
+    # THEN every line it wrote, uvicorn's too, is one JSON object of the services' format
+    assert done.returncode == 3, done.stderr
+    lines = _json_lines(done.stderr)
+    assert {line["service"] for line in lines} == {"producer"}
+    assert all({"timestamp", "level", "location", "message"} <= set(line) for line in lines)
+    assert "Application startup failed. Exiting." in [line["message"] for line in lines]
+    # AND the level set decides what is written (uvicorn's INFO line "Started server process")
+    started = any(str(line["message"]).startswith("Started server process") for line in lines)
+    assert started == (level == "INFO")
+    assert {line["level"] for line in lines} <= ({"INFO", "ERROR"} if started else {"ERROR"})
