@@ -3,10 +3,12 @@
 There is no CloudWatch locally, so a sampler reads what the services publish every two
 seconds: the producer's Prometheus text (``/metrics``), the EMF lines the consumer's record
 processors and the scaler write to their logs (the lines CloudWatch would turn into metrics),
-the stream's open shards (ListShards), each process group's CPU time from ``/proc``, and the
+the stream's open shards (ListShards), each process group's CPU time from ``/proc`` (where
+there is one: elsewhere the CPU panel says so and every other panel still fills), and the
 supervisor's view of each service (running, restarted how often, how it last ended). A small
 HTTP server on 127.0.0.1 serves the page (``dashboard.html``, which draws whatever panels
-``/api/metrics`` describes) and the last ten minutes of samples.
+``/api/metrics`` describes on one time axis with ``static/chart.js``, the charting library kept
+in this repository) and the last ten minutes of samples.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from scaler.stream import StreamAdmin
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("dashboard.html")
+STATIC = {"/chart.js": (Path(__file__).with_name("static") / "chart.js", "text/javascript")}
+PROC = Path("/proc")
+NO_PROC = "CPU needs /proc (Linux): not sampled here"
 PROM_LINE = re.compile(r'^(producer_[a-z0-9_]+?)(?:\{code="([^"]+)"\})? ([0-9.e+-]+)$')
 TICKS = os.sysconf("SC_CLK_TCK")
 HISTORY = 300  # samples kept: ten minutes at one every two seconds
@@ -154,18 +159,23 @@ class ConsumerState:
         return percentile((v for t, v in self.latencies if now - t <= LATENCY_WINDOW), p)
 
 
-def process_groups_cpu_ticks() -> dict[int, int]:
-    """Process group id -> CPU ticks (user + system) of its live processes."""
+def process_groups_cpu_ticks(proc: Path = PROC) -> dict[int, int] | None:
+    """Process group id -> CPU ticks (user + system) of its live processes; None without a
+    ``/proc`` (macOS, some containers)."""
+    try:
+        entries = list(os.scandir(proc))
+    except OSError:
+        return None
     ticks: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
+    for entry in entries:
         if not entry.name.isdigit():
             continue
         try:
             text = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
-        pgid, utime, stime = int(fields[2]), int(fields[11]), int(fields[12])
+            fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
+            pgid, utime, stime = int(fields[2]), int(fields[11]), int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile, or not a process's stat
         ticks[pgid] = ticks.get(pgid, 0) + utime + stime
     return ticks
 
@@ -182,6 +192,7 @@ class Sampler:
         interval: float = 2.0,
         log_starts: Callable[[], dict[Path, int]] = dict,
         services: Callable[[], list[dict[str, Any]]] = list,
+        proc: Path = PROC,
     ) -> None:
         self.producer_metrics_url = producer_metrics_url
         self.logs_dir = logs_dir
@@ -190,6 +201,8 @@ class Sampler:
         self.interval = interval
         self.log_starts = log_starts  # log file -> where this run's lines begin (appended logs)
         self.services = services  # the supervisor's view: state, restarts, last exit
+        self.proc = proc
+        self.cpu_note = ""  # why the CPU panel is empty, when it is
         self.samples: deque[dict[str, float | None]] = deque(maxlen=HISTORY)
         self.consumer = ConsumerState()
         self.scaler_target: float | None = None
@@ -207,7 +220,9 @@ class Sampler:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(0 if not self.samples else self.interval):
+        wait = 0.0  # the first sample at once, then one an interval (a failed one too)
+        while not self._stop.wait(wait):
+            wait = self.interval
             try:
                 self.sample()
             except Exception:  # a sampler must outlive any one source's trouble
@@ -257,10 +272,13 @@ class Sampler:
 
     def _cpu(self, now: float) -> dict[str, float | None]:
         groups = self.processes()
-        ticks = process_groups_cpu_ticks()
         found: dict[str, float | None] = {}
         for service, pgids in groups.items():
             found[f"tasks.{service}"] = float(len(pgids))
+        ticks = process_groups_cpu_ticks(self.proc)
+        if ticks is None:
+            self.cpu_note = NO_PROC
+            return found
         if self._cpu_before is not None:
             then, before = self._cpu_before
             for service, pgids in groups.items():
@@ -273,8 +291,9 @@ class Sampler:
         with self._lock:
             samples = list(self.samples)
         series = _derived(samples)
+        notes = {"cpu": self.cpu_note}
         panels = [
-            {"id": pid, "title": title, "unit": unit,
+            {"id": pid, "title": title, "unit": unit, "note": notes.get(pid, ""),
              "series": [{"key": key, "label": label, "points": series.get(key, []),
                          "last": _last(series.get(key, []))} for key, label in keys]}
             for pid, title, unit, keys in PANELS
@@ -342,6 +361,9 @@ class DashboardServer:
             def do_GET(self) -> None:
                 if self.path in ("/", "/index.html"):
                     self._send(200, "text/html; charset=utf-8", page)
+                elif self.path in STATIC:
+                    path, kind = STATIC[self.path]
+                    self._send(200, f"{kind}; charset=utf-8", path.read_bytes())
                 elif self.path == "/api/metrics":
                     body = json.dumps(sampler.snapshot()).encode()
                     self._send(200, "application/json", body)

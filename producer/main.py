@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from producer.api.docs import add_docs
 from producer.api.fastpath import CheckBody, ProducerApp
 from producer.api.ingest import Ingest, problems
 from producer.api.routes import router
@@ -106,8 +107,11 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
         title="kinesis-ingest producer",
         summary="POST JSON records; each is answered once Kinesis has stored it.",
         lifespan=lifespan,
+        docs_url=None,  # add_docs: the same pages without a CDN
+        redoc_url=None,
     )
     app.include_router(router)
+    add_docs(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
