@@ -86,8 +86,10 @@ node_modules/.installed: package.json package-lock.json .local/.system-ok
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# the first record's time is counted from here, installs included
+run: STARTED := $(shell date +%s.%N 2>/dev/null)
 run: install
-	$(PY) -m local_stack $(ARGS)
+	$(PY) -m local_stack --started-at $(STARTED) $(ARGS)
 
 test: install .local/.chromium-ok
 	$(PY) -m pytest

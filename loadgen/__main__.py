@@ -5,33 +5,50 @@ progress bar, then a summary: sent, acknowledged, rejected, stored, latency perc
     python -m loadgen --url https://ingest.example.com --api-key "$KEY" --rate 2000 \\
         --count 100000 --batch 100 --table my-stack-records
 
-"Stored" reads the records table (DynamoDB Local for the local stack; the AWS credentials in
-the environment for a deployed one) until every acknowledged id is there or ``--wait-stored``
-seconds passed; ``--no-check-stored`` skips it.
+Without ``--url`` it sends to the local stack running from ``--state-dir`` (default
+``.local/stack``, where ``make run`` keeps it), found through its endpoints file, whatever its
+ports. "Stored" reads the records table (that stack's DynamoDB Local for a local URL, with the
+AWS credentials in the environment for a deployed one) until every acknowledged id is there or
+``--wait-stored`` seconds passed; ``--no-check-stored`` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import sys
 import time
+import urllib.parse
+from pathlib import Path
 from typing import Any, TextIO
 
 from loadgen.run import Plan, Tally, send
 from loadgen.shapes import SHAPES
 from loadgen.stored import count_stored
+from local_stack import endpoints
 
-LOCAL_URL = "http://127.0.0.1:8080"
 LOCAL_DYNAMODB = "http://127.0.0.1:8000"
+
+
+def is_local(url: str) -> bool:
+    """A URL on this machine: localhost, 127.0.0.0/8 or ::1."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m loadgen", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--url", default=LOCAL_URL, help=f"the producer (default {LOCAL_URL})")
+    parser.add_argument("--url", help="the producer (default: the running local stack's)")
+    parser.add_argument("--state-dir", type=Path, help="the local stack's (default .local/stack)")
     parser.add_argument("--rate", type=float, default=100, help="records per second")
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--duration", type=float, help="seconds to send for (default 10)")
@@ -41,12 +58,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=256, help="requests in flight at most")
     parser.add_argument("--api-key", help="sent as x-api-key")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--table", default="records", help="the records table, to count stored")
+    parser.add_argument("--table", help="the records table, to count stored (default: records)")
     parser.add_argument(
         "--dynamodb-endpoint",
-        help=f"DynamoDB endpoint (default: {LOCAL_DYNAMODB} for a local --url, else AWS)",
+        help="DynamoDB endpoint (default: the local stack's for a local --url, else AWS)",
     )
-    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--region", help="for the table (default: the stack's, or us-east-1)")
     parser.add_argument("--wait-stored", type=float, default=120, help="seconds, at most")
     parser.add_argument("--no-check-stored", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -57,9 +74,30 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         args.count = max(1, round(args.rate * (args.duration or 10)))
     if args.count < 1:
         parser.error("--count must be >= 1")
-    if args.dynamodb_endpoint is None and "://127.0.0.1" in args.url:
-        args.dynamodb_endpoint = LOCAL_DYNAMODB
+    _where(parser, args)
     return args
+
+
+def _where(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill in the URL, table, region and DynamoDB endpoint: a local URL's records are in the
+    running stack's DynamoDB Local (never in AWS), a deployed URL's in AWS."""
+    found = endpoints.find(args.state_dir)
+    if args.url is None:
+        if found is None:
+            parser.error(endpoints.none_running(args.state_dir) + "; or give --url")
+        args.url = found.producer
+    local = is_local(args.url)
+    if local and found is not None and _port(args.url) != _port(found.producer):
+        found = None  # another stack than the one found: only the default ports are known
+    args.table = args.table or (found.records_table if found else "records")
+    args.region = args.region or (found.region if found else "us-east-1")
+    if args.dynamodb_endpoint is None and local:
+        args.dynamodb_endpoint = found.dynamodb if found else LOCAL_DYNAMODB
+
+
+def _port(url: str) -> int | None:
+    parts = urllib.parse.urlsplit(url)
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 class ProgressBar:

@@ -348,11 +348,13 @@ def _ratio(before: dict[str, float | None], after: dict[str, float | None], per:
 
 
 class DashboardServer:
-    """Serves the page and ``/api/metrics`` on 127.0.0.1:``port`` from a thread."""
+    """Serves the page and ``/api/metrics`` on 127.0.0.1:``port`` from a thread. The port is
+    taken at construction (an ``OSError`` if it is not free); ``start`` serves ``sampler``'s."""
 
-    def __init__(self, port: int, sampler: Sampler) -> None:
+    def __init__(self, port: int, sampler: Sampler | None = None) -> None:
         self.sampler = sampler
         page = PAGE.read_bytes()
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -364,8 +366,8 @@ class DashboardServer:
                 elif self.path in STATIC:
                     path, kind = STATIC[self.path]
                     self._send(200, f"{kind}; charset=utf-8", path.read_bytes())
-                elif self.path == "/api/metrics":
-                    body = json.dumps(sampler.snapshot()).encode()
+                elif self.path == "/api/metrics" and server.sampler is not None:
+                    body = json.dumps(server.sampler.snapshot()).encode()
                     self._send(200, "application/json", body)
                 else:
                     self._send(404, "text/plain", b"not found\n")
@@ -387,18 +389,22 @@ class DashboardServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/"
 
-    def start(self) -> None:
+    def start(self, sampler: Sampler | None = None) -> None:
+        self.sampler = sampler or self.sampler
+        assert self.sampler is not None, "nothing to serve"
         self.sampler.start()
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
-        self.sampler.stop()
+        if self.sampler is not None and self.sampler._thread.is_alive():
+            self.sampler.stop()
 
 
-def for_stack(stack: Any, port: int) -> DashboardServer:
-    """The dashboard of a running ``LocalStack`` (its processes, logs and stream)."""
+def sampler_for(stack: Any) -> Sampler:
+    """The sampler of a running ``LocalStack`` (its processes, logs and stream)."""
     config = stack.config
     stream = StreamAdmin(stack.client("kinesis"), config.stream_name)
 
@@ -416,7 +422,7 @@ def for_stack(stack: Any, port: int) -> DashboardServer:
     def log_starts() -> dict[Path, int]:
         return {process.log_path: process.log_start for process in list(stack.processes)}
 
-    sampler = Sampler(
+    return Sampler(
         f"{config.producer_url}/metrics",
         config.state_dir / "logs",
         processes,
@@ -424,4 +430,3 @@ def for_stack(stack: Any, port: int) -> DashboardServer:
         log_starts=log_starts,
         services=stack.status,
     )
-    return DashboardServer(port, sampler)

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import sys
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from local_stack import endpoints
 from local_stack.certs import TlsFiles, ensure_tls
+from local_stack.dashboard import DashboardServer, sampler_for
+from local_stack.leases import create_leases
 from local_stack.observed import Observed, free_port
 from local_stack.ownership import command, port_holders
 from local_stack.processes import ManagedProcess, StartupError, port_open, wait_until
 from local_stack.supervisor import RestartPolicy, Supervisor
+from scaler.stream import StreamAdmin
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+log = logging.getLogger("local_stack")
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class StackConfig:
     kinesis_plain_port: int = 4568
     dynamodb_port: int = 8000
     producer_port: int = 8080
+    dashboard_port: int = 0  # the live dashboard; 0: none (make run: 8090)
     region: str = "us-east-1"
     stream_name: str = "ingest-stream"
     shard_count: int = 5
@@ -44,6 +54,8 @@ class StackConfig:
     scaler: str = "dry-run"
     scaler_interval_seconds: float = 10.0
     startup_timeout: float = 180.0
+    # post one record as soon as the producer answers and report when it is stored (make run)
+    first_record: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
@@ -62,6 +74,15 @@ class StackConfig:
     @property
     def producer_url(self) -> str:
         return f"http://{HOST}:{self.producer_port}"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """What listens where (the dashboard only when it has a port)."""
+        ports = {"kinesis-mock (TLS)": self.kinesis_tls_port,
+                 "kinesis-mock (plain)": self.kinesis_plain_port,
+                 "DynamoDB Local": self.dynamodb_port, "producer": self.producer_port,
+                 "dashboard": self.dashboard_port}  # fmt: skip
+        return {name: port for name, port in ports.items() if port}
 
 
 def dynamodb_local_argv(port: int) -> list[str]:
@@ -102,19 +123,31 @@ CLOUDWATCH_STATE = (
     "lost the alarms"
 )
 KINESIS_MOCK_GRACE = 3.0  # it ignores SIGTERM: SIGKILL after this
+INITIAL_POSITION = "TRIM_HORIZON"  # the consumer's, and its leases' first checkpoint
+LEASE_ASSIGNMENT_INTERVAL_MILLIS = 2000
 KCL_SHUTDOWN_GRACE_SECONDS = 30  # the daemon's shutdownGraceMillis: its processors checkpoint
 CONSUMER_GRACE = KCL_SHUTDOWN_GRACE_SECONDS + 10.0  # SIGTERM to SIGKILL: the KCL's grace and more
 
 
 class LocalStack(Supervisor):
     """The pipeline's processes, started in order and supervised (``Supervisor``); ``stop``
-    leaves none behind (use as a context manager)."""
+    leaves none behind (use as a context manager). ``progress`` hears each stage of the start
+    (by default the ``local_stack`` logger at INFO)."""
 
-    def __init__(self, config: StackConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: StackConfig | None = None,
+        progress: Callable[[str], None] | None = None,
+        started_at: float | None = None,
+    ) -> None:
         self.config = config or StackConfig()
         super().__init__(self.config.state_dir, self.config.restart_policy)
         self.tls: TlsFiles | None = None
         self.observed = Observed(self.config, free_port())  # CloudWatch, recordings, outputs
+        self.progress = progress or log.info
+        self.started_at = started_at if started_at is not None else time.time()  # epoch s
+        self.dashboard: DashboardServer | None = None
+        self.first_record: FirstRecord | None = None
 
     def __enter__(self) -> LocalStack:
         try:
@@ -144,12 +177,30 @@ class LocalStack(Supervisor):
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        cfg = self.config
+        """Every port checked first, then the emulators, the stream and tables, the services;
+        returns once every shard is leased and its record processor runs (and, with
+        ``first_record``, a record posted through the producer is stored)."""
         for tool in ("node", "java", "openssl", "keytool"):
             if shutil.which(tool) is None:
                 raise StartupError(f"`{tool}` is not on PATH: run `make install`")
         self.begin()  # ends what an earlier run from this state dir left behind
         self._check_ports()
+        kinesis = self._start_emulators()
+        self._create_resources(kinesis)
+        consumer = self._start_services()
+        self._wait_serving(consumer)
+
+    def _start_emulators(self) -> ManagedProcess:
+        """The dashboard's port taken, kinesis-mock, DynamoDB Local and CloudWatch (moto)
+        listening."""
+        cfg, say = self.config, self.progress
+        if cfg.dashboard_port:
+            try:
+                self.dashboard = DashboardServer(cfg.dashboard_port)  # holds its port from now
+            except OSError as exc:
+                raise StartupError(f"the dashboard cannot listen on {HOST}:"
+                                   f"{cfg.dashboard_port}: {exc}") from None  # fmt: skip
+        say(f"ports free: {', '.join(str(p) for p in cfg.ports.values())}")
         self.tls = ensure_tls(cfg.state_dir / "tls")
         kinesis = self._spawn("kinesis-mock", self._kinesis_mock_argv(), self._kinesis_mock_env(),
                               grace=KINESIS_MOCK_GRACE, no_restart=KINESIS_MOCK_STATE)  # fmt: skip
@@ -163,30 +214,100 @@ class LocalStack(Supervisor):
             no_restart=CLOUDWATCH_STATE,
         )
         wait_until("kinesis-mock", lambda: port_open(HOST, cfg.kinesis_tls_port), 60, kinesis)
+        say(f"kinesis-mock up: {cfg.kinesis_https} (TLS), {cfg.kinesis_http}")
         wait_until("DynamoDB Local", lambda: port_open(HOST, cfg.dynamodb_port), 60, dynamodb)
+        say(f"DynamoDB Local up: {cfg.dynamodb_url}")
         wait_until("CloudWatch (moto)", lambda: port_open(HOST, cw_port), 60, cloudwatch)
-        self._create_resources(kinesis)
-        recorder = self._spawn("recorder", self.observed.recorder_argv(), {})
-        for port in self.observed.ports.values():
-            wait_until("the call recorder", lambda p=port: port_open(HOST, p), 30, recorder)
-        alarms = self.observed.create_resources(
-            self.client("dynamodb"), self.client("kinesis"), self.client("cloudwatch")
-        )
-        self.observed.write_outputs(cfg.state_dir / "outputs.json", alarms, self.tls.cert)
+        say(f"CloudWatch (moto) up: {self.observed.cloudwatch_url}")
+        return kinesis
+
+    def _start_services(self) -> ManagedProcess:
+        """The dashboard's sampler, the consumer, the producer (healthy; then the endpoints
+        file and the first record), the scaler. Returns the consumer."""
+        cfg, say = self.config, self.progress
+        if self.dashboard is not None:
+            self.dashboard.start(sampler_for(self))
+            say(f"dashboard: {self.dashboard.url}")
+        shutil.rmtree(self._heartbeats, ignore_errors=True)  # an earlier run's processors' files
         consumer = self._spawn("consumer", [sys.executable, "-m", "consumer"],
                                self._consumer_env("consumer"), grace=CONSUMER_GRACE)  # fmt: skip
         producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
         wait_until("the producer", self._producer_healthy, 60, producer)
+        say(f"producer healthy: {cfg.producer_url}/ (records posted from now on wait in the "
+            "stream until the consumer reads them)")  # fmt: skip
+        self._write_endpoints()
+        if cfg.first_record:
+            try:
+                self.first_record = FirstRecord.post(cfg.producer_url)
+            except OSError as exc:  # refused (an HTTP error) or no answer
+                raise StartupError(f"the producer did not take the first record: {exc}") from None
         if cfg.scaler != "off":
             self._spawn("scaler", [sys.executable, "-m", "scaler"], self._scaler_env())
-        wait_until(
-            "the consumer to lease every shard", self._all_leased, cfg.startup_timeout, consumer
-        )
+        return consumer
+
+    def _wait_serving(self, consumer: ManagedProcess) -> None:
+        """Every shard leased, a record processor for each, the first record stored."""
+        cfg = self.config
+        self._wait_counting("the consumer to lease every shard", "consumer: leases",
+                            self._leased, consumer)  # fmt: skip
+        processors = self._heartbeats
+        self._wait_counting("a record processor for every shard",
+                            "consumer: record processors (each subscribes to its shard)",
+                            lambda: len(list(processors.glob("*.json"))), consumer)  # fmt: skip
+        record = self.first_record
+        if record is not None:
+            wait_until("the first record to be stored", lambda: record.stored(self.client(
+                "dynamodb"), cfg.records_table), cfg.startup_timeout, consumer)  # fmt: skip
+            self.progress(f"first record stored {self.elapsed():.0f} s after start "
+                          f"(id {record.id})")  # fmt: skip
+
+    @property
+    def _heartbeats(self) -> Path:
+        """Where the first consumer's record processors keep their heartbeat files."""
+        return self.config.state_dir / "heartbeats" / "consumer"
+
+    def elapsed(self) -> float:
+        """Seconds since the start (``make run``'s, when it passed it)."""
+        return time.time() - self.started_at
+
+    def _wait_counting(
+        self, what: str, label: str, count: Callable[[], int], process: ManagedProcess
+    ) -> None:
+        """Wait until ``count()`` reaches the shard count, saying each new count."""
+        total, shown = self.config.shard_count, [-1]
+
+        def done() -> bool:
+            now = count()
+            if now != shown[0]:
+                shown[0] = now
+                self.progress(f"{label} {now}/{total}")
+            return now >= total
+
+        wait_until(what, done, self.config.startup_timeout, process)
+
+    def stop(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.stop()
+            self.dashboard = None
+        if self._began:
+            endpoints.remove(self.config.state_dir)
+        super().stop()
+
+    def _write_endpoints(self) -> None:
+        """Where this stack is, for the tools (``local_stack.endpoints``)."""
+        cfg, tls = self.config, self.tls
+        assert tls is not None
+        endpoints.write(cfg.state_dir, endpoints.Endpoints(
+            run=self.run, producer=cfg.producer_url, kinesis=cfg.kinesis_https,
+            kinesis_ca_bundle=str(tls.cert), dynamodb=cfg.dynamodb_url,
+            dashboard=self.dashboard.url if self.dashboard else None, region=cfg.region,
+            stream=cfg.stream_name, records_table=cfg.records_table,
+            quarantine_table=cfg.quarantine_table,
+        ))  # fmt: skip
 
     def _check_ports(self) -> None:
         cfg = self.config
-        ports = (cfg.kinesis_tls_port, cfg.kinesis_plain_port, cfg.dynamodb_port, cfg.producer_port)
-        busy = [p for p in ports if port_open(HOST, p)]
+        busy = [p for p in cfg.ports.values() if port_open(HOST, p)]
         if busy:
             holders = [f"{port}: pid {pid} ({command(pid)})" for port in busy
                        for pid in port_holders(port)]  # fmt: skip
@@ -239,6 +360,7 @@ class LocalStack(Supervisor):
         return dynamodb_local_argv(self.config.dynamodb_port)
 
     def _create_resources(self, kinesis_process: ManagedProcess) -> None:
+        """The tables, the stream ACTIVE; the KCL's tables, fan-out consumer and first leases."""
         cfg = self.config
         ddb = self.client("dynamodb")
         for table in (cfg.records_table, cfg.quarantine_table):
@@ -255,6 +377,20 @@ class LocalStack(Supervisor):
             return bool(summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE")
 
         wait_until(f"stream {cfg.stream_name} to be ACTIVE", stream_active, 60, kinesis_process)
+        self.progress(f"stream {cfg.stream_name} ACTIVE ({cfg.shard_count} shards); tables "
+                      f"{cfg.records_table}, {cfg.quarantine_table}")  # fmt: skip
+        recorder = self._spawn("recorder", self.observed.recorder_argv(), {})
+        for port in self.observed.ports.values():
+            wait_until("the call recorder", lambda p=port: port_open(HOST, p), 30, recorder)
+        # what pulumi up creates: the KCL's tables (with the lease table's index), its fan-out
+        # consumer, the alarms
+        alarms = self.observed.create_resources(ddb, kinesis, self.client("cloudwatch"))
+        assert self.tls is not None
+        self.observed.write_outputs(cfg.state_dir / "outputs.json", alarms, self.tls.cert)
+        shards = StreamAdmin(kinesis, cfg.stream_name).open_shards()
+        leases = create_leases(ddb, cfg.application_name, shards, INITIAL_POSITION)
+        self.progress(f"KCL: tables, index and fan-out consumer ready; {leases} leases written "
+                      "ahead (the KCL would wait 1-30 s for an empty lease table)")  # fmt: skip
 
     def _producer_env(self) -> dict[str, str]:
         assert self.tls is not None
@@ -287,6 +423,11 @@ class LocalStack(Supervisor):
             "CONSUMER_DYNAMODB_ENDPOINT": cfg.dynamodb_url,
             "CONSUMER_RETRIEVAL_MODE": cfg.retrieval_mode,
             "CONSUMER_FAILOVER_TIME_MILLIS": "10000",
+            # the leader assigns leases every 2 s instead of every 2 x failover time (20 s): its
+            # first round, before the worker's first metrics (2 s after it starts), assigns
+            # nothing, and the next came 20 s later
+            "CONSUMER_LEASE_ASSIGNMENT_INTERVAL_MILLIS": str(LEASE_ASSIGNMENT_INTERVAL_MILLIS),
+            "CONSUMER_INITIAL_POSITION": INITIAL_POSITION,
             "CONSUMER_SHARD_SYNC_INTERVAL_MILLIS": "10000",
             "CONSUMER_PARENT_SHARD_POLL_INTERVAL_MILLIS": "1000",
             "CONSUMER_SHUTDOWN_GRACE_MILLIS": str(KCL_SHUTDOWN_GRACE_SECONDS * 1000),
@@ -324,9 +465,31 @@ class LocalStack(Supervisor):
         with urllib.request.urlopen(f"{self.config.producer_url}/health", timeout=2) as resp:
             return bool(resp.status == 200)
 
-    def _all_leased(self) -> bool:
-        """Every open shard has a lease with an owner in the KCL's lease table."""
+    def _leased(self) -> int:
+        """How many shards have a lease with an owner in the KCL's lease table."""
         ddb = self.client("dynamodb")
-        items = ddb.scan(TableName=self.config.application_name)["Items"]
-        owned = {i["leaseKey"]["S"] for i in items if "leaseOwner" in i}
-        return len(owned) >= self.config.shard_count
+        try:
+            items = ddb.scan(TableName=self.config.application_name)["Items"]
+        except ddb.exceptions.ResourceNotFoundException:
+            return 0  # the KCL has not created it yet
+        return len({i["leaseKey"]["S"] for i in items if "leaseOwner" in i})
+
+
+@dataclass
+class FirstRecord:
+    """The record ``make run`` posts itself as soon as the producer answers: when it is in the
+    records table, the pipeline works end to end."""
+
+    id: str
+
+    @classmethod
+    def post(cls, producer_url: str) -> FirstRecord:
+        body = json.dumps({"data": {"source": "local_stack", "check": "first record"}}).encode()
+        request = urllib.request.Request(f"{producer_url}/", body, method="POST",
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return cls(str(json.loads(response.read())["id"]))
+
+    def stored(self, ddb: Any, table: str) -> bool:
+        item = ddb.get_item(TableName=table, Key={"id": {"S": self.id}}, ConsistentRead=True)
+        return "Item" in item

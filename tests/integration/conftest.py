@@ -1,6 +1,8 @@
 """Session-wide for the integration tests: every local stack started in this session writes
 its services' AWS calls under one directory (``KINESIS_INGEST_AWS_CALLS_DIR``), and the IAM
-call contract (test_aws_call_contract.py) runs last and evaluates them all at once."""
+call contract (test_aws_call_contract.py) runs last and evaluates them all at once. Numbers a
+test reports (``report``) are printed at the end of the run, passed or not, so CI's log shows
+them (pytest hides a passing test's output)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,19 @@ MODULES: set[str] = set()  # the integration test files this session runs
 # Evaluate the recordings of an earlier session instead (its directory): for working on the
 # contract without running the stacks again
 REPLAY_ENV = "KINESIS_INGEST_AWS_CALLS_REPLAY"
+REPORTED: list[str] = []
+
+
+def report(line: str) -> None:
+    """A measured number for the end of the run's output."""
+    REPORTED.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORTED:
+        terminalreporter.section("measured")
+        for line in REPORTED:
+            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -32,6 +32,7 @@ from local_stack.ownership import PidFile, run_members
 from local_stack.processes import port_open
 from local_stack.stack import ROOT
 from tests.integration.chaos import Phase, kill, probe_stored, record_processors, wait_for
+from tests.integration.conftest import report
 from tests.integration.traffic import send
 
 pytestmark = pytest.mark.integration
@@ -91,6 +92,7 @@ class Launched:
     state: Path
     log: Path
     run: str
+    started: float  # time.time() when it was launched
 
     def pids(self) -> dict[str, int]:
         """Service -> pid, from the launcher's pid file (it follows restarts)."""
@@ -105,7 +107,9 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
         pytest.fail(f"test ports busy: {PORTS}")
     tmp = tmp_path_factory.mktemp("pipeline")
     state, log = tmp / "stack", tmp / "stack.log"
-    argv = [sys.executable, "-m", "local_stack", "--state-dir", str(state), "--stream", STREAM]
+    started = time.time()
+    argv = [sys.executable, "-m", "local_stack", "--state-dir", str(state), "--stream", STREAM,
+            "--started-at", str(started)]  # fmt: skip
     for name, port in PORTS.items():
         argv += ["--" + name.replace("_", "-"), str(port)]
     with open(log, "wb") as out:
@@ -115,7 +119,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
         _wait_ready(proc, log, timeout=240)
         record = PidFile.read(state / "pids.json")
         assert record is not None
-        yield Launched(proc, state, log, record.run)
+        yield Launched(proc, state, log, record.run, started)
     finally:
         # WHEN the stack gets SIGTERM (unless the chaos test SIGKILLed it)
         if proc.poll() is None:
@@ -131,13 +135,54 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     assert [p for p in PORTS.values() if port_open("127.0.0.1", p)] == []
 
 
+STAGES = ["ports free: ", "kinesis-mock up: ", "DynamoDB Local up: ", "CloudWatch (moto) up: ",
+          f"stream {STREAM} ACTIVE", "KCL: tables, index and fan-out consumer ready; 5 leases",
+          "dashboard: ", "producer healthy: ", "consumer: leases 5/5",
+          "consumer: record processors (each subscribes to its shard) 5/5",
+          "first record stored ", "ready in "]  # fmt: skip
+FIRST_RECORD = re.compile(r"first record stored (\d+) s after start \(id (\S+)\)")
+
+
+def test_the_first_record_is_stored_within_seconds_of_the_start(launched: Launched) -> None:
+    # GIVEN the stack started as `make run` starts it (warm: installed, caches filled)
+    text = launched.log.read_text()
+    # THEN it told each stage as it completed, in order
+    positions = [text.find(stage) for stage in STAGES]
+    assert -1 not in positions and positions == sorted(positions), text
+    # AND it reported when the record it posted itself was stored
+    reported = FIRST_RECORD.search(text)
+    assert reported, text
+    seconds, record_id = int(reported.group(1)), reported.group(2)
+    # AND by this test's own clock (launch to the item's stored_at) it agrees
+    item = _dynamodb().get_item(TableName="records", Key={"id": {"S": record_id}})["Item"]
+    measured = int(item["stored_at"]["N"]) / 1000 - launched.started
+    assert abs(measured - seconds) <= 2, (measured, seconds)
+    report(
+        f"first record stored {measured:.1f} s after start (warm; make run reported "
+        f"{seconds} s; goal <= 30 s)"
+    )
+    # AND it is well below the one to two minutes it took before (108 s, then 97 s measured):
+    # the bound is twice the 30 s goal, for a noisy shared machine; the goal is the report
+    assert measured < 60, text
+    # AND the tools find this stack (on other ports than the defaults) through its endpoints
+    shown = subprocess.run(
+        [sys.executable, "-m", "local_stack.items", "--state-dir", str(launched.state), record_id],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert json.loads(shown.stdout)["data"] == {"source": "local_stack", "check": "first record"}
+
+
 def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path: Path) -> None:
-    # GIVEN the local stack started the way `make run` starts it, on test ports
+    # GIVEN the local stack started the way `make run` starts it, on test ports (it stored one
+    # record of its own)
     state = launched.state
     pids = launched.pids()
     # the scaler runs in dry-run by default: it decides and logs, and changes nothing
     assert set(pids) == {"kinesis-mock", "dynamodb-local", "cloudwatch", "recorder", "consumer",
                          "producer", "scaler"}  # fmt: skip
+    reported = FIRST_RECORD.search(launched.log.read_text())
+    assert reported
+    own = {reported.group(2)}
 
     # WHEN 1,000 records with random partition keys are POSTed, and a record that is not
     # the producer's JSON is put into the stream behind its back
@@ -157,7 +202,7 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     assert len(expected) == RECORDS
     deadline, items = time.monotonic() + 180, []
     while time.monotonic() < deadline:
-        items = _scan_all("records")
+        items = [i for i in _scan_all("records") if i["id"]["S"] not in own]
         if len(items) >= RECORDS:
             break
         time.sleep(2)
@@ -193,13 +238,8 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     # AND replaying the quarantine puts the record back into the stream: still poison, it is
     # quarantined again under its new sequence number, and its old item is gone
     replayed = subprocess.run(
-        [sys.executable, "-m", "consumer.replay", "--kinesis-ca-bundle",
-         str(state / "tls" / "cert.pem")],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **{
-            "CONSUMER_STREAM_NAME": STREAM, "CONSUMER_REGION": "us-east-1",
-            "CONSUMER_KINESIS_ENDPOINT": f"https://127.0.0.1:{PORTS['kinesis_tls_port']}",
-            "CONSUMER_DYNAMODB_ENDPOINT": f"http://127.0.0.1:{PORTS['dynamodb_port']}",
-            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}},
+        [sys.executable, "-m", "consumer.replay", "--local", "--state-dir", str(state)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 1, skipped 0, failed 0" in replayed.stdout
@@ -216,7 +256,7 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     # while the load generator sends 500 records
     before = _dashboard(tmp_path / "before.png")
     assert set(before["panels"]) == set(PANEL_TITLES), before["panels"]
-    summary = _loadgen(rate=100, seconds=5)
+    summary = _loadgen(rate=100, seconds=5, state=state)
     assert (summary["sent"], summary["acknowledged"], summary["stored"]) == (500, 500, 500)
     assert summary["rejected"] == summary["failed"] == 0
     assert 0 < summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
@@ -399,12 +439,11 @@ def _dashboard(screenshot: Path) -> dict[str, Any]:
     }
 
 
-def _loadgen(rate: int, seconds: int) -> dict[str, Any]:
-    """``python -m loadgen`` against the stack; its JSON summary (progress went to stderr)."""
+def _loadgen(rate: int, seconds: int, state: Path) -> dict[str, Any]:
+    """``python -m loadgen`` against the stack (found through its endpoints file); its JSON
+    summary (progress went to stderr)."""
     argv = [sys.executable, "-m", "loadgen", "--rate", str(rate), "--duration", str(seconds),
-            "--url", f"http://127.0.0.1:{PORTS['producer_port']}", "--shape", "mixed",
-            "--dynamodb-endpoint", f"http://127.0.0.1:{PORTS['dynamodb_port']}",
-            "--json"]  # fmt: skip
+            "--state-dir", str(state), "--shape", "mixed", "--json"]  # fmt: skip
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr + done.stdout
     assert "100%" in done.stderr  # the progress lines

@@ -187,3 +187,11 @@ def test_the_producer_and_uvicorn_log_json_lines_at_the_level_set(level: str) ->
     started = any(str(line["message"]).startswith("Started server process") for line in lines)
     assert started == (level == "INFO")
     assert {line["level"] for line in lines} <= ({"INFO", "ERROR"} if started else {"ERROR"})
+
+
+@pytest.mark.parametrize("cls", SETTINGS)
+def test_every_variable_is_in_the_readme(cls: type[BaseSettings]) -> None:
+    # the README's configuration tables name each variable the services read
+    readme = (ROOT / "README.md").read_text()
+    missing = [env_names(cls, n)[0] for n in cls.model_fields if env_names(cls, n)[0] not in readme]
+    assert missing == []
