@@ -12,6 +12,7 @@ import pytest
 
 from consumer.metrics import ConsumerMetrics
 from local_stack.dashboard import (
+    NO_PROC,
     PANELS,
     DashboardServer,
     LogTail,
@@ -168,3 +169,21 @@ def test_each_service_shows_its_restarts_and_how_it_last_ended(tmp_path: Path) -
     summaries = [s["summary"] for s in sampler.snapshot()["services"]]
     assert summaries == ["producer running", "consumer restarted 2x, last exit 70",
                          "scaler restarted 1x, last killed by SIGKILL (restarting)"]  # fmt: skip
+
+
+def test_without_proc_every_sample_is_kept_and_the_cpu_panel_says_why(tmp_path: Path) -> None:
+    # GIVEN a machine without /proc (macOS, some containers): before, no sample was kept
+    groups: dict[str, list[int]] = {"producer": [1], "consumer": [], "scaler": []}
+    sampler = Sampler("http://127.0.0.1:9/metrics", tmp_path, lambda: groups, lambda: 3,
+                      interval=3600, proc=tmp_path / "no-proc")  # fmt: skip
+    # WHEN it samples twice
+    sampler.sample()
+    sampler.sample()
+    # THEN both samples are kept, the other panels have their values, CPU has none and a note
+    snapshot = sampler.snapshot()
+    assert len(sampler.samples) == 2
+    panels = {p["id"]: p for p in snapshot["panels"]}
+    assert panels["shards"]["series"][0]["last"] == 3
+    assert panels["tasks"]["series"][0]["last"] == 1
+    assert all(s["last"] is None for s in panels["cpu"]["series"])
+    assert panels["cpu"]["note"] == NO_PROC and panels["ingest"]["note"] == ""
