@@ -9,8 +9,10 @@ sequence number; a record that was stored meanwhile is overwritten by the same i
 consumer's writes are idempotent). Items whose bytes were cut (``data_truncated``) cannot be
 replayed and are left, and said so.
 
-Reads the consumer's settings (``CONSUMER_*``: stream, quarantine table, region, endpoints);
-``--reason`` replays only the items whose reason contains the text; ``--dry-run`` lists.
+Reads the consumer's settings (``CONSUMER_*``: stream, quarantine table, region, endpoints), or
+with ``--local`` the local stack's (the one running from ``--state-dir``, default
+``.local/stack``, found through its endpoints file); ``--reason`` replays only the items whose
+reason contains the text; ``--dry-run`` lists.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from common import settings as cli
 from consumer.config import ConsumerSettings, get_settings
+from local_stack import endpoints
 
 
 @dataclass
@@ -97,15 +101,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reason", default="", help="only items whose reason contains this")
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed")
     parser.add_argument("--kinesis-ca-bundle", help="PEM to verify a local Kinesis endpoint")
+    parser.add_argument(
+        "--local", action="store_true", help="the local stack's stream and tables, not CONSUMER_*"
+    )
+    parser.add_argument("--state-dir", type=Path, help="with --local (default .local/stack)")
     args = parser.parse_args(argv)
-    settings = cli.settings_or_exit(ConsumerSettings, prog, get_settings)
-    kinesis = boto3.client("kinesis", region_name=settings.region,
-                           endpoint_url=settings.kinesis_endpoint,
-                           verify=args.kinesis_ca_bundle)  # fmt: skip
-    ddb = boto3.client("dynamodb", region_name=settings.region,
-                       endpoint_url=settings.dynamodb_endpoint)  # fmt: skip
-    outcome = replay(kinesis, ddb, settings.stream_name, settings.quarantine_table, args.reason,
-                     args.dry_run)  # fmt: skip
+    if args.local:
+        found = endpoints.find(args.state_dir)
+        if found is None:
+            parser.error(endpoints.none_running(args.state_dir))
+        kinesis, ddb = found.client("kinesis"), found.client("dynamodb")
+        stream, table = found.stream, found.quarantine_table
+    else:
+        settings = cli.settings_or_exit(ConsumerSettings, prog, get_settings)
+        kinesis = boto3.client("kinesis", region_name=settings.region,
+                               endpoint_url=settings.kinesis_endpoint,
+                               verify=args.kinesis_ca_bundle)  # fmt: skip
+        ddb = boto3.client("dynamodb", region_name=settings.region,
+                           endpoint_url=settings.dynamodb_endpoint)  # fmt: skip
+        stream, table = settings.stream_name, settings.quarantine_table
+    outcome = replay(kinesis, ddb, stream, table, args.reason, args.dry_run)
     _say(f"replayed {outcome.replayed}, skipped {outcome.skipped}, failed {outcome.failed}"
          + (f", would replay {outcome.listed}" if args.dry_run else ""))  # fmt: skip
     return 1 if outcome.failed else 0

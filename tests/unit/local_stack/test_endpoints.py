@@ -7,9 +7,11 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from consumer import replay
 from loadgen.__main__ import LOCAL_DYNAMODB, _arguments, is_local
 from local_stack import endpoints, items
 from local_stack.endpoints import Endpoints
@@ -73,9 +75,27 @@ def test_loadgen_never_counts_a_local_url_in_aws(tmp_path: Path) -> None:
     assert deployed.dynamodb_endpoint is None
 
 
+def test_replay_local_takes_the_stacks_stream_and_quarantine(
+    stack_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a running stack, and no CONSUMER_* settings at all
+    seen: list[tuple[Any, ...]] = []
+    monkeypatch.delenv("CONSUMER_STREAM_NAME", raising=False)
+    monkeypatch.setattr(replay, "replay", lambda *args: seen.append(args) or replay.Outcome())
+    # WHEN the quarantine is replayed with --local
+    assert replay.main(["--local", "--state-dir", str(stack_dir), "--dry-run"]) == 0
+    # THEN it used that stack's Kinesis and DynamoDB, stream and quarantine table
+    kinesis, ddb, stream, table, _, dry_run = seen[0]
+    assert (stream, table, dry_run) == ("s", "q", True)
+    assert kinesis.meta.endpoint_url == ENDPOINTS.kinesis
+    assert ddb.meta.endpoint_url == ENDPOINTS.dynamodb
+    assert "replayed 0" in capsys.readouterr().out
+
+
 def test_tools_say_when_no_stack_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for tool in (lambda: _arguments(["--state-dir", str(tmp_path)]),
-                 lambda: items.main(["--state-dir", str(tmp_path)])):  # fmt: skip
+                 lambda: items.main(["--state-dir", str(tmp_path)]),
+                 lambda: replay.main(["--local", "--state-dir", str(tmp_path)])):  # fmt: skip
         with pytest.raises(SystemExit) as stopped:
             tool()
         assert stopped.value.code == 2
