@@ -28,7 +28,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from common import settings as cli
 from consumer.config import ConsumerSettings, get_settings
-from local_stack import endpoints
 
 
 @dataclass
@@ -107,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, help="with --local (default .local/stack)")
     args = parser.parse_args(argv)
     if args.local:
+        from local_stack import endpoints  # not in the consumer's image: --local is for a laptop
+
         found = endpoints.find(args.state_dir)
         if found is None:
             parser.error(endpoints.none_running(args.state_dir))
