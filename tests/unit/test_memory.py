@@ -172,5 +172,5 @@ def test_uvicorn_connection_limit_matches_the_memory_bound(monkeypatch: pytest.M
     monkeypatch.setattr(entry, "DrainingServer", Recording)
     monkeypatch.setattr(entry, "get_settings", lambda: default)
     monkeypatch.setattr(entry, "create_app", lambda settings: object())
-    entry.main()
+    entry.main([])  # no options (not pytest's argv)
     assert seen["limit"] == 4096
