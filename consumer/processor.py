@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol
 
 from amazon_kclpy import kcl
@@ -23,7 +23,7 @@ from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor
 
 from common.logs import configure_logging
-from common.settings import settings_or_exit
+from common.settings import load
 from consumer.config import ConsumerSettings, get_settings
 from consumer.health import Heartbeat
 from consumer.metrics import ConsumerMetrics
@@ -203,10 +203,12 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
                 raise
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Serve the MultiLang protocol on stdin/stdout until the daemon closes stdin."""
     configure_logging("consumer")
-    settings = settings_or_exit(ConsumerSettings, "consumer.processor", get_settings)
+    # no options (the daemon passes none); -h for a person: the settings, on stdout before any
+    # protocol line could be
+    settings = load(ConsumerSettings, "python -m consumer.processor", __doc__, argv, get_settings)
     logging.getLogger().setLevel(settings.log_level)
     deadline = settings.write_deadline_seconds
     sink = DynamoDBSink(

@@ -32,6 +32,7 @@ ENTRY_POINTS = {
     "consumer.health": ConsumerSettings,
     "scaler.health": ScalerSettings,
     "consumer.replay": ConsumerSettings,
+    "consumer.processor": ConsumerSettings,  # the KCL runs it; -h for a person
 }
 SETTINGS = (ProducerSettings, ConsumerSettings, ScalerSettings)
 PREFIXES = ("PRODUCER_", "CONSUMER_", "SCALER_", "AWS_REGION", "AWS_DEFAULT_REGION")
@@ -118,6 +119,8 @@ def test_help_lists_every_variable_with_its_default_and_meaning(module: str, mai
         ("consumer.health", {"CONSUMER_STREAM_NAME": "s", "CONSUMER_WRITE_DEADLINE_SECONDS": "0"},
          "CONSUMER_WRITE_DEADLINE_SECONDS"),
         ("consumer.replay", {"CONSUMER_STREAM_NAME": ""}, "CONSUMER_STREAM_NAME"),
+        ("consumer.processor", {"CONSUMER_STREAM_NAME": "s", "CONSUMER_LOG_LEVEL": "loud"},
+         "CONSUMER_LOG_LEVEL"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_is_one_line_naming_the_variable_exit_2(

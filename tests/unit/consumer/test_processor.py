@@ -298,7 +298,7 @@ def test_main_keeps_stdout_for_the_protocol(monkeypatch: pytest.MonkeyPatch) -> 
     processor_module.get_settings.cache_clear()
     try:
         # WHEN the processor starts
-        processor_module.main()
+        processor_module.main([])  # as the daemon runs it: no options
     finally:
         processor_module.get_settings.cache_clear()
     # THEN the protocol writes to the real stdout, while anything else printing goes to stderr
