@@ -118,8 +118,9 @@ class Observed:
         return [f"-Daws.accessKeyId={KEYS['kcl']}", "-Daws.secretAccessKey=local"]
 
     # ---- what `pulumi up` creates --------------------------------------------------------
-    def create_resources(self, ddb: Any, kinesis: Any, cloudwatch: Any) -> list[str]:
-        """The KCL's tables and fan-out consumer, and the alarms; returns the alarm names."""
+    def create_kcl_resources(self, ddb: Any, kinesis: Any) -> None:
+        """The KCL's tables and fan-out consumer (the alarms: ``create_alarms``, later: the KCL
+        does not need them to start)."""
         cfg = self.config
         for table in kcl_tables(cfg.application_name):
             try:
@@ -140,7 +141,10 @@ class Observed:
                 if found["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE":
                     break
                 time.sleep(0.5)
-        return create_alarms(cloudwatch, cfg)
+
+    def create_alarms(self, cloudwatch: Any) -> list[str]:
+        """The alarms, in the local CloudWatch; returns their names."""
+        return create_alarms(cloudwatch, self.config)
 
     def write_outputs(self, path: Path, alarms: list[str], tls_cert: Path,
                       dashboard_url: str = "") -> None:  # fmt: skip

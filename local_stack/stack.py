@@ -186,8 +186,8 @@ class LocalStack(Supervisor):
         self.begin()  # ends what an earlier run from this state dir left behind
         self._check_ports()
         kinesis = self._start_emulators()
-        self._create_resources(kinesis)
-        consumer = self._start_services()
+        producer = self._create_resources(kinesis)
+        consumer = self._start_services(producer)
         self._wait_serving(consumer)
 
     def _start_emulators(self) -> ManagedProcess:
@@ -213,17 +213,21 @@ class LocalStack(Supervisor):
             {},
             no_restart=CLOUDWATCH_STATE,
         )
+        # the KCL's wire tap: it connects to the emulators per connection, so it starts with them
+        recorder = self._spawn("recorder", self.observed.recorder_argv(), {})
         wait_until("kinesis-mock", lambda: port_open(HOST, cfg.kinesis_tls_port), 60, kinesis)
         say(f"kinesis-mock up: {cfg.kinesis_https} (TLS), {cfg.kinesis_http}")
         wait_until("DynamoDB Local", lambda: port_open(HOST, cfg.dynamodb_port), 60, dynamodb)
         say(f"DynamoDB Local up: {cfg.dynamodb_url}")
         wait_until("CloudWatch (moto)", lambda: port_open(HOST, cw_port), 60, cloudwatch)
         say(f"CloudWatch (moto) up: {self.observed.cloudwatch_url}")
+        for port in self.observed.ports.values():
+            wait_until("the call recorder", lambda p=port: port_open(HOST, p), 30, recorder)
         return kinesis
 
-    def _start_services(self) -> ManagedProcess:
-        """The dashboard's sampler, the consumer, the producer (healthy; then the endpoints
-        file and the first record), the scaler. Returns the consumer."""
+    def _start_services(self, producer: ManagedProcess) -> ManagedProcess:
+        """The dashboard's sampler, the consumer, the producer healthy (then the endpoints file
+        and the first record). Returns the consumer."""
         cfg, say = self.config, self.progress
         if self.dashboard is not None:
             self.dashboard.start(sampler_for(self))
@@ -231,7 +235,10 @@ class LocalStack(Supervisor):
         shutil.rmtree(self._heartbeats, ignore_errors=True)  # an earlier run's processors' files
         consumer = self._spawn("consumer", [sys.executable, "-m", "consumer"],
                                self._consumer_env("consumer"), grace=CONSUMER_GRACE)  # fmt: skip
-        producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
+        # while they start (the KCL does not need them): the alarms, then the stack outputs
+        alarms = self.observed.create_alarms(self.client("cloudwatch"))
+        assert self.tls is not None
+        self.observed.write_outputs(cfg.state_dir / "outputs.json", alarms, self.tls.cert)
         wait_until("the producer", self._producer_healthy, 60, producer)
         say(f"producer healthy: {cfg.producer_url}/ (records posted from now on wait in the "
             "stream until the consumer reads them)")  # fmt: skip
@@ -241,12 +248,11 @@ class LocalStack(Supervisor):
                 self.first_record = FirstRecord.post(cfg.producer_url)
             except OSError as exc:  # refused (an HTTP error) or no answer
                 raise StartupError(f"the producer did not take the first record: {exc}") from None
-        if cfg.scaler != "off":
-            self._spawn("scaler", [sys.executable, "-m", "scaler"], self._scaler_env())
         return consumer
 
     def _wait_serving(self, consumer: ManagedProcess) -> None:
-        """Every shard leased, a record processor for each, the first record stored."""
+        """Every shard leased, a record processor for each, the first record stored; then the
+        scaler."""
         cfg = self.config
         self._wait_counting("the consumer to lease every shard", "consumer: leases",
                             self._leased, consumer)  # fmt: skip
@@ -260,6 +266,8 @@ class LocalStack(Supervisor):
                 "dynamodb"), cfg.records_table), cfg.startup_timeout, consumer)  # fmt: skip
             self.progress(f"first record stored {self.elapsed():.0f} s after start "
                           f"(id {record.id})")  # fmt: skip
+        if cfg.scaler != "off":  # last: it would compete with the KCL's start for the CPU
+            self._spawn("scaler", [sys.executable, "-m", "scaler"], self._scaler_env())
 
     @property
     def _heartbeats(self) -> Path:
@@ -359,8 +367,10 @@ class LocalStack(Supervisor):
     def _dynamodb_argv(self) -> list[str]:
         return dynamodb_local_argv(self.config.dynamodb_port)
 
-    def _create_resources(self, kinesis_process: ManagedProcess) -> None:
-        """The tables, the stream ACTIVE; the KCL's tables, fan-out consumer and first leases."""
+    def _create_resources(self, kinesis_process: ManagedProcess) -> ManagedProcess:
+        """The tables, the stream ACTIVE; the KCL's tables, fan-out consumer and first leases.
+        The producer starts as soon as its stream is there (it loads while the KCL's resources
+        are made, not while the KCL starts): returns it."""
         cfg = self.config
         ddb = self.client("dynamodb")
         for table in (cfg.records_table, cfg.quarantine_table):
@@ -379,18 +389,15 @@ class LocalStack(Supervisor):
         wait_until(f"stream {cfg.stream_name} to be ACTIVE", stream_active, 60, kinesis_process)
         self.progress(f"stream {cfg.stream_name} ACTIVE ({cfg.shard_count} shards); tables "
                       f"{cfg.records_table}, {cfg.quarantine_table}")  # fmt: skip
-        recorder = self._spawn("recorder", self.observed.recorder_argv(), {})
-        for port in self.observed.ports.values():
-            wait_until("the call recorder", lambda p=port: port_open(HOST, p), 30, recorder)
+        producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
         # what pulumi up creates: the KCL's tables (with the lease table's index), its fan-out
-        # consumer, the alarms
-        alarms = self.observed.create_resources(ddb, kinesis, self.client("cloudwatch"))
-        assert self.tls is not None
-        self.observed.write_outputs(cfg.state_dir / "outputs.json", alarms, self.tls.cert)
+        # consumer (and the alarms, once the services start)
+        self.observed.create_kcl_resources(ddb, kinesis)
         shards = StreamAdmin(kinesis, cfg.stream_name).open_shards()
         leases = create_leases(ddb, cfg.application_name, shards, INITIAL_POSITION)
         self.progress(f"KCL: tables, index and fan-out consumer ready; {leases} leases written "
                       "ahead (the KCL would wait 1-30 s for an empty lease table)")  # fmt: skip
+        return producer
 
     def _producer_env(self) -> dict[str, str]:
         assert self.tls is not None
@@ -402,6 +409,9 @@ class LocalStack(Supervisor):
             "PRODUCER_KINESIS_CA_BUNDLE": str(self.tls.cert),
             "PRODUCER_HOST": HOST,
             "PRODUCER_PORT": str(cfg.producer_port),
+            # its EMF line every 5 s, as the consumer's: the first one came 60 s after the
+            # start, after a stack that is up in 30 s had long been in use
+            "PRODUCER_EMF_INTERVAL_SECONDS": "5",
             **self.observed.service_env("producer"),
         }
 
