@@ -161,7 +161,7 @@ def test_the_first_record_is_stored_within_seconds_of_the_start(launched: Launch
         f"first record stored {measured:.1f} s after start (warm; make run reported "
         f"{seconds} s; goal <= 30 s)"
     )
-    # AND it is well below the minute and a half it took before (91-97 s measured warm):
+    # AND it is well below the minute or more it took before (68-97 s measured warm):
     # the bound is twice the 30 s goal, for a noisy shared machine; the goal is the report
     assert measured < 60, text
     # AND the tools find this stack (on other ports than the defaults) through its endpoints
