@@ -60,7 +60,7 @@ def naive() -> FastAPI:
         record_id = uuid.uuid4().hex
         answer = client.put_record(
             StreamName=stream,
-            Data=envelope(record_id, record.data),
+            Data=envelope(record_id, record.data, client_id=False),
             PartitionKey=record.partition_key or record_id,
         )
         return {"id": record_id, "shard_id": answer["ShardId"]}

@@ -23,6 +23,8 @@ NAMESPACE = "KinesisIngest/Consumer"
 UNITS = {
     "RecordsWritten": "Count",  # items put to the records table
     "RecordsQuarantined": "Count",  # poison records put to the quarantine table
+    "RecordsSuperseded": "Count",  # copies of a client id not written: a later one is stored
+    "WriteFailures": "Count",  # batches given up for a reason not about a record: replayed
     "WriteRetries": "Count",  # BatchWriteItem calls retried (throttling, UnprocessedItems)
     "BatchWriteLatency": "Milliseconds",  # mean time to write one processRecords batch
     "BatchWriteLatencyMax": "Milliseconds",
@@ -67,7 +69,8 @@ class ConsumerMetrics:
         threading.Thread(target=tick, name="consumer-metrics", daemon=True).start()
 
     def _reset(self) -> None:
-        self.written = self.quarantined = self.retries = self.batches = 0
+        self.written = self.quarantined = self.superseded = self.retries = self.batches = 0
+        self.write_failures = 0
         self.write_ms = self.write_ms_max = 0.0
         self.behind_ms = 0
         self.latency_count = 0
@@ -82,10 +85,12 @@ class ConsumerMetrics:
         millis_behind: int | None,
         end_to_end_ms: list[float],
         retries: int = 0,
+        superseded: int = 0,
     ) -> None:
         with self._lock:
             self.written += written
             self.quarantined += quarantined
+            self.superseded += superseded
             self.retries += retries
             self.batches += 1
             self.write_ms += write_ms
@@ -109,6 +114,13 @@ class ConsumerMetrics:
                 if slot < SAMPLE_SIZE:
                     sample[slot] = value
 
+    def write_failed(self) -> None:
+        """A batch could not be stored (not for a record's sake): the processor is about to
+        exit for a replay, so the line goes out now, with ``WriteFailures`` = 1."""
+        with self._lock:
+            self.write_failures += 1
+            self._emit_locked()
+
     def emit(self) -> None:
         """Write the interval's line (none when nothing happened) and start a new interval."""
         with self._lock:
@@ -116,12 +128,14 @@ class ConsumerMetrics:
 
     def _emit_locked(self) -> None:
         now = self._clock()
-        if self.batches:
+        if self.batches or self.write_failures:
             values: dict[str, float | list[float]] = {
                 "RecordsWritten": self.written,
                 "RecordsQuarantined": self.quarantined,
+                "RecordsSuperseded": self.superseded,
+                "WriteFailures": self.write_failures,
                 "WriteRetries": self.retries,
-                "BatchWriteLatency": round(self.write_ms / self.batches, 3),
+                "BatchWriteLatency": round(self.write_ms / max(self.batches, 1), 3),
                 "BatchWriteLatencyMax": round(self.write_ms_max, 3),
                 "MillisBehindLatest": self.behind_ms,
                 "EndToEndLatency": [round(v, 1) for v in self.latency_sample],

@@ -4,8 +4,12 @@ Run by the MultiLangDaemon as ``python -m consumer.processor``, one process per 
 Its stdout is the protocol channel: this module and everything it calls log to stderr only.
 
 Contract: a batch is checkpointed (at its last record's sequence and sub-sequence number) only
-after every storable record of it is in DynamoDB. Poison records are logged at ERROR and
-skipped. If the batch cannot be written, the process exits without checkpointing; the daemon
+after every record of it is in DynamoDB: in the records table, or, whole, in the quarantine
+table (a poison record: not the producer's JSON, failing the storability contract, or refused
+by DynamoDB for its own sake, found by the sink's bisection), logged at ERROR. No record can
+stall a shard. If the batch cannot be written for a reason that is not about a record
+(throttling past the write deadline, network, AccessDenied, a missing table), the processor
+publishes ``WriteFailures`` (an alarm watches it) and exits without checkpointing; the daemon
 then stops and, once restarted, replays the shard from its last checkpoint.
 """
 
@@ -16,6 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
 from amazon_kclpy import kcl
@@ -27,8 +32,8 @@ from common.settings import load
 from consumer.config import ConsumerSettings, get_settings
 from consumer.health import Heartbeat
 from consumer.metrics import ConsumerMetrics
-from consumer.records import KinesisRecord, PoisonRecord, quarantine_item, to_item
-from consumer.sink import DynamoDBSink
+from consumer.records import KinesisRecord, PoisonRecord, quarantine_items, to_item
+from consumer.sink import DynamoDBSink, SinkWriteError, WriteOutcome
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +41,20 @@ EXIT_WRITE_FAILED = 70  # EX_SOFTWARE
 CHECKPOINT_ATTEMPTS = 5
 
 
-class Sink(Protocol):
-    """Where items go: ``write`` returns only once all are stored, or raises."""
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of a batch: items written, records quarantined, copies superseded."""
 
-    def write(self, items: list[dict[str, Any]]) -> None: ...
+    written: list[dict[str, Any]]
+    quarantined: int
+    superseded: int
+
+
+class Sink(Protocol):
+    """Where items go: ``write`` returns once each is stored, superseded or refused (the
+    outcome says which), or raises."""
+
+    def write(self, items: list[dict[str, Any]]) -> WriteOutcome: ...
 
 
 def _fail_stop(reason: str) -> NoReturn:
@@ -73,7 +88,7 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
     def __init__(
         self,
         sink: Sink,
-        quarantine: Sink | None = None,
+        quarantine: Sink,
         sleep: Callable[[float], None] = time.sleep,
         metrics: ConsumerMetrics | None = None,
         heartbeat_dir: str | None = None,
@@ -95,24 +110,23 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         log.info("processing shard", extra={"shard_id": self.shard_id})
 
     def process_records(self, process_records_input: Any) -> None:
-        """Convert, write, then checkpoint; an empty batch neither writes nor checkpoints."""
+        """Write, quarantine, then checkpoint; an empty batch neither writes nor checkpoints."""
         records = process_records_input.records
         if not records:
             return
         if self._heartbeat is not None:
             self._heartbeat.busy()
         try:
-            items, poison = self._items(records)
             started = time.monotonic()
             retries_before = getattr(self._sink, "retries", 0)
-            self._sink.write(items)
-            if poison and self._quarantine is not None:
-                self._quarantine.write(poison)
+            stored = self._store(records)
         except Exception as exc:  # SinkWriteError, or a bug: either way, nothing may be skipped
+            if self._metrics is not None:
+                self._metrics.write_failed()
             _fail_stop(f"{type(exc).__name__}: {exc}")
             return  # only reached when a test replaces _fail_stop
         if self._metrics is not None:
-            self._record_metrics(process_records_input, items, len(poison), started,
+            self._record_metrics(process_records_input, stored, started,
                                  getattr(self._sink, "retries", 0) - retries_before)  # fmt: skip
         last = records[-1]
         try:
@@ -125,39 +139,59 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
             if self._heartbeat is not None:
                 self._heartbeat.idle()
 
-    def _record_metrics(
-        self, batch: Any, items: list[dict[str, Any]], poison: int, started: float, retries: int
-    ) -> None:
+    def _store(self, records: list[Any]) -> Stored:
+        """Write the batch's items, then quarantine its poison records whole: those failing
+        the contract, and those DynamoDB refused (the sink isolated them)."""
+        items: dict[str, tuple[dict[str, Any], KinesisRecord]] = {}
+        poison: list[dict[str, Any]] = []
+        quarantined = 0
+        for raw in records:
+            record = convert(raw)
+            try:
+                item = to_item(record, self.shard_id)
+            except PoisonRecord as bad:
+                poison += self._quarantined(record, bad.reason)
+                quarantined += 1
+                continue
+            items.pop(item["id"]["S"], None)  # a later copy in the batch: the last one counts
+            items[item["id"]["S"]] = (item, record)
+        outcome = self._sink.write([item for item, _ in items.values()])
+        for item, why in outcome.refused:
+            poison += self._quarantined(items.pop(item["id"]["S"])[1], f"refused: {why}")
+            quarantined += 1
+        if poison:
+            failed = self._quarantine.write(poison)
+            if failed.refused:  # nowhere else to keep it: replay (and see the log)
+                raise SinkWriteError(f"the quarantine refused an item: {failed.refused[0][1]}")
+        for item in outcome.superseded:
+            items.pop(item["id"]["S"])
+        written = [item for item, _ in items.values()]
+        return Stored(written, quarantined, len(outcome.superseded))
+
+    def _quarantined(self, record: KinesisRecord, reason: str) -> list[dict[str, Any]]:
+        """The quarantine items of a poison record; logged at ERROR with where and why."""
+        log.error(
+            "poison record quarantined",
+            extra={
+                "shard_id": self.shard_id,
+                "sequence_number": record.sequence_number,
+                "sub_sequence_number": record.sub_sequence_number,
+                "reason": reason,
+            },
+        )
+        return quarantine_items(record, self.shard_id, reason)
+
+    def _record_metrics(self, batch: Any, stored: Stored, started: float, retries: int) -> None:
         assert self._metrics is not None
         write_ms = (time.monotonic() - started) * 1000
         end_to_end = [
             float(int(item["stored_at"]["N"]) - int(item["ingested_at"]["N"]))
-            for item in items
+            for item in stored.written
             if "ingested_at" in item
         ]
         behind = getattr(batch, "millis_behind_latest", None)
-        self._metrics.batch(len(items), poison, write_ms, behind, end_to_end, retries)
-
-    def _items(self, records: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The items of a batch, and the quarantine items of its poison records (each also
-        logged at ERROR with where it was and why)."""
-        items, poison = [], []
-        for raw in records:
-            record = convert(raw)
-            try:
-                items.append(to_item(record, self.shard_id))
-            except PoisonRecord as bad:
-                poison.append(quarantine_item(record, self.shard_id, bad.reason))
-                log.error(
-                    "poison record quarantined",
-                    extra={
-                        "shard_id": self.shard_id,
-                        "sequence_number": record.sequence_number,
-                        "sub_sequence_number": record.sub_sequence_number,
-                        "reason": bad.reason,
-                    },
-                )
-        return items, poison
+        self._metrics.batch(len(stored.written), stored.quarantined, write_ms, behind,
+                            end_to_end, retries, stored.superseded)  # fmt: skip
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         """Another worker owns the shard now: checkpointing is not possible, nor tried."""

@@ -6,8 +6,9 @@ go back to the stream with PutRecord under their original partition key (so they
 key's shard and order among new records); only once Kinesis accepted one is its quarantine
 item deleted. A record that is still poison comes back to the quarantine under its new
 sequence number; a record that was stored meanwhile is overwritten by the same id (the
-consumer's writes are idempotent). Items whose bytes were cut (``data_truncated``) cannot be
-replayed and are left, and said so.
+consumer's writes are idempotent). A record longer than one quarantine item holds is joined
+from its parts first (length and SHA-256 checked); one whose parts are not all there, or
+whose bytes an older version cut (``data_truncated``), is left and said so.
 
 Reads the consumer's settings (``CONSUMER_*``: stream, quarantine table, region, endpoints), or
 with ``--local`` the local stack's (the one running from ``--state-dir``, default
@@ -17,6 +18,7 @@ reason contains the text; ``--dry-run`` lists.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from consumer.config import ConsumerSettings, get_settings
 @dataclass
 class Outcome:
     replayed: int = 0
-    skipped: int = 0  # truncated: the bytes are not all there
+    skipped: int = 0  # the bytes are not all there (parts missing, or cut by an old version)
     failed: int = 0  # PutRecord refused: left in the quarantine
     listed: int = 0  # --dry-run
 
@@ -62,6 +64,8 @@ def replay(
     say = say or _say
     outcome = Outcome()
     for item in scan_all(ddb, table):
+        if "part_of" in item:
+            continue  # read with its head item
         key, why = item["id"]["S"], item.get("reason", {}).get("S", "")
         if reason not in why:
             continue
@@ -69,24 +73,48 @@ def replay(
             outcome.listed += 1
             say(f"would replay {key}: {why}")
             continue
-        if item.get("data_truncated", {}).get("BOOL"):
+        raw, parts = whole(ddb, table, item)
+        if raw is None:
             outcome.skipped += 1
-            say(f"skipped {key}: its bytes were truncated in the quarantine")
+            say(f"skipped {key}: {parts}")
             continue
         try:
             put = kinesis.put_record(
                 StreamName=stream,
-                Data=item["data"]["B"],
+                Data=raw,
                 PartitionKey=item.get("partition_key", {}).get("S") or key[:256],
             )
         except (BotoCoreError, ClientError) as exc:
             outcome.failed += 1
             say(f"failed {key}: {exc} (left in the quarantine)")
             continue
-        ddb.delete_item(TableName=table, Key={"id": {"S": key}})
+        for part_key in [key, *parts]:  # the head first: parts without it are never read
+            ddb.delete_item(TableName=table, Key={"id": {"S": part_key}})
         outcome.replayed += 1
-        say(f"replayed {key} -> {put['ShardId']} {put['SequenceNumber']}")
+        say(f"replayed {key} ({len(raw):,} bytes) -> {put['ShardId']} {put['SequenceNumber']}")
     return outcome
+
+
+def whole(ddb: Any, table: str, head: dict[str, Any]) -> tuple[bytes | None, Any]:
+    """The quarantined record's bytes joined from ``head`` and its parts, and the parts'
+    keys; or ``(None, why not)`` when they are not all there."""
+    if head.get("data_truncated", {}).get("BOOL"):
+        return None, "its bytes were truncated in the quarantine (by an older version)"
+    key = head["id"]["S"]
+    count = int(head.get("parts", {}).get("N", "1"))
+    keys = [f"{key}#{n}" for n in range(1, count)]
+    chunks = [head["data"]["B"]]
+    for part_key in keys:
+        part = ddb.get_item(TableName=table, Key={"id": {"S": part_key}}, ConsistentRead=True)
+        if "Item" not in part:
+            return None, f"part {part_key} is missing"
+        chunks.append(part["Item"]["data"]["B"])
+    raw = b"".join(chunks)
+    expected = int(head.get("data_bytes", {}).get("N", len(raw)))
+    digest = head.get("data_sha256", {}).get("S")
+    if len(raw) != expected or (digest and hashlib.sha256(raw).hexdigest() != digest):
+        return None, f"its parts do not add up ({len(raw):,} of {expected:,} bytes, or digest)"
+    return raw, keys
 
 
 def _say(text: str) -> None:

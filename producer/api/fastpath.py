@@ -105,20 +105,24 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-# every digit as "0", everything else as " ": then 19 digits in a row are one substring search
+# every digit and "." as "0", everything else as " ": then 16 in a row is one substring search
 # (ten times faster than a regular expression over a batch)
-_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-_NINETEEN_DIGITS = b"0" * 19
+_NUMERIC = bytes(0x30 if 0x30 <= i <= 0x39 or i == 0x2E else 0x20 for i in range(256))
+_SIXTEEN = b"0" * 16
 
 
 def parse(body: bytes) -> Any:
     """The JSON value of ``body`` read by orjson, or None when orjson cannot read it exactly.
 
-    orjson refuses what is not JSON (and NaN, Infinity, numbers beyond a double's range) and
-    reads an integer beyond 64 bits as a float, losing digits; a body with 19 digits in a row
-    anywhere is left to Python's parser, which keeps them.
+    orjson refuses what is not JSON (and NaN, Infinity, numbers beyond a double's range), reads
+    a number with a fraction or an exponent as a double, and an integer beyond 64 bits as a
+    double too. A double holds every decimal of up to 15 significant digits exactly enough
+    that its shortest form (what the storability contract reads, and what orjson writes into
+    the envelope) is the same number again (DBL_DIG = 15); an integer of up to 15 digits is
+    exact. A body with 16 digits or dots in a row anywhere (a number that may carry more, or a
+    string that looks like one) is left to the exact parser (``common.storable.loads``).
     """
-    if _NINETEEN_DIGITS in body.translate(_DIGITS):
+    if _SIXTEEN in body.translate(_NUMERIC):
         return None
     try:
         return orjson.loads(body)
@@ -198,7 +202,7 @@ class ProducerApp(FastAPI):
             return None
         if path == "/":
             fields = plain_record(obj)
-            return None if fields is None else ingest.take_one(*fields)
+            return None if fields is None else ingest.take_one(fields)
         if type(obj) is not dict or len(obj) != 1 or type(obj.get("records")) is not list:
             return None
         if not obj["records"]:

@@ -1,22 +1,26 @@
 """Taking records and answering for them: what ``POST /`` and ``POST /batch`` do, whichever way
 the request came in (the ASGI fast path, ``fastpath.py``, or the FastAPI routes, ``routes.py``).
 
+Every record passes the storability contract (``common.storable``) before it is taken: what
+DynamoDB could not store as an item is refused here (413 for its size, 422 otherwise, naming
+the field), so a record the producer acknowledges is one the consumer can store.
+
 Answers are plain dicts shaped like the API's models (``models.py``): validating a response
 costs more than taking the record.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
+from common.storable import NotStorable, check_record, dumps_exact
 from producer.aggregation import KINESIS_MAX_RECORD_BYTES
-from producer.api.models import RecordIn
+from producer.api.models import ID_PATTERN, RecordIn
 from producer.collector import (
     Accepted,
     KinesisCollector,
@@ -28,55 +32,68 @@ from producer.collector import (
 from producer.ids import IdGenerator
 
 RETRY_AFTER = {"Retry-After": "1"}
-STATUS = {"record_too_large": 413, "overloaded": 503, "not_accepted": 503}
+STATUS = {"invalid_record": 422, "record_too_large": 413, "overloaded": 503, "not_accepted": 503}
 PARTITION_KEY_MAX = 256
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ID = re.compile(ID_PATTERN)
+
+Fields = tuple[str | None, str | None, Any]  # (id, partition key, data) of a well-formed record
 
 
-def envelope(record_id: str, data: Any) -> bytes:
+def envelope(record_id: str, data: Any, client_id: bool) -> bytes:
     """The bytes put to Kinesis for one user record; the consumer reads the same shape.
 
-    ``data`` holds no NaN or Infinity (``RecordIn`` refuses them, and orjson, which parses the
-    fast path's requests, does not read them).
+    ``data`` passed the storability contract: numbers are exact (orjson floats of at most 15
+    significant digits, ints, or ``Decimal`` written digit for digit) and nesting is shallow.
     """
     body = {"id": record_id, "ts": int(time.time() * 1000), "data": data}
-    try:
-        # orjson's bytes keep the buffer it wrote into: at least 1 KiB, about 8x a larger
-        # output (tracemalloc, orjson 3.11). A record waits for Kinesis holding it, so it is
-        # copied to its size (a memcpy; the buffer goes at once).
-        return bytes(memoryview(orjson.dumps(body)))
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits: the standard encoder writes it
-        return _ENCODER.encode(body).encode()
+    if client_id:
+        body["client_id"] = True
+    # orjson's bytes keep the buffer it wrote into: at least 1 KiB, about 8x a larger output
+    # (tracemalloc, orjson 3.11). A record waits for Kinesis holding it, so it is copied to its
+    # size (a memcpy; the buffer goes at once).
+    return bytes(memoryview(dumps_exact(body)))
 
 
 def problems(errors: Any) -> list[dict[str, str]]:
-    """Pydantic errors as ``{"field": "body.data", "problem": "Field required"}``."""
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "record", "problem": err["msg"]}
-        for err in errors
-    ]
+    """Pydantic errors as ``{"field": "body.data", "problem": "Field required"}`` (a JSON
+    decode error says what the parser found)."""
+    found = []
+    for err in errors:
+        problem = err["msg"]
+        if err.get("type") == "json_invalid":
+            problem += f": {err['ctx']['error']}"
+        found.append(
+            {"field": ".".join(str(p) for p in err["loc"]) or "record", "problem": problem}
+        )
+    return found
 
 
-def plain_record(obj: Any) -> tuple[str | None, Any] | None:
-    """``(partition_key, data)`` of an object that is plainly a valid ``RecordIn``; None when
-    it is not, or not plainly (then ``RecordIn`` decides and names the problem).
+def plain_record(obj: Any) -> Fields | None:
+    """``(id, partition_key, data)`` of an object that is plainly a well-formed ``RecordIn``;
+    None when it is not, or not plainly (then ``RecordIn`` decides and names the problem).
 
     Contract: for a value read by ``fastpath.parse``, never accepts what ``RecordIn`` rejects
     and never differs from what it reads (a test checks this over a corpus).
     """
     if type(obj) is not dict or "data" not in obj:
         return None
-    size = len(obj)
-    if size == 1:
-        return None, obj["data"]
-    if size != 2 or "partition_key" not in obj:
+    if len(obj) == 1:
+        return None, None, obj["data"]
+    record_id = obj.get("id")
+    key = obj.get("partition_key")
+    if len(obj) != 1 + ("id" in obj) + ("partition_key" in obj):
+        return None  # an unknown field
+    if record_id is not None and (type(record_id) is not str or not _ID.fullmatch(record_id)):
         return None
-    key = obj["partition_key"]
-    if key is None:
-        return None, obj["data"]
-    if type(key) is not str or not 0 < len(key) <= PARTITION_KEY_MAX:
+    if key is not None and (type(key) is not str or not 0 < len(key) <= PARTITION_KEY_MAX):
         return None
-    return key, obj["data"]
+    return record_id, key, obj["data"]
+
+
+def invalid(exc: NotStorable, prefix: str = "") -> dict[str, Any]:
+    """The failure answer for a record the contract refused: 413 for its size, else 422."""
+    error = "record_too_large" if exc.too_large else "invalid_record"
+    return {"error": error, "detail": [{"field": prefix + exc.field, "problem": exc.problem}]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +104,24 @@ class Ingest:
     ids: IdGenerator
     max_batch_records: int
 
-    def take(self, partition_key: str | None, data: Any, ticket: Ticket) -> tuple[str, Any]:
-        """Give the record an id and hand it to the collector: ``(id, UserRecord)``, or
-        ``(id, failure answer)`` when it cannot be taken."""
-        record_id = self.ids()
+    def take(self, fields: Fields, ticket: Ticket, prefix: str = "") -> tuple[str | None, Any]:
+        """Check the record against the storability contract, give it an id (the client's,
+        else a new one) and hand it to the collector: ``(id, UserRecord)``, or ``(id, failure
+        answer)`` when it cannot be taken (``prefix`` goes before the field it names)."""
+        client_id, partition_key, data = fields
+        record_id = client_id or self.ids()
         key = partition_key or record_id
-        payload = envelope(record_id, data)
-        if len(payload) + len(key.encode()) > KINESIS_MAX_RECORD_BYTES:
-            detail = "the record exceeds the 1 MiB Kinesis record limit"
+        try:
+            check_record(record_id, key, data)
+        except NotStorable as exc:
+            answer = invalid(exc, prefix)
+            if client_id is not None:
+                answer["id"] = client_id
+            return client_id, answer
+        payload = envelope(record_id, data, client_id is not None)
+        if len(payload) + len(key.encode()) > KINESIS_MAX_RECORD_BYTES:  # JSON escapes
+            detail = [{"field": prefix + "data", "problem": "the record exceeds the 1 MiB "
+                       "Kinesis record limit once written as JSON"}]  # fmt: skip
             return record_id, {"error": "record_too_large", "detail": detail, "id": record_id}
         try:
             return record_id, self.collector.take(key, payload, ticket)
@@ -103,43 +130,43 @@ class Ingest:
         except RecordNotAccepted as exc:
             return record_id, {"error": "not_accepted", "detail": str(exc), "id": record_id}
 
-    def take_one(self, partition_key: str | None, data: Any) -> Pending:
-        """``POST /``, first half: the record taken (or refused); nothing awaited."""
+    def take_one(self, fields: Fields) -> Pending:
+        """``POST /``, first half: the record checked and taken (or refused); nothing
+        awaited."""
         ticket = Ticket()
-        return Pending(ticket, [self.take(partition_key, data, ticket)], single=True)
+        return Pending(ticket, [self.take(fields, ticket, prefix="body.")], single=True)
 
     def take_many(self, raws: list[Any], exact: bool = True) -> Pending | tuple[int, Any]:
         """``POST /batch``, first half: each record validated and taken (or refused) on its
         own, in request order; an answer at once when the batch is over the limit.
 
-        ``exact``: the records were read by orjson (``fastpath.parse``), so they hold nothing
-        JSON cannot carry, and a plain record needs no further check; else (Python's parser)
-        each goes through ``RecordIn``.
+        Every record is validated before any is taken: a bad record (or a bug) never leaves
+        the request half sent. ``exact``: the records were read by orjson
+        (``fastpath.parse``), so a plain record needs no pydantic model; else each goes
+        through ``RecordIn``.
         """
         limit = self.max_batch_records
         if len(raws) > limit:
             detail = f"at most {limit} records a batch"
             return 413, {"error": "batch_too_large", "detail": detail}
-        ticket = Ticket()
-        taken: list[tuple[str, Any]] = []
+        checked: list[Fields | dict[str, Any]] = []
         for raw in raws:
             fields = plain_record(raw) if exact else None
             if fields is None:
                 try:
                     record = RecordIn.model_validate(raw)
                 except ValidationError as exc:
-                    invalid = {"error": "invalid_record", "detail": problems(exc.errors())}
-                    taken.append(("", invalid))
+                    checked.append({"error": "invalid_record", "detail": problems(exc.errors())})
                     continue
-                fields = record.partition_key, record.data
-            taken.append(self.take(*fields, ticket))
+                fields = record.id, record.partition_key, record.data
+            checked.append(fields)
+        ticket = Ticket()
+        taken = [self.take(f, ticket) if type(f) is tuple else (None, f) for f in checked]
         return Pending(ticket, taken, single=False)
 
-    async def one(
-        self, partition_key: str | None, data: Any
-    ) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    async def one(self, fields: Fields) -> tuple[int, dict[str, Any], dict[str, str] | None]:
         """``POST /``: status, answer and extra headers, once Kinesis has the record."""
-        return await self.take_one(partition_key, data).answer()
+        return await self.take_one(fields).answer()
 
     async def many(self, raws: list[Any], exact: bool = True) -> tuple[int, dict[str, Any]]:
         """``POST /batch``: each record validated and answered on its own, in request order."""
@@ -159,7 +186,7 @@ class Pending:
     """
 
     ticket: Ticket
-    taken: list[tuple[str, Any]]
+    taken: list[tuple[str | None, Any]]
     single: bool
 
     async def answer(self) -> tuple[int, Any, dict[str, str] | None]:
@@ -178,7 +205,7 @@ class Pending:
         return 200, {"failed_record_count": failed, "records": results}, None
 
 
-def settled(record_id: str, record: UserRecord) -> dict[str, Any]:
+def settled(record_id: str | None, record: UserRecord) -> dict[str, Any]:
     """A taken record's result, shaped like ``RecordAccepted`` or ``RecordFailed``."""
     outcome = record.outcome
     if isinstance(outcome, Accepted):

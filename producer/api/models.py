@@ -2,56 +2,37 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
 class RecordIn(BaseModel):
-    """One record: any JSON value under ``data``; optional partition key (else random)."""
+    """One record: any JSON value under ``data``; optional id and partition key.
+
+    ``data`` must be storable as a DynamoDB item (``common.storable``: numbers, map keys,
+    nesting, size); the operations check it (``ingest.py``) and answer 422 or 413.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    data: Any = Field(..., description="The record's payload: any JSON value.")
+    data: Any = Field(..., description="The record's payload: any JSON value DynamoDB can hold.")
+    id: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="Your id for the record (1-128 of A-Z a-z 0-9 . _ : -): its key in "
+        "DynamoDB. Sending a record again with the same id (after a timeout, a 503, a crash) "
+        "leaves one item, holding the copy Kinesis accepted last. Minted when absent.",
+    )
     partition_key: str | None = Field(
         None,
         min_length=1,
         max_length=256,
         description="Kinesis partition key: records with one key keep their order. "
-        "Random (the record's id) when absent.",
+        "The record's id when absent.",
     )
-
-    @field_validator("data")
-    @classmethod
-    def _storable(cls, value: Any) -> Any:
-        problem = not_storable(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-
-def not_storable(value: Any) -> str | None:
-    """What in ``value`` has no exact JSON form, or None: Python's JSON parser reads NaN,
-    Infinity (also for numbers beyond a double's range) and lone UTF-16 surrogates."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return "NaN, Infinity and numbers beyond +-1.8e308 are not JSON numbers"
-        elif isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode()
-                except UnicodeEncodeError:
-                    return "a string holds a lone UTF-16 surrogate: it is not valid Unicode"
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
 
 
 class RecordAccepted(BaseModel):

@@ -8,17 +8,45 @@ request. Both ways run the same operations (``ingest.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 
+from common.storable import loads
 from producer.api.deps import get_collector, get_ingest, require_api_key
 from producer.api.ingest import Ingest
 from producer.api.models import BatchIn, BatchOut, Problem, RecordAccepted, RecordIn
 from producer.collector import KinesisCollector
 
-router = APIRouter()
+
+class ExactJSONRequest(Request):
+    """A request whose JSON body keeps every number exact (``common.storable.loads``):
+    fractions and long integers as ``Decimal``, never rounded through a double. Anything it
+    cannot read (deeper nesting than the parser goes included) is a ``JSONDecodeError``,
+    which FastAPI answers 422."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads(await self.body())
+        return self._json
+
+
+class ExactJSONRoute(APIRoute):
+    """Routes that read their JSON bodies with ``ExactJSONRequest``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            return await handler(ExactJSONRequest(request.scope, request.receive))
+
+        return exact
+
+
+router = APIRouter(route_class=ExactJSONRoute)
 Collector = Annotated[KinesisCollector, Depends(get_collector)]
 Ingester = Annotated[Ingest, Depends(get_ingest)]
 
@@ -31,7 +59,7 @@ Ingester = Annotated[Ingest, Depends(get_ingest)]
 )
 async def put_record(record: RecordIn, ingest: Ingester) -> Any:
     """Store one record; answers once Kinesis has it (503 with Retry-After: send it again)."""
-    status, answer, headers = await ingest.one(record.partition_key, record.data)
+    status, answer, headers = await ingest.one((record.id, record.partition_key, record.data))
     return JSONResponse(answer, status_code=status, headers=headers)
 
 

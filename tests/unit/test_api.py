@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from common.storable import (
+    MAX_ITEM_BYTES,
+    NotStorable,
+    attribute,
+    check_record,
+    dumps_exact,
+    loads,
+)
 from producer.api.fastpath import parse
 from producer.api.ingest import plain_record
 from producer.api.models import RecordIn
@@ -229,25 +241,67 @@ RECORD_CORPUS = [
     "{}", "[]", '"data"', "3", "null", '{"data": NaN}', '{"data": {"deep": [Infinity]}}',
     '{"data": 1e400}', '{"data": 123456789012345678901}', '{"data": -9223372036854775809}',
     '{"data": "\\ud800"}', '{"data": 1, "data": 2}',
+    # client ids: 1-128 of [A-Za-z0-9._:-]
+    '{"data": 1, "id": "order-1"}', '{"data": 1, "id": "a.B_c:9-z"}', '{"data": 1, "id": ""}',
+    '{"data": 1, "id": "a b"}', '{"data": 1, "id": "%s"}' % ("i" * 128),
+    '{"data": 1, "id": "%s"}' % ("i" * 129), '{"data": 1, "id": 5}', '{"data": 1, "id": null}',
+    '{"data": 1, "id": "abc\\n"}', '{"data": 1, "id": "\u00e9"}', '{"data": 1, "id": "x/y"}',
+    '{"data": 1, "id": "k", "partition_key": "p"}', '{"data": 1, "id": "k", "extra": 1}',
+    '{"id": "k", "partition_key": "p"}',
+    # numbers: kept exactly whichever parser reads them
+    '{"data": 0.1}', '{"data": 1e2}', '{"data": -0.0}', '{"data": 1e-320}',
+    '{"data": 123456789.123456789}', '{"data": 0.30000000000000001}',
+    '{"data": 1.2345678901234567890123}', '{"data": 1234567890123456}',
+    '{"data": 999999999999999}', '{"data": 9.99999999999999e125}', '{"data": [0.1, 1.5e-7]}',
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("text", RECORD_CORPUS)
 def test_the_fast_path_never_takes_what_the_route_refuses_nor_changes_it(text: str) -> None:
-    # the fast path: orjson, then the plain-record check; the route: Python's json, then pydantic
+    # the fast path: orjson, then the plain-record check; the route: the exact parser, then
+    # pydantic
     parsed = parse(text.encode())
     fields = None if parsed is None else plain_record(parsed)
     try:
-        record = RecordIn.model_validate(json.loads(text))
-    except ValidationError:
+        record = RecordIn.model_validate(loads(text))
+    except (ValidationError, json.JSONDecodeError):
         assert fields is None
     else:
-        assert fields is None or fields == (record.partition_key, record.data)
+        if fields is not None:  # the same record, and the same numbers reach the consumer
+            assert fields[:2] == (record.id, record.partition_key)
+            assert loads(dumps_exact(fields[2])) == loads(dumps_exact(record.data))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_number_the_fast_path_reads_reaches_the_consumer_exactly(seed: int) -> None:
+    # GIVEN numbers of 1 to 20 significant digits, at exponents around DynamoDB's range
+    rng = random.Random(seed)
+    for _ in range(2000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 20)))
+        point = rng.randint(0, len(digits))
+        text = (digits[:point] or "0") + ("." + digits[point:] if point < len(digits) else "")
+        text = rng.choice(["", "-"]) + text + rng.choice(["", f"e{rng.randint(-140, 140)}"])
+        body = b'{"data": %s}' % text.encode()
+        # WHEN the fast path reads it (or leaves it to the exact parser)
+        fields = parse(body)
+        if fields is None:
+            continue
+        # THEN the contract judges it as it judges the exact number, and what the producer
+        # writes into the envelope is that exact number
+        exact = Decimal(text)
+        try:
+            attribute(exact)
+        except NotStorable:
+            with pytest.raises(NotStorable):
+                attribute(fields["data"])
+            continue
+        assert Decimal(dumps_exact(fields["data"]).decode()) == exact, text
+        assert attribute(fields["data"])[1] == attribute(exact)[1], text
 
 
 @pytest.mark.parametrize(
     ("body", "problem"),
-    [(b'{"data": {"x": NaN}}', "NaN"), (b'{"data": [1e400]}', "NaN"),
+    [(b'{"data": {"x": NaN}}', "NaN"), (b'{"data": [1e400]}', "1E+400"),
      (b'{"data": "\\ud800"}', "surrogate"), (b'{"data": {"\\udfff": 1}}', "surrogate")],
 )  # fmt: skip
 @pytest.mark.parametrize("path", ["/", "/batch"])
@@ -311,3 +365,134 @@ def test_both_ways_in_answer_alike(kinesis: FakeKinesis) -> None:
     assert fast.json().keys() == routed.json().keys()
     assert fast.json()["shard_id"] == routed.json()["shard_id"]
     assert len(_stored_envelopes(kinesis)) == 2
+
+
+def _post(client: TestClient, path: str, body: bytes) -> Any:
+    return client.post(path, content=body, headers={"content-type": "application/json"})
+
+
+def _nested(levels: int) -> bytes:
+    return b'{"a": ' * levels + b"1" + b"}" * levels
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "problem"),
+    [(b"1e126", "body.data", "magnitude 1E+126"), (b"-1E+126", "body.data", "magnitude"),
+     (b"1e-131", "body.data", "1E-131"), (b"[1, 1.5e-131]", "body.data.1", "smallest"),
+     (b'{"n": 1234567890123456789012345678901234567.89}', "body.data.n", "39 significant"),
+     (b'{"%s": 1}' % (b"k" * 70_000), "body.data.kkkkkkkkkkkkkkkkkkkk...(70,000 characters)",
+      "map key of 70,000 bytes"),
+     (b'{"": 1}', "body.data.", "empty map key"),
+     (b"1" * 5000, "body.data", "5000 significant digits"),
+     (_nested(32), "body.data" + ".a" * 31, "nested deeper"),
+     (_nested(1000), "body.data" + ".a" * 31, "nested deeper"),
+     (_nested(5000), "body.0", "nested deeper than the parser reads")],
+)  # fmt: skip
+@pytest.mark.parametrize("path", ["/", "/batch"])
+def test_records_dynamodb_could_not_store_are_refused_at_the_door(
+    client: TestClient, kinesis: FakeKinesis, data: bytes, field: str, problem: str, path: str
+) -> None:
+    # GIVEN a record whose data DynamoDB would refuse (the issue's poison cases among them)
+    record = b'{"data": %s}' % data
+    # WHEN posted alone, or in a batch after a good record
+    if path == "/":
+        response = _post(client, path, record)
+    else:
+        response = _post(client, path, b'{"records": [{"data": "good"}, %s]}' % record)
+    # THEN a 422 names the field and the problem, never a 5xx; in a batch the good one is kept
+    if path == "/" or "parser" in problem:  # too deep to parse: the request itself is refused
+        assert response.status_code == 422, response.text[:300]
+        (detail,) = response.json()["detail"]
+        assert problem in detail["problem"]
+        assert detail["field"] == field or "parser" in problem
+        assert kinesis.stored == []
+    else:
+        assert response.status_code == 200, response.text[:300]
+        _, bad = response.json()["records"]
+        assert bad["error"] == "invalid_record"
+        assert bad["detail"] == [{"field": field.removeprefix("body."), "problem": ANY}]
+        assert problem in bad["detail"][0]["problem"]
+        assert [e["data"] for e in _stored_envelopes(kinesis)] == ["good"]
+
+
+@pytest.mark.parametrize("levels", [31, 33, 255, 980, 1023, 1024, 5000])
+def test_deep_nesting_never_gets_a_500(client: TestClient, levels: int) -> None:
+    # GIVEN data nested deeper than orjson or Python's parser read (the issue's 980-1023 gave
+    # 500: orjson could not write the envelope, and the fallback hit the recursion limit)
+    response = _post(client, "/", b'{"data": %s}' % _nested(levels))
+    # THEN stored when DynamoDB can hold it, else a 422
+    assert response.status_code == (200 if levels <= 31 else 422), response.text[:300]
+
+
+def test_a_record_over_dynamodbs_item_limit_gets_a_413_naming_the_field(
+    client: TestClient, kinesis: FakeKinesis
+) -> None:
+    # GIVEN the largest string the contract lets through for this id and partition key
+    probe = client.post("/", json={"data": "x" * 500_000, "id": "r1", "partition_key": "k"})
+    # (the issue's 500 KB record: quarantined truncated before, acknowledged with 200)
+    assert probe.status_code == 413
+    assert probe.json()["error"] == "record_too_large"
+    assert probe.json()["detail"][0]["field"] == "body.data"
+    assert "409,600" in probe.json()["detail"][0]["problem"]
+    largest = MAX_ITEM_BYTES - check_record("r1", "k", "")
+    # WHEN it and one byte more are posted
+    fits = client.post("/", json={"data": "x" * largest, "id": "r1", "partition_key": "k"})
+    over = client.post("/", json={"data": "x" * (largest + 1), "id": "r1", "partition_key": "k"})
+    # THEN the first is stored, the second refused with 413 before Kinesis saw it
+    assert fits.status_code == 200
+    assert over.status_code == 413
+    assert [len(e["data"]) for e in _stored_envelopes(kinesis)] == [largest]
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"123456789.123456789", b"0.30000000000000001", b"1.2345678901234567890123",
+     b"12345678901234567890123456789012345678", b"-9.9999999999999999999999999999999999999E+125",
+     b"1E-130", b"0.1", b"1.50"],
+)  # fmt: skip
+@pytest.mark.parametrize("path", ["/", "/batch"])
+def test_numbers_are_kept_exactly_as_sent(
+    client: TestClient, kinesis: FakeKinesis, number: bytes, path: str
+) -> None:
+    # GIVEN numbers a double would round (the issue: stored rounded) and others
+    record = b'{"data": {"n": %s}}' % number
+    body = record if path == "/" else b'{"records": [%s]}' % record
+    # WHEN posted
+    assert _post(client, path, body).status_code == 200
+    # THEN the envelope carries the same number, digit for digit or value for value
+    ((_, _, raw),) = [r for s in kinesis.stored for r in sub_records(s.data, s.partition_key)]
+    assert loads(raw)["data"]["n"] == Decimal(number.decode())
+
+
+def test_a_client_id_is_the_records_id_and_marked_for_the_consumer(
+    client: TestClient, kinesis: FakeKinesis
+) -> None:
+    # WHEN records are posted with the client's ids (one twice, as a retry would), and one
+    # without
+    first = client.post("/", json={"data": 1, "id": "order-1"})
+    again = client.post("/", json={"data": 2, "id": "order-1"})
+    batch = client.post("/batch", json={"records": [{"data": 3, "id": "order:2"}, {"data": 4}]})
+    # THEN the answers carry the client's ids, and the envelopes mark them as the client's
+    assert first.json()["id"] == again.json()["id"] == "order-1"
+    keyed, minted = batch.json()["records"]
+    assert keyed["id"] == "order:2" and minted["id"] != "order:2"
+    envelopes = {e["data"]: e for e in _stored_envelopes(kinesis)}
+    assert [envelopes[n].get("client_id") for n in (1, 2, 3, 4)] == [True, True, True, None]
+    # AND the id is the default partition key: every copy of an id goes to the same shard
+    assert first.json()["shard_id"] == again.json()["shard_id"]
+    assert {s.partition_key for s in kinesis.stored} >= {"order-1"}
+
+
+@pytest.mark.parametrize("bad_id", ["", "a b", "x" * 129, "é", "a/b", "line\n"])
+def test_a_malformed_client_id_gets_a_422(client: TestClient, bad_id: str) -> None:
+    response = client.post("/", json={"data": 1, "id": bad_id})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "body.id"
+    batch = client.post("/batch", json={"records": [{"data": 1, "id": bad_id}]}).json()
+    assert batch["records"][0]["detail"][0]["field"] == "id"
+
+
+def test_a_partition_key_that_is_not_unicode_gets_a_422_not_a_500(client: TestClient) -> None:
+    response = _post(client, "/", b'{"data": 1, "partition_key": "\\ud800"}')
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "body.partition_key"

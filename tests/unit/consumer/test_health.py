@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from amazon_kclpy import kcl
@@ -12,6 +13,7 @@ from amazon_kclpy import kcl
 from consumer import config, health
 from consumer.health import Heartbeat, stuck
 from consumer.processor import RecordProcessor
+from consumer.sink import WriteOutcome
 from tests.unit.consumer.test_processor import INIT, FakeSink, _batch, _record, _reply
 
 
@@ -41,12 +43,12 @@ def test_the_processor_is_busy_only_while_it_handles_a_batch(tmp_path: Path) -> 
     seen: list[object] = []
 
     class Watching(FakeSink):
-        def write(self, items: list[dict[str, object]]) -> None:
+        def write(self, items: list[dict[str, Any]]) -> WriteOutcome:
             seen.append(json.loads((tmp_path / "shardId-000000000001.json").read_text()))
-            super().write(items)
+            return super().write(items)
 
     sink = Watching()
-    processor = RecordProcessor(sink, sleep=lambda _: None, heartbeat_dir=str(tmp_path))
+    processor = RecordProcessor(sink, FakeSink(), sleep=lambda _: None, heartbeat_dir=str(tmp_path))
     lines = [INIT, _batch(_record("a", "100", 0)), _reply("100", 0)]
     stdin = io.StringIO("".join(json.dumps(x) + "\n" for x in lines))
     kcl.KCLProcess(processor, stdin, sink.stdout, io.StringIO()).run()

@@ -22,26 +22,43 @@ from common.logs import configure_logging
 from consumer import processor as processor_module
 from consumer.metrics import UNITS, ConsumerMetrics
 from consumer.processor import RecordProcessor
-from consumer.sink import SinkWriteError
+from consumer.records import QUARANTINE_PART_BYTES
+from consumer.sink import SinkWriteError, WriteOutcome
 
 SHARD = "shardId-000000000001"
 INIT = {"action": "initialize", "shardId": SHARD, "sequenceNumber": "1", "subSequenceNumber": 0}
 
 
 class FakeSink:
-    """Keeps what was written, and how many checkpoints had been asked for at each write."""
+    """Keeps what was written, and how many checkpoints had been asked for at each write;
+    refuses the items whose ids are in ``refuse`` and supersedes those in ``superseded``,
+    as DynamoDB and the sink would."""
 
-    def __init__(self, error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        error: Exception | None = None,
+        refuse: frozenset[str] = frozenset(),
+        superseded: frozenset[str] = frozenset(),
+    ) -> None:
         self.error = error
+        self.refuse, self.superseded = refuse, superseded
         self.written: list[dict[str, Any]] = []
         self.stdout = io.StringIO()
         self.checkpoints_before_write: list[int] = []
 
-    def write(self, items: list[dict[str, Any]]) -> None:
+    def write(self, items: list[dict[str, Any]]) -> WriteOutcome:
         self.checkpoints_before_write.append(self.stdout.getvalue().count('"checkpoint"'))
         if self.error is not None:
             raise self.error
-        self.written.extend(items)
+        outcome = WriteOutcome()
+        for item in items:
+            if item["id"]["S"] in self.refuse:
+                outcome.refused.append((item, "ValidationException: Number overflow"))
+            elif item["id"]["S"] in self.superseded:
+                outcome.superseded.append(item)
+            else:
+                self.written.append(item)
+        return outcome
 
 
 class Stopped(BaseException):
@@ -84,6 +101,8 @@ def _run(
 ) -> tuple[str, str]:
     stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
     stderr = io.StringIO()
+    quarantine = quarantine if quarantine is not None else FakeSink()
+    quarantine.stdout = sink.stdout
     record_processor = RecordProcessor(sink, quarantine, sleep=lambda _: None)
     process = kcl.KCLProcess(record_processor, stdin, sink.stdout, stderr)
     with contextlib.suppress(Stopped):
@@ -182,7 +201,6 @@ def test_poison_record_is_quarantined_and_logged(json_logs: io.StringIO) -> None
     # GIVEN a batch whose last record is not JSON
     bad = _record("x", "6", 0, body=b"not json")
     sink, quarantine = FakeSink(), FakeSink()
-    quarantine.stdout = sink.stdout
     # WHEN handled
     out, _ = _run([INIT, _batch(_record("good", "5", 0), bad), _reply("6", 0)], sink, quarantine)
     # THEN the good record is written, the poison one quarantined with its raw bytes and the
@@ -347,6 +365,7 @@ def test_metrics_go_to_stderr_as_emf_once_an_interval_and_at_shutdown() -> None:
     assert line["BatchWriteLatencyMax"] >= 0
     declared = {m["Name"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert declared == set(UNITS)
+    assert (line["RecordsSuperseded"], line["WriteFailures"]) == (0, 0)
     # AND the protocol channel carried only protocol lines
     protocol = [json.loads(x) for x in sink.stdout.getvalue().splitlines() if x]
     assert {x["action"] for x in protocol} == {"status", "checkpoint"}
@@ -386,3 +405,73 @@ def test_a_quiet_shard_still_gets_its_line_from_the_timer() -> None:
     time.sleep(0.5)
     (line,) = out.getvalue().splitlines()
     assert json.loads(line)["RecordsWritten"] == 7
+
+
+def test_a_record_dynamodb_refuses_is_quarantined_whole_and_the_shard_moves_on(
+    fail_stops: list[str],
+) -> None:
+    # GIVEN a batch in which DynamoDB refuses one record's item (a gap in the contract, or a
+    # record another writer put in the stream), between good ones
+    batch = _batch(_record("a", "5", 0), _record("bad", "6", 0), _record("c", "7", 0))
+    sink, quarantine = FakeSink(refuse=frozenset({"bad"})), FakeSink()
+    # WHEN handled
+    out, _ = _run([INIT, batch, _reply("7", 0)], sink, quarantine)
+    # THEN the others are stored, the refused one is quarantined with DynamoDB's reason, and
+    # the batch is checkpointed: no fail-stop, no stalled shard
+    assert fail_stops == []
+    assert [i["id"]["S"] for i in sink.written] == ["a", "c"]
+    ((item),) = quarantine.written
+    assert item["id"]["S"] == f"{SHARD}/6/0"
+    assert json.loads(item["data"]["B"])["id"] == "bad"
+    assert item["reason"]["S"] == "refused: ValidationException: Number overflow"
+    assert out == _transcript(_status("initialize"), _ask("7", 0), _status("processRecords"))
+
+
+def test_a_poison_record_of_a_mib_is_quarantined_in_parts_before_the_checkpoint() -> None:
+    # GIVEN a 1 MiB record that is not JSON
+    raw = bytes(range(256)) * 4096
+    sink, quarantine = FakeSink(), FakeSink()
+    # WHEN handled
+    out, _ = _run([INIT, _batch(_record("x", "6", 0, body=raw)), _reply("6", 0)], sink, quarantine)
+    # THEN all its bytes are in the quarantine, over several items, before the checkpoint
+    parts = quarantine.written
+    assert len(parts) == -(-len(raw) // QUARANTINE_PART_BYTES) == 4
+    assert b"".join(p["data"]["B"] for p in parts) == raw
+    assert quarantine.checkpoints_before_write == [0]
+    assert out == _transcript(_status("initialize"), _ask("6", 0), _status("processRecords"))
+
+
+def test_a_quarantine_that_refuses_an_item_stops_for_a_replay(fail_stops: list[str]) -> None:
+    quarantine = FakeSink(refuse=frozenset({f"{SHARD}/6/0"}))
+    out, _ = _run([INIT, _batch(_record("x", "6", 0, body=b"{"))], FakeSink(), quarantine)
+    assert fail_stops and "quarantine refused" in fail_stops[0]
+    assert '"checkpoint"' not in out
+
+
+def test_a_write_failure_is_published_before_the_process_stops(fail_stops: list[str]) -> None:
+    # GIVEN metrics, and a sink that gives up for a reason not about a record
+    stderr = io.StringIO()
+    metrics = ConsumerMetrics(stderr, 60.0)
+    sink = FakeSink(SinkWriteError("BatchWriteItem failed: AccessDeniedException: no"))
+    record_processor = RecordProcessor(sink, FakeSink(), sleep=lambda _: None, metrics=metrics)
+    stdin = io.StringIO("".join(json.dumps(x) + "\n" for x in [INIT, _batch(_record("a", "7", 0))]))
+    # WHEN the batch arrives
+    with contextlib.suppress(Stopped):
+        kcl.KCLProcess(record_processor, stdin, sink.stdout, io.StringIO()).run()
+    # THEN an EMF line with WriteFailures = 1 is out before the fail-stop (the alarm's metric)
+    assert fail_stops
+    (line,) = [json.loads(x) for x in stderr.getvalue().splitlines()]
+    assert (line["WriteFailures"], line["RecordsWritten"]) == (1, 0)
+
+
+def test_superseded_copies_are_counted_not_written() -> None:
+    stderr = io.StringIO()
+    metrics = ConsumerMetrics(stderr, 60.0)
+    sink = FakeSink(superseded=frozenset({"old"}))
+    record_processor = RecordProcessor(sink, FakeSink(), sleep=lambda _: None, metrics=metrics)
+    lines = [INIT, _batch(_record("old", "5", 0), _record("new", "6", 0)), _reply("6", 0)]
+    stdin = io.StringIO("".join(json.dumps(x) + "\n" for x in lines))
+    kcl.KCLProcess(record_processor, stdin, sink.stdout, io.StringIO()).run()
+    metrics.emit()
+    (line,) = [json.loads(x) for x in stderr.getvalue().splitlines()]
+    assert (line["RecordsWritten"], line["RecordsSuperseded"]) == (1, 1)

@@ -1,12 +1,14 @@
-"""Replaying the quarantine: each record back into the stream, its item deleted only after."""
+"""Replaying the quarantine: each record back into the stream whole (joined from its parts),
+its items deleted only after Kinesis accepted it."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from consumer.records import KinesisRecord, quarantine_item
+from consumer.records import QUARANTINE_PART_BYTES, KinesisRecord, quarantine_items
 from consumer.replay import replay
 
 
@@ -28,6 +30,10 @@ class FakeDynamoDB:
             answer["LastEvaluatedKey"] = {"id": page[-1]["id"]}
         return answer
 
+    def get_item(self, TableName: str, Key: dict[str, Any], **_: Any) -> dict[str, Any]:
+        item = self.items.get(Key["id"]["S"])
+        return {"Item": item} if item else {}
+
     def delete_item(self, TableName: str, Key: dict[str, Any]) -> None:
         self.deleted.append(Key["id"]["S"])
 
@@ -45,32 +51,37 @@ class FakeKinesis:
         return {"ShardId": "shardId-000000000001", "SequenceNumber": str(len(self.put))}
 
 
-def _item(data: bytes, key: str, sequence: str, reason: str, cut: bool = False) -> dict[str, Any]:
+def _items(data: bytes, key: str, sequence: str, reason: str) -> list[dict[str, Any]]:
     record = KinesisRecord(data, key, sequence, 0, 0)
-    item = quarantine_item(record, "shardId-000000000000", reason, now_ms=1)
-    item["data_truncated"] = {"BOOL": cut}
-    return item
+    return quarantine_items(record, "shardId-000000000000", reason, now_ms=1)
 
 
-def test_every_matching_record_goes_back_with_its_key_and_leaves_the_quarantine() -> None:
-    items = [
-        _item(b"\x00not json", "p1", "1", "not JSON: ..."),
-        _item(b'{"id": "a"}', "p2", "2", "no 'data'"),
-        _item(b"{cut", "p3", "3", "not JSON: ...", cut=True),
-        _item(b"refused", "p4", "4", "not JSON: ..."),
-        _item(b"\x01also", "p5", "5", "not JSON: ..."),
-    ]
+def test_every_matching_record_goes_back_whole_with_its_key_and_leaves_the_quarantine() -> None:
+    # GIVEN quarantined records, one of 1 MiB (four items), one refused by Kinesis, one an
+    # older version cut short, and one whose second part is missing
+    big = random.Random(1).randbytes(1024 * 1024)
+    cut = _items(b"{cut", "p3", "3", "not JSON: ...")
+    cut[0]["data_truncated"] = {"BOOL": True}
+    broken = _items(b"x" * (QUARANTINE_PART_BYTES + 5), "p6", "6", "not JSON: ...")[:1]
+    items = [*_items(b"\x00not json", "p1", "1", "not JSON: ..."),
+             *_items(b'{"id": "a"}', "p2", "2", "no 'data'"), *cut,
+             *_items(b"refused", "p4", "4", "not JSON: ..."),
+             *_items(big, "p5", "5", "not JSON: item too large"), *broken]  # fmt: skip
     ddb, kinesis, said = FakeDynamoDB(items), FakeKinesis(refuse=b"refused"), []
+    # WHEN the not-JSON ones are replayed
     outcome = replay(kinesis, ddb, "s", "q", reason="not JSON", say=said.append)
-    # THEN the not-JSON ones went back under their partition keys (across scan pages), the
-    # truncated one stayed (its bytes are not all there), the refused one stayed too
-    assert sorted(kinesis.put) == [(b"\x00not json", "p1"), (b"\x01also", "p5")]
-    assert sorted(ddb.deleted) == sorted(i["id"]["S"] for i in (items[0], items[4]))
-    assert (outcome.replayed, outcome.skipped, outcome.failed) == (2, 1, 1)
+    # THEN they went back whole under their partition keys (across scan pages), and their
+    # items, every part of them, are gone; the cut, the broken and the refused ones stayed
+    assert sorted(kinesis.put) == [(b"\x00not json", "p1"), (big, "p5")]
+    big_keys = [f"shardId-000000000000/5/0{suffix}" for suffix in ("", "#1", "#2", "#3")]
+    assert sorted(ddb.deleted) == sorted(["shardId-000000000000/1/0", *big_keys])
+    assert ddb.deleted.index(big_keys[0]) < ddb.deleted.index(big_keys[1])  # the head first
+    assert (outcome.replayed, outcome.skipped, outcome.failed) == (2, 2, 1)
     assert any("truncated" in line for line in said)
+    assert any("shardId-000000000000/6/0#1 is missing" in line for line in said)
 
 
 def test_dry_run_lists_and_changes_nothing() -> None:
-    ddb, kinesis = FakeDynamoDB([_item(b"x", "p", "1", "not JSON")]), FakeKinesis()
+    ddb, kinesis = FakeDynamoDB(_items(b"x", "p", "1", "not JSON")), FakeKinesis()
     outcome = replay(kinesis, ddb, "s", "q", dry_run=True, say=lambda _: None)
     assert outcome.listed == 1 and kinesis.put == [] and ddb.deleted == []

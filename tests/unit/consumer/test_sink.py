@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -13,7 +15,9 @@ from botocore.stub import Stubber
 
 from consumer import config
 from consumer import sink as sink_module
+from consumer.replay import scan_all
 from consumer.sink import DynamoDBSink, SinkWriteError
+from local_stack.ephemeral import EphemeralDynamoDB
 
 
 def _item(i: int, version: str = "v1") -> dict[str, Any]:
@@ -152,8 +156,10 @@ def test_throttling_until_the_deadline_fails(client: Any) -> None:
     assert clock.now <= 3.0
 
 
-@pytest.mark.parametrize("code", ["ResourceNotFoundException", "ValidationException"])
-def test_non_retryable_errors_fail_at_once(client: Any, code: str) -> None:
+@pytest.mark.parametrize(
+    "code", ["ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"]
+)
+def test_errors_not_about_an_item_fail_at_once(client: Any, code: str) -> None:
     # GIVEN an error no retry can fix WHEN written THEN SinkWriteError without waiting
     clock = FakeClock()
     with Stubber(client) as stub:
@@ -241,3 +247,178 @@ def test_a_failed_chunk_fails_the_write_after_the_others_ended() -> None:
     with pytest.raises(SinkWriteError):
         sink.write([_item(i) for i in range(100)])
     assert table.active == 0  # no call left running behind the error
+
+
+def test_an_item_dynamodb_refuses_is_bisected_out_and_the_rest_written(client: Any) -> None:
+    # GIVEN four items of which DynamoDB refuses the last (ValidationException fails the call)
+    items = [_item(i) for i in range(4)]
+    with Stubber(client) as stub:
+        refuse = {"service_error_code": "ValidationException",
+                  "service_message": "Number overflow", "http_status_code": 400}  # fmt: skip
+        stub.add_client_error(
+            "batch_write_item",
+            **refuse,
+            expected_params={"RequestItems": {"records": _puts(items)}},
+        )
+        stub.add_response("batch_write_item", {}, {"RequestItems": {"records": _puts(items[:2])}})
+        stub.add_client_error(
+            "batch_write_item",
+            **refuse,
+            expected_params={"RequestItems": {"records": _puts(items[2:])}},
+        )
+        stub.add_response("batch_write_item", {}, {"RequestItems": {"records": _puts(items[2:3])}})
+        stub.add_client_error(
+            "batch_write_item",
+            **refuse,
+            expected_params={"RequestItems": {"records": _puts(items[3:])}},
+        )
+        # WHEN written
+        outcome = _sink(client, FakeClock()).write(items)
+        # THEN halves went until the refused item was alone; it is reported, the rest written
+        stub.assert_no_pending_responses()
+    assert outcome.refused == [(items[3], "ValidationException: Number overflow")]
+    assert outcome.superseded == []
+
+
+def _record_item(record_id: str, sequence: str, data: str, sub: int = 0) -> dict[str, Any]:
+    """A records-table item as the consumer writes it, for a client's id."""
+    return {"id": {"S": record_id}, "data": {"S": data}, "partition_key": {"S": record_id},
+            "shard_id": {"S": "shardId-000000000001"}, "sequence_number": {"S": sequence},
+            "sub_sequence_number": {"N": str(sub)}, "client_id": {"BOOL": True}}  # fmt: skip
+
+
+def test_cancellation_reasons_are_read_from_the_message_when_not_modeled(client: Any) -> None:
+    # GIVEN a cancelled transaction whose reasons are only in its message (as DynamoDB writes
+    # them for SDKs that do not model CancellationReasons)
+    items = [_record_item("a", "5", "new"), _record_item("b", "5", "x")]
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "transact_write_items", "TransactionCanceledException",
+            "Transaction cancelled, please refer cancellation reasons for specific reasons "
+            "[ConditionalCheckFailed, None]")  # fmt: skip
+        stub.add_response("transact_write_items", {})
+        # WHEN written
+        outcome = _sink(client, FakeClock()).write(items)
+        stub.assert_no_pending_responses()
+    # THEN the first is superseded (a later copy is stored) and the second written at once
+    assert outcome.superseded == [items[0]] and outcome.refused == []
+
+
+def test_transaction_conflicts_are_retried(client: Any) -> None:
+    items = [_record_item("a", "5", "x")]
+    clock = FakeClock()
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "transact_write_items", "TransactionCanceledException",
+            "Transaction cancelled, please refer cancellation reasons for specific reasons "
+            "[TransactionConflict]")  # fmt: skip
+        stub.add_response("transact_write_items", {})
+        outcome = _sink(client, clock).write(items)
+        stub.assert_no_pending_responses()
+    assert outcome.superseded == outcome.refused == []
+    assert len(clock.sleeps) == 1  # backed off once
+
+
+def test_transactions_hold_at_most_100_items_and_4_mb() -> None:
+    small = [_record_item(f"s{i}", "5", "x") for i in range(250)]
+    big = [_record_item(f"b{i}", "5", "x" * 380_000) for i in range(12)]
+    assert [len(c) for c in sink_module._transactions(small)] == [100, 100, 50]
+    assert [len(c) for c in sink_module._transactions(big)] == [11, 1]
+
+
+# ---- against DynamoDB Local -----------------------------------------------------------
+
+
+@pytest.fixture
+def real(dynamodb_local: EphemeralDynamoDB) -> Iterator[tuple[DynamoDBSink, Any]]:
+    """A sink on DynamoDB Local's ``records`` table (emptied first), and a client to read."""
+    client = dynamodb_local.client(parameter_validation=False, retries={"max_attempts": 1})
+    for item in scan_all(client, "records"):
+        client.delete_item(TableName="records", Key={"id": item["id"]})
+    yield DynamoDBSink("records", client, deadline_seconds=10, max_in_flight=4), client
+
+
+def _stored(client: Any) -> dict[str, dict[str, Any]]:
+    return {item["id"]["S"]: item for item in scan_all(client, "records")}
+
+
+def test_dynamodbs_refusals_are_isolated_and_the_rest_stored(
+    real: tuple[DynamoDBSink, Any],
+) -> None:
+    sink, client = real
+    # GIVEN 60 items of which DynamoDB refuses three: a number out of its range, an item over
+    # 400 KB and one nested too deep (a gap in the contract, or another writer's records);
+    # two of them with client ids (written in a transaction)
+    items = [_item(i) for i in range(57)]
+    deep: dict[str, Any] = {"S": "leaf"}
+    for _ in range(40):
+        deep = {"M": {"k": deep}}
+    poison = [{"id": {"S": "overflow"}, "data": {"N": "1E+200"}},
+              {**_record_item("too-big", "7", "x" * 410_000)},
+              {**_record_item("too-deep", "7", ""), "data": deep}]  # fmt: skip
+    good_versioned = [_record_item(f"v{i}", "7", "fine") for i in range(5)]
+    # WHEN written together
+    outcome = sink.write(items[:30] + poison[:1] + good_versioned + poison[1:] + items[30:])
+    # THEN exactly those three are refused, with DynamoDB's reasons, and the rest is stored
+    assert sorted(item["id"]["S"] for item, _ in outcome.refused) == [
+        "overflow", "too-big", "too-deep"]  # fmt: skip
+    assert all("Validation" in why for _, why in outcome.refused)
+    assert set(_stored(client)) == {f"id-{i}" for i in range(57)} | {f"v{i}" for i in range(5)}
+
+
+def test_the_copy_with_the_latest_stream_position_wins(real: tuple[DynamoDBSink, Any]) -> None:
+    sink, client = real
+    # GIVEN a client id stored from sequence number 20
+    sink.write([_record_item("order-1", "20", "second")])
+    # WHEN an older copy comes again (a replay from an earlier checkpoint, a zombie worker)
+    outcome = sink.write([_record_item("order-1", "19", "first"),
+                          _record_item("order-1", "20", "first", sub=0)])  # fmt: skip
+    # THEN it is superseded (within one write the last copy of an id counts)
+    assert _stored(client)["order-1"]["data"] == {"S": "first"}  # the same position: rewritten
+    outcome = sink.write([_record_item("order-1", "19", "older")])
+    assert [i["id"]["S"] for i in outcome.superseded] == ["order-1"]
+    assert _stored(client)["order-1"]["data"] == {"S": "first"}
+    # AND a later position wins: a later sub-record, or a longer sequence number (a child shard)
+    sink.write([_record_item("order-1", "20", "sub 3", sub=3)])
+    assert _stored(client)["order-1"]["data"] == {"S": "sub 3"}
+    assert sink.write([_record_item("order-1", "20", "sub 2", sub=2)]).superseded
+    sink.write([_record_item("order-1", "100", "child")])
+    assert _stored(client)["order-1"]["data"] == {"S": "child"}
+    assert sink.write([_record_item("order-1", "99", "parent")]).superseded
+
+
+def test_two_workers_writing_copies_leave_the_latest(real: tuple[DynamoDBSink, Any]) -> None:
+    sink, client = real
+    other = DynamoDBSink("records", client, deadline_seconds=30, max_in_flight=4)
+    # GIVEN two workers (a lease handed over mid-batch) writing copies of the same 100 ids,
+    # each from positions in its own order
+    ids = [f"order-{i}" for i in range(100)]
+    rng = random.Random(7)
+    batches: list[list[list[dict[str, Any]]]] = [[], []]
+    for worker in (0, 1):
+        positions = list(range(1, 11))
+        rng.shuffle(positions)
+        for position in positions:
+            batches[worker].append(
+                [
+                    _record_item(i, str(1000 + position * 2 + worker), f"{worker}@{position}")
+                    for i in ids
+                ]
+            )
+
+    # WHEN both write all their batches at the same time
+    def run(writer: DynamoDBSink, mine: list[list[dict[str, Any]]]) -> None:
+        for batch in mine:
+            writer.write(batch)
+
+    threads = [
+        threading.Thread(target=run, args=(w, b))
+        for w, b in zip((sink, other), batches, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN every id holds the copy from the latest position any of them wrote
+    stored = _stored(client)
+    assert {stored[i]["data"]["S"] for i in ids} == {"1@10"}
