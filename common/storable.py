@@ -210,13 +210,18 @@ _SAFE_INT = 10**MAX_DIGITS  # below: 38 digits at most, within range, stored as 
 
 def _int_size(value: int) -> int:
     """``number_size`` of an int of at most 38 digits, without a Decimal."""
-    if not value:
+    return _digits_size(str(abs(value)), value < 0)
+
+
+def _digits_size(digits: str, negative: bool) -> int:
+    """The size of an integer written as ``digits`` (at most 38 significant)."""
+    digits = digits.lstrip("0")
+    if not digits:
         return 1
-    digits = str(abs(value))
     stripped = digits.rstrip("0")
     if (len(digits) - len(stripped)) % 2:
         stripped += "0"
-    return (len(stripped) + 1) // 2 + 1 + (value < 0)
+    return (len(stripped) + 1) // 2 + 1 + negative
 
 
 def _number(value: Decimal) -> tuple[dict[str, str], int]:
@@ -253,6 +258,9 @@ def _number(value: Decimal) -> tuple[dict[str, str], int]:
 
 def number_size(text: str) -> int:
     """Bytes of a number's text (an N value), by DynamoDB's formula."""
+    digits = text[1:] if text[:1] == "-" else text
+    if len(digits) <= MAX_DIGITS and digits.isascii() and digits.isdigit():
+        return _digits_size(digits, digits is not text)  # an integer: no Decimal needed
     return _number(Decimal(text))[1]
 
 

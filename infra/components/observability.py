@@ -330,6 +330,10 @@ def alarm_specs(
                   "WriteThrottleEvents", "Sum", 0, 5, {"TableName": records_table}),
         AlarmSpec("quarantine", "records were quarantined: look at the quarantine table, fix, "
                   "replay (README, Operating)", CONSUMER, "RecordsQuarantined", "Sum", 0, 1, cons),
+        AlarmSpec("consumer-write-failures", "a record processor gave up a batch for a reason "
+                  "not about a record (DynamoDB throttling past the write deadline, network, "
+                  "AccessDenied, a missing table): the shard replays from its checkpoint until "
+                  "it is fixed", CONSUMER, "WriteFailures", "Sum", 0, 1, cons),
         AlarmSpec("records-not-accepted", "the producer answered 503: records not accepted by "
                   "Kinesis within their TTL", PRODUCER, "UserRecordsNotAccepted", "Sum", 0, 1,
                   prod),

@@ -143,7 +143,8 @@ def test_alarms_cover_lag_throttling_quarantine_errors_and_targets(built: Built)
     alarms = _alarms(built)
     assert set(alarms) == {
         "consumer-behind", "kinesis-throttling", "dynamodb-throttling", "quarantine",
-        "records-not-accepted", "producer-errors", "unhealthy-targets",
+        "consumer-write-failures", "records-not-accepted", "producer-errors",
+        "unhealthy-targets",
     }  # fmt: skip
     for alarm in alarms.values():
         _check(alarm["namespace"], alarm["metricName"], alarm["dimensions"], built)
@@ -152,6 +153,10 @@ def test_alarms_cover_lag_throttling_quarantine_errors_and_targets(built: Built)
     assert alarms["kinesis-throttling"]["evaluationPeriods"] == 5
     assert alarms["dynamodb-throttling"]["dimensions"] == {"TableName": "ingest-test-records"}
     assert (alarms["quarantine"]["evaluationPeriods"], alarms["quarantine"]["threshold"]) == (1, 0)
+    # a batch given up for a reason not about a record (the shard replays): the first one
+    failures = alarms["consumer-write-failures"]
+    assert (failures["metricName"], failures["evaluationPeriods"], failures["threshold"]) == (
+        "WriteFailures", 1, 0)  # fmt: skip
     # no topic unless an e-mail is configured: the alarms then have no actions
     assert all(not a.get("alarmActions") for a in alarms.values())
     assert built.of("aws:sns/topic:Topic") == []

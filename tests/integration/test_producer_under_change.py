@@ -1,8 +1,10 @@
 """The pipeline on the real local stack while things change under it: the stream resharded
-5 -> 10 -> 5 shards during traffic, and the producer SIGTERMed under load. Every acknowledged
-record must end up in DynamoDB, once; through the reshards each partition key's records are
-stored in the order they were sent (their sequence numbers increase, across parent and child
-shards).
+5 -> 10 -> 5 shards during traffic, the producer SIGTERMed under load, poison records (posted,
+and put into the stream behind the producer's back), and a client retrying with its own ids
+around a producer restart. Every acknowledged record must end up in DynamoDB, once; through
+the reshards each partition key's records are stored in the order they were sent (their
+sequence numbers increase, across parent and child shards); a poison record is refused at the
+door or quarantined whole, and the stack keeps running.
 
 For the order check each key sends its next record only once the previous one is
 acknowledged, so the order Kinesis accepted them in is the order they were sent.
@@ -11,16 +13,22 @@ acknowledged, so the order Kinesis accepted them in is the order they were sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from consumer.replay import replay, scan_all, whole
 from loadgen.stored import stored_items
+from local_stack.processes import wait_until
 from local_stack.stack import LocalStack, StackConfig
 from tests.integration.chaos import leftovers
 from tests.integration.traffic import open_shards, send, wait_stored
@@ -144,3 +152,167 @@ def test_sigterm_under_load_loses_no_acknowledged_record(stack: LocalStack) -> N
     assert "Application shutdown complete" in producer.log_tail(5)
     assert 50 <= len(acked) < 400
     assert wait_stored(stack, acked, timeout=180) == set()
+
+
+def _producer_up(stack: LocalStack) -> None:
+    """Start the producer again if a test stopped it, and wait until it answers."""
+    producer = stack.process("producer")
+    if not producer.running():
+        producer = stack.restart("producer")
+    health = f"{stack.config.producer_url}/health"
+    wait_until("the producer", lambda: httpx.get(health, timeout=2).status_code == 200, 60,
+               producer)  # fmt: skip
+
+
+def _nested(levels: int) -> bytes:
+    return b'{"a": ' * levels + b"1" + b"}" * levels
+
+
+def test_poison_cases_are_refused_or_quarantined_whole_and_ordinary_records_flow(
+    stack: LocalStack,
+) -> None:
+    _producer_up(stack)
+    run = uuid.uuid4().hex[:8]
+    json_type = {"content-type": "application/json"}
+    # GIVEN the issue's poison cases, posted to the producer
+    posted = {
+        "1e126": (b'{"data": 1e126}', 422),
+        "1e-131": (b'{"data": 1e-131}', 422),
+        "a 70,000-character map key": (b'{"data": {"%s": 1}}' % (b"k" * 70_000), 422),
+        "a 500 KB record": (b'{"data": "%s"}' % (b"x" * 500_000), 413),
+        "a 5,000-digit integer": (b'{"data": %s}' % (b"7" * 5000), 422),
+        "nested 1,000 deep": (b'{"data": %s}' % _nested(1000), 422),
+        "nested 5,000 deep": (b'{"data": %s}' % _nested(5000), 422),
+        "21 significant digits": (b'{"id": "exact-%s", "data": 123456789.123456789012}'
+                                  % run.encode(), 200),
+    }  # fmt: skip
+    answers = {}
+    with httpx.Client(base_url=stack.config.producer_url, timeout=60) as client:
+        for case, (body, _) in posted.items():
+            answers[case] = client.post("/", content=body, headers=json_type).status_code
+        batch = client.post("/batch", headers=json_type, content=b'{"records": [{"id": '
+                            b'"batch-first-%s", "data": 1}, {"data": %s}]}'
+                            % (run.encode(), _nested(1000))).json()  # fmt: skip
+        # AND records the producer would refuse, put into the stream behind its back (another
+        # writer, or a gap in the contract): the consumer must quarantine each whole
+        kinesis = stack.client("kinesis")
+        direct = {
+            "900 KB item": b'{"id": "big-%s", "ts": 1, "data": "%s"}' % (run.encode(),
+                                                                       b"y" * 900_000),
+            "1e126": b'{"id": "n-%s", "ts": 1, "data": [1e126]}' % run.encode(),
+            "70,000-byte key": b'{"id": "k-%s", "ts": 1, "data": {"%s": 1}}' % (run.encode(),
+                                                                               b"k" * 70_000),
+            "5,000-digit integer": b'{"id": "i-%s", "ts": 1, "data": %s}' % (run.encode(),
+                                                                            b"7" * 5000),
+            "1 MiB, not JSON": b"\xff" + run.encode() + b"\x00" * (1024 * 1024 - 10),
+        }  # fmt: skip
+        where = {case: kinesis.put_record(StreamName=stack.config.stream_name, Data=raw,
+                                          PartitionKey="p")["SequenceNumber"]
+                 for case, raw in direct.items()}  # fmt: skip
+        # AND then ordinary records
+        ordinary = [f"ordinary-{run}-{i}" for i in range(100)]
+        statuses = [client.post("/", json={"id": i, "data": {"n": i}}).status_code
+                    for i in ordinary]  # fmt: skip
+    # THEN each poison case got its 4xx (the exact number 200), no 5xx
+    assert answers == {case: status for case, (_, status) in posted.items()}
+    assert batch["failed_record_count"] == 1 and batch["records"][0]["id"] == f"batch-first-{run}"
+    assert batch["records"][1]["error"] == "invalid_record"
+    assert set(statuses) == {200}
+    # AND every ordinary record is stored, and the 21-digit number exactly as sent
+    assert wait_stored(stack, [*ordinary, f"exact-{run}", f"batch-first-{run}"], 180) == set()
+    (exact,) = _items(stack, [f"exact-{run}"]).values()
+    assert Decimal(exact["data"]["N"]) == Decimal("123456789.123456789012")
+    # AND each record put behind the producer's back is in the quarantine, every byte of it
+    ddb, table = stack.client("dynamodb"), stack.config.quarantine_table
+    found = _quarantined(stack, set(where.values()), timeout=120)
+    assert set(found) == set(where.values())
+    for case, sequence in where.items():
+        raw, _ = whole(ddb, table, found[sequence])
+        assert raw == direct[case], case
+    # AND the stack still runs (no processor died for a record)
+    assert stack.failed() == []
+    # WHEN the 900 KB record is replayed from the quarantine
+    outcome = replay(kinesis, ddb, stack.config.stream_name, table, reason="item of",
+                     say=lambda _: None)  # fmt: skip
+    assert outcome.replayed == 1
+    # THEN it comes back to the quarantine whole, under its new position
+    deadline = time.monotonic() + 120
+    heads: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        heads = [h for h in scan_all(ddb, table)
+                 if "part_of" not in h and "item of" in h["reason"]["S"]]  # fmt: skip
+        if heads:
+            break
+        time.sleep(1)
+    (head,) = heads
+    assert head["sequence_number"]["S"] != where["900 KB item"]
+    assert whole(ddb, table, head)[0] == direct["900 KB item"]
+    sys.stderr.write(f"poison table: posted {answers}, batch {batch['records'][1]['error']}, "
+                     f"quarantined whole {sorted(where)}\n")  # fmt: skip
+
+
+def _quarantined(stack: LocalStack, sequences: set[str], timeout: float) -> dict[str, Any]:
+    """The quarantine's head items at ``sequences``, once all are there (or the timeout)."""
+    ddb, table = stack.client("dynamodb"), stack.config.quarantine_table
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {h["sequence_number"]["S"]: h for h in scan_all(ddb, table)
+                 if "part_of" not in h and h["sequence_number"]["S"] in sequences}  # fmt: skip
+        if len(found) == len(sequences) or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def test_retrying_with_the_same_ids_around_a_producer_restart_leaves_one_item_each(
+    stack: LocalStack,
+) -> None:
+    _producer_up(stack)
+    run = uuid.uuid4().hex[:8]
+    ids = [f"retry-{run}-{i}" for i in range(300)]
+    producer = stack.process("producer")
+
+    # GIVEN a client sending 300 records with its own ids when the producer gets SIGTERM
+    async def first_try() -> list[str]:
+        answered: list[str] = []
+
+        async def one(client: httpx.AsyncClient, i: int) -> None:
+            body = {"id": ids[i], "data": {"run": run, "n": i, "copy": 1}}
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.post("/", json=body)).status_code == 200:
+                    answered.append(ids[i])
+
+        async with httpx.AsyncClient(base_url=stack.config.producer_url, timeout=60) as client:
+            tasks = []
+            for i in range(len(ids)):
+                tasks.append(asyncio.create_task(one(client, i)))
+                if i == 100:
+                    producer.signal(signal.SIGTERM)
+                await asyncio.sleep(0.01)
+            await asyncio.gather(*tasks)
+        return answered
+
+    answered = asyncio.run(first_try())
+    assert producer.proc is not None and producer.proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    assert 50 <= len(answered) < len(ids), len(answered)
+    # WHEN it comes back, and the client sends every record again with the same id (unsure
+    # which were stored): the even ones as before, the odd ones corrected; half in batches
+    _producer_up(stack)
+    again = [{"id": record_id, "data": {"run": run, "n": i, "copy": 1 + i % 2}}
+             for i, record_id in enumerate(ids)]  # fmt: skip
+    with httpx.Client(base_url=stack.config.producer_url, timeout=60) as client:
+        statuses = [client.post("/", json=body).status_code for body in again[:150]]
+        for start in range(150, len(again), 50):
+            batch = client.post("/batch", json={"records": again[start : start + 50]}).json()
+            statuses += [r.get("error", 200) for r in batch["records"]]
+    assert set(statuses) == {200}
+    # THEN there is exactly one item per id, none under another id, each the copy sent last
+    assert wait_stored(stack, ids, timeout=180) == set()
+    mine = [item for item in scan_all(stack.client("dynamodb"), stack.config.records_table)
+            if item["data"].get("M", {}).get("run", {}).get("S") == run]  # fmt: skip
+    assert sorted(item["id"]["S"] for item in mine) == sorted(ids)
+    for item in mine:
+        n = int(item["data"]["M"]["n"]["N"])
+        assert item["data"]["M"]["copy"] == {"N": str(1 + n % 2)}, item["id"]
+        assert item["client_id"] == {"BOOL": True}
+    sys.stderr.write(f"retry table: {len(ids)} ids, {len(answered)} answered before the "
+                     f"restart, all sent again, {len(mine)} items\n")  # fmt: skip

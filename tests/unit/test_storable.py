@@ -140,8 +140,11 @@ def test_each_limit_is_dynamodbs_just_inside_and_just_outside(oracle: Oracle, ca
 
 
 @pytest.mark.parametrize(
-    "element", ["x", 12345678, None, {"ab": True}, [1, "é"], Decimal("-0.00100")]
-)
+    "element",
+    ["x", "日本", None, True, {"ab": True}, [1, "é"], {}, [], 12345678, -12, 10**37 + 1,
+     Decimal("-0.00100"), Decimal("1E+2"), Decimal("0.001"), Decimal("1.25"),
+     Decimal("12345678901234567890"), Decimal("-9.9E-130")],
+)  # fmt: skip
 def test_the_item_size_limit_is_dynamodbs_to_the_byte(oracle: Oracle, element: Any) -> None:
     # GIVEN a list of 2,000 elements of one kind, then a string topping the item up to 400 KB
     data = attribute([element] * 2000)[0]
@@ -153,6 +156,20 @@ def test_the_item_size_limit_is_dynamodbs_to_the_byte(oracle: Oracle, element: A
     # THEN DynamoDB Local takes the first and refuses the second
     assert oracle.accepts({k: v for k, v in item.items() if k != "id"})
     assert not oracle.accepts({k: v for k, v in over.items() if k != "id"})
+
+
+@pytest.mark.parametrize(
+    ("number", "size"),
+    # base-100 digit pairs aligned on the decimal point, + 1, + 1 if negative (DynamoDB
+    # Local 3.3.1; the test above checks such sizes against it 2,000 at a time)
+    [("0", 1), ("1", 2), ("12", 2), ("123", 3), ("1234", 3), ("100", 2), ("1000000", 2),
+     ("1700000000000", 3), ("1E+2", 2), ("0.1", 2), ("0.001", 2), ("1.5", 3), ("1.25", 3),
+     ("10.5", 3), ("-1", 3), ("-12", 3), ("123456789", 6), ("12345678901234567890", 11),
+     ("-0", 1), ("0007", 2), ("-00120", 4)],
+)  # fmt: skip
+def test_number_size(number: str, size: int) -> None:
+    assert item_size({"n": {"N": number}}) == 1 + size
+    assert attribute(Decimal(number))[1] == size
 
 
 def test_the_producers_bound_holds_for_the_consumers_largest_item(oracle: Oracle) -> None:
