@@ -2,15 +2,18 @@
 
 One set of rules for both ends: the producer refuses at the door (413/422) every record the
 consumer could not store, and the consumer builds its items with the same functions, so an
-acknowledged record is always storable. DynamoDB's limits ("Data types" and "Service, account
-and table quotas" in the DynamoDB Developer Guide), each checked at its edge, just inside and
-just outside, against DynamoDB Local in ``tests/unit/test_storable.py``:
+acknowledged record is always storable. DynamoDB's limits, from the DynamoDB Developer Guide
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
+for numbers and names, .../ServiceQuotas.html for item size, nesting and attribute names,
+.../CapacityUnitCalculations.html for the size formula), each checked at its edge, just
+inside and just outside, against DynamoDB Local in ``tests/unit/test_storable.py``:
 
 - numbers: 0, or a magnitude from 1E-130 to 9.9999999999999999999999999999999999999E+125
   with at most 38 significant digits (leading and trailing zeros do not count);
 - attribute names (map keys): 1 to 50,000 bytes of UTF-8. DynamoDB documents 64 KB, but
-  DynamoDB Local refuses longer names than 50,000 bytes (an ``InternalFailure``: the
-  ``maxNameLength`` of Jackson 2.16+'s ``StreamReadConstraints``, in its JSON parser); the
+  DynamoDB Local refuses longer names than 50,000 bytes (an ``InternalFailure``: the default
+  ``maxNameLength`` of jackson-core's ``StreamReadConstraints``, added in 2.16 by
+  FasterXML/jackson-core#1047; DynamoDB Local 3.3.1 ships jackson-core 2.21); the
   contract takes the smaller limit so that a record is storable in AWS and locally alike;
 - nesting: 32 levels, the item's own included: an attribute's value holds at most 31 maps or
   lists one inside the other;

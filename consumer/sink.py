@@ -28,8 +28,10 @@ else:
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 25  # BatchWriteItem: 25 puts, 16 MB a call
-TRANSACTION_LIMIT = 100  # TransactWriteItems: 100 actions, 4 MB of items a call
+# DynamoDB API reference: BatchWriteItem (25 puts, 16 MB a call) and TransactWriteItems (100
+# actions, 4 MB of items a call; cancellation reasons per action, in request order)
+BATCH_LIMIT = 25
+TRANSACTION_LIMIT = 100
 TRANSACTION_MAX_BYTES = 4 * 1024 * 1024
 # Errors about an item, not the service: the write is split until the item is alone, and
 # that item is refused (quarantined by the caller). A request-level ValidationException that
@@ -42,10 +44,12 @@ ITEM_ERRORS = frozenset(
 # TransactWriteItems, TransactionCanceledException); other reasons (TransactionConflict,
 # ThrottlingError, ProvisionedThroughputExceeded, ...) are retried.
 ITEM_REASONS = frozenset({"ValidationError", "ItemCollectionSizeLimitExceeded"})
-# Kinesis sequence numbers are decimal strings without leading zeros (0|[1-9]\d{0,128}), so
-# the longer one is the later; of equal length, the string order is the number order. A copy
-# is written unless the stored one is from a later position (the same position: written
-# again, idempotently).
+# Kinesis sequence numbers are decimal strings without leading zeros (the Kinesis API
+# reference's SequenceNumber pattern: 0|([1-9]\d{0,128})), and those of one partition key
+# increase over time (PutRecord: "generally increase over time"; the integration test checks
+# it across a reshard on kinesis-mock). So the longer one is the later; of equal length, the
+# string order is the number order. A copy is written unless the stored one is from a later
+# position (the same position: written again, idempotently).
 LATEST_COPY = (
     "attribute_not_exists(id) OR size(sequence_number) < :length OR "
     "(size(sequence_number) = :length AND (sequence_number < :sequence OR "

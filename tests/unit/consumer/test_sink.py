@@ -287,32 +287,33 @@ def _record_item(record_id: str, sequence: str, data: str, sub: int = 0) -> dict
             "sub_sequence_number": {"N": str(sub)}, "client_id": {"BOOL": True}}  # fmt: skip
 
 
+def _cancel_then_succeed(stub: Stubber, reasons: str) -> None:
+    """A cancelled transaction whose reasons are only in its message (as DynamoDB writes them
+    for SDKs that do not model CancellationReasons), then success."""
+    stub.add_client_error(
+        "transact_write_items", "TransactionCanceledException",
+        f"Transaction cancelled, please refer cancellation reasons for specific reasons "
+        f"[{reasons}]")  # fmt: skip
+    stub.add_response("transact_write_items", {})
+
+
 def test_cancellation_reasons_are_read_from_the_message_when_not_modeled(client: Any) -> None:
-    # GIVEN a cancelled transaction whose reasons are only in its message (as DynamoDB writes
-    # them for SDKs that do not model CancellationReasons)
     items = [_record_item("a", "5", "new"), _record_item("b", "5", "x")]
+    clock = FakeClock()
     with Stubber(client) as stub:
-        stub.add_client_error(
-            "transact_write_items", "TransactionCanceledException",
-            "Transaction cancelled, please refer cancellation reasons for specific reasons "
-            "[ConditionalCheckFailed, None]")  # fmt: skip
-        stub.add_response("transact_write_items", {})
-        # WHEN written
-        outcome = _sink(client, FakeClock()).write(items)
+        _cancel_then_succeed(stub, "ConditionalCheckFailed, None")
+        outcome = _sink(client, clock).write(items)
         stub.assert_no_pending_responses()
-    # THEN the first is superseded (a later copy is stored) and the second written at once
+    # THEN the first is superseded (a later copy is stored), the second written at once
     assert outcome.superseded == [items[0]] and outcome.refused == []
+    assert clock.sleeps == []
 
 
 def test_transaction_conflicts_are_retried(client: Any) -> None:
     items = [_record_item("a", "5", "x")]
     clock = FakeClock()
     with Stubber(client) as stub:
-        stub.add_client_error(
-            "transact_write_items", "TransactionCanceledException",
-            "Transaction cancelled, please refer cancellation reasons for specific reasons "
-            "[TransactionConflict]")  # fmt: skip
-        stub.add_response("transact_write_items", {})
+        _cancel_then_succeed(stub, "TransactionConflict")
         outcome = _sink(client, clock).write(items)
         stub.assert_no_pending_responses()
     assert outcome.superseded == outcome.refused == []
