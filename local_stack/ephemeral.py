@@ -3,8 +3,8 @@ real server (its answers are the oracle for the storability contract) but not th
 
 Several local stacks may run on one machine at once, so the port is never a fixed one: the
 kernel picks a free port, and a start that loses the port to someone else in between is tried
-again on another. The server is bounded in time (``timeout``) in case its owner dies without
-stopping it.
+again on another. The server ends with the context, and with its owner however that ends (it
+is started like the stack's processes: ``PR_SET_PDEATHSIG``, see ``local_stack.processes``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from botocore.config import Config
 from local_stack.processes import ManagedProcess, StartupError, port_open, wait_until
 from local_stack.stack import HOST, LOCAL_CREDENTIALS, ROOT, dynamodb_local_argv
 
-MAX_LIFETIME_SECONDS = 3600
-
 
 def free_port() -> int:
     """A port on 127.0.0.1 nobody listens on right now."""
@@ -34,9 +32,8 @@ def free_port() -> int:
 class EphemeralDynamoDB:
     """DynamoDB Local (in memory) on a free port while the context lasts."""
 
-    def __init__(self, log_dir: Path | None = None, lifetime: float = MAX_LIFETIME_SECONDS):
+    def __init__(self, log_dir: Path | None = None):
         self._log_dir = log_dir
-        self._lifetime = lifetime
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.process: ManagedProcess | None = None
         self.port = 0
@@ -72,10 +69,10 @@ class EphemeralDynamoDB:
         env = {**os.environ, **LOCAL_CREDENTIALS}
         for attempt in range(3):
             self.port = free_port()
-            argv = ["timeout", "--kill-after=10", str(int(self._lifetime)),
-                    *dynamodb_local_argv(self.port)]  # fmt: skip
             log = self._log_dir / f"dynamodb-local-{self.port}.log"
-            self.process = ManagedProcess("dynamodb-local", argv, env, log, grace=10)
+            self.process = ManagedProcess(
+                "dynamodb-local", dynamodb_local_argv(self.port), env, log, grace=10
+            )
             self.process.start(cwd=ROOT)
             try:
                 wait_until("DynamoDB Local", lambda: port_open(HOST, self.port), 60, self.process)
