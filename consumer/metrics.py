@@ -23,7 +23,7 @@ NAMESPACE = "KinesisIngest/Consumer"
 UNITS = {
     "RecordsWritten": "Count",  # items put to the records table
     "RecordsQuarantined": "Count",  # poison records put to the quarantine table
-    "RecordsSuperseded": "Count",  # copies of a client id not written: a later one is stored
+    "RecordsSuperseded": "Count",  # copies not written: a later copy of the id is stored
     "WriteFailures": "Count",  # batches given up for a reason not about a record: replayed
     "WriteRetries": "Count",  # BatchWriteItem calls retried (throttling, UnprocessedItems)
     "BatchWriteLatency": "Milliseconds",  # mean time to write one processRecords batch

@@ -43,7 +43,9 @@ CHECKPOINT_ATTEMPTS = 5
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """What became of a batch: items written, records quarantined, copies superseded."""
+    """What became of a batch: items written, records quarantined, and copies superseded (not
+    written: a later copy of the same id is in the batch or already stored); together, every
+    record of the batch."""
 
     written: list[dict[str, Any]]
     quarantined: int
@@ -144,7 +146,7 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         the contract, and those DynamoDB refused (the sink isolated them)."""
         items: dict[str, tuple[dict[str, Any], KinesisRecord]] = {}
         poison: list[dict[str, Any]] = []
-        quarantined = 0
+        quarantined = superseded = 0
         for raw in records:
             record = convert(raw)
             try:
@@ -153,7 +155,8 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
                 poison += self._quarantined(record, bad.reason)
                 quarantined += 1
                 continue
-            items.pop(item["id"]["S"], None)  # a later copy in the batch: the last one counts
+            if items.pop(item["id"]["S"], None) is not None:
+                superseded += 1  # a later copy in the batch: the last one counts
             items[item["id"]["S"]] = (item, record)
         outcome = self._sink.write([item for item, _ in items.values()])
         for item, why in outcome.refused:
@@ -166,7 +169,7 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         for item in outcome.superseded:
             items.pop(item["id"]["S"])
         written = [item for item, _ in items.values()]
-        return Stored(written, quarantined, len(outcome.superseded))
+        return Stored(written, quarantined, superseded + len(outcome.superseded))
 
     def _quarantined(self, record: KinesisRecord, reason: str) -> list[dict[str, Any]]:
         """The quarantine items of a poison record; logged at ERROR with where and why."""

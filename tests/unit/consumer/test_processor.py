@@ -469,9 +469,13 @@ def test_superseded_copies_are_counted_not_written() -> None:
     metrics = ConsumerMetrics(stderr, 60.0)
     sink = FakeSink(superseded=frozenset({"old"}))
     record_processor = RecordProcessor(sink, FakeSink(), sleep=lambda _: None, metrics=metrics)
-    lines = [INIT, _batch(_record("old", "5", 0), _record("new", "6", 0)), _reply("6", 0)]
+    # GIVEN a copy the sink finds superseded, and an id twice in the batch
+    lines = [INIT, _batch(_record("old", "5", 0), _record("new", "6", 0), _record("new", "7", 0)),
+             _reply("7", 0)]  # fmt: skip
     stdin = io.StringIO("".join(json.dumps(x) + "\n" for x in lines))
     kcl.KCLProcess(record_processor, stdin, sink.stdout, io.StringIO()).run()
     metrics.emit()
     (line,) = [json.loads(x) for x in stderr.getvalue().splitlines()]
-    assert (line["RecordsWritten"], line["RecordsSuperseded"]) == (1, 1)
+    # THEN written + superseded account for every record of the batch
+    assert (line["RecordsWritten"], line["RecordsSuperseded"]) == (1, 2)
+    assert [i["sequence_number"]["S"] for i in sink.written] == ["7"]
