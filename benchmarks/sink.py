@@ -120,10 +120,10 @@ def main() -> None:
               f"{statistics.median(wall[name]):>10,.0f}")  # fmt: skip
     naive_cpu = statistics.median(cpu["naive batch_writer"])
     ratio = statistics.median(cpu["consumer sink"]) / naive_cpu
-    print(f"  per core, sink vs batch_writer: {ratio:.1f}x  (goal >= 1.5x)")  # noqa: T201
+    print(f"  per core, sink vs batch_writer: {ratio:.2f}x  (goal >= 1.5x)")  # noqa: T201
     client_ratio = statistics.median(cpu["sink, client ids"]) / naive_cpu
     print(f"  per core, sink with client ids (conditional TransactWriteItems) vs batch_writer: "  # noqa: T201
-          f"{client_ratio:.1f}x")  # fmt: skip
+          f"{client_ratio:.2f}x")  # fmt: skip
     print(f"  items in the tables: {stored}")  # noqa: T201
 
 
