@@ -68,7 +68,8 @@ def consumer_policy(
     IAM contract test (tests/integration/test_aws_call_contract.py) records every call they
     make on the local stack and evaluates it against this document.
 
-    ``efo_consumer_arn`` None: the consumer polls (GetRecords) instead of enhanced fan-out.
+    ``data_table_arns``: the records table, then the quarantine table. ``efo_consumer_arn``
+    None: the consumer polls (GetRecords) instead of enhanced fan-out.
     The KCL's tables and fan-out consumer are created by the stack (infra/components/data.py),
     so the KCL never needs CreateTable, UpdateTable or RegisterStreamConsumer.
     """
@@ -100,8 +101,11 @@ def consumer_policy(
             kcl_table_arns,
         ),
         _allow(["dynamodb:Query"], kcl_indexes),  # leases by owner (LeaseOwnerToLeaseKeyIndex)
-        # the record processor writes records and quarantined ones in batches, nothing else
+        # the record processor writes records and quarantined ones in batches (BatchWriteItem);
+        # records with a client's id in conditional TransactWriteItems, authorized as the
+        # PutItem each holds (see above): on the records table only, the first of the two
         _allow(["dynamodb:BatchWriteItem"], data_table_arns),
+        _allow(["dynamodb:PutItem"], data_table_arns[:1]),
         _put_metrics(application_name),  # the KCL's own metrics; ours go out as EMF log lines
     )
 

@@ -9,7 +9,8 @@ import pytest
 
 from infra import iam
 from infra.settings import ConfigError, config_keys, load
-from tests.infra.conftest import CONFIG, CONSUMER_CREATED, Built, build_stack
+from tests.contract.iam import ALLOW, arn, authorizations, decide
+from tests.infra.conftest import ACCOUNT, CONFIG, CONSUMER_CREATED, REGION, Built, build_stack
 
 SERVICE_SETTINGS = {
     "producer": ("producer.config", "ProducerSettings", "PRODUCER_"),
@@ -240,3 +241,18 @@ def test_every_setting_is_declared_in_pulumi_yaml() -> None:
 def test_invalid_config_fails_with_a_clear_message(values: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load(values)
+
+
+def test_the_consumer_may_put_records_with_client_ids_conditionally(built: Built) -> None:
+    # GIVEN the record processor's conditional TransactWriteItems (records with a client's id;
+    # IAM authorizes each Put in it as dynamodb:PutItem on its table)
+    policy = built.policy("consumer-task")
+
+    def verdict(table: str) -> str:
+        params = {"TransactItems": [("Put", table)]}
+        (auth,) = authorizations("dynamodb", "TransactWriteItems", params)
+        return decide(policy, auth.action, arn(auth.resource, REGION, ACCOUNT))
+
+    # THEN the records table allows it, the quarantine table (written in batches) does not
+    assert verdict("ingest-test-records") == ALLOW
+    assert verdict("ingest-test-records-quarantine") != ALLOW
