@@ -8,7 +8,8 @@ grows until the process is killed (amazon-kinesis-producer issues 21, 122, 485),
 producer turns records Kinesis already has into duplicates when clients send them again.
 
 The charges are upper bounds, checked against tracemalloc in ``tests/unit/test_memory.py``:
-``parse_cost`` for parsing a JSON body (orjson or Python's parser), ``record_cost`` for a
+``parse_cost`` for parsing a JSON body (orjson or Python's parser), ``exact_parse_cost`` with
+every number exact (the FastAPI route's parser, ``common.storable.loads``), ``record_cost`` for a
 record from the moment it is taken until it is answered.
 """
 
@@ -50,6 +51,20 @@ def parse_cost(body: bytes) -> int:
         + _COLON * count(b":")
     )
     return tokens + len(body) * (_ASCII_FACTOR if body.isascii() else _WIDE_FACTOR)
+
+
+# A number read exactly (``common.storable.loads``, the FastAPI route's parser) is a Decimal:
+# 104 bytes against a float's 24 (sys.getsizeof, CPython 3.11).
+_DECIMAL_EXTRA = 80
+
+
+def exact_parse_cost(body: bytes) -> int:
+    """An upper bound on the bytes parsing ``body`` with every number exact takes at its
+    peak: ``parse_cost`` with each possible number a Decimal (a number follows a ``[``, a
+    ``,`` or a ``:``, or is the whole body)."""
+    count = body.count
+    numbers = count(b"[") + count(b",") + count(b":") + 1
+    return parse_cost(body) + _DECIMAL_EXTRA * numbers
 
 
 def record_cost(data_bytes: int, key_bytes: int) -> int:

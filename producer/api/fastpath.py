@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer.api.deps import api_key_matches
 from producer.api.ingest import RETRY_AFTER, Ingest, Pending, plain_record
-from producer.memory import REQUEST_OVERHEAD, MemoryBudget, parse_cost
+from producer.memory import REQUEST_OVERHEAD, MemoryBudget, exact_parse_cost, parse_cost
 from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,10 @@ class ProducerApp(FastAPI):
             held += cost
             pending = self._take(ingest, scope["path"], body)
             if pending is None:  # FastAPI answers, holding the body and its parse until then
+                extra = exact_parse_cost(body) - cost  # it reads every number as a Decimal
+                if not budget.reserve(extra):
+                    raise too_costly(cost + extra, budget)
+                held += extra
                 await super().__call__(scope, replay(body, receive), counting(send, metrics))
                 return
             del body  # the records are taken: the body and its parse are gone

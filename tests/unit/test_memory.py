@@ -15,9 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from producer.config import ProducerSettings
 from producer.main import create_app
+from producer.memory import exact_parse_cost, parse_cost
 from tests.fakes import FakeKinesis, even_shards
 from tests.kpl import sub_records
 
@@ -109,6 +111,8 @@ SHAPES = {
     "zeros": 'b"[" + b"0," * (n // 2) + b"0]"',
     "integers": 'b"[" + b"257," * (n // 4) + b"257]"',
     "floats": 'b"[" + b"0.5," * (n // 4) + b"0.5]"',
+    "17-digit floats": 'b"[" + b"0.12345678901234567," * (n // 20) + b"0.5]"',
+    "floats in objects": """b"[" + b'{"a": 1.5},' * (n // 11) + b'{"a": 1.5}]'""",
     "short strings": """b"[" + b'"ab",' * (n // 5) + b'"ab"]'""",
     "one wide string": """b'["' + b"a" * n + chr(0x1F600).encode() + b'"]'""",
     "records": """orjson.dumps({"records": [{"data": {"n": 1, "item": "x" * 64}}] * (n // 60)})""",
@@ -119,25 +123,27 @@ SHAPES = {
 # /proc/self/clear_refs), and the estimate.
 _MEASURE = """
 import gc, json, sys, orjson
-from producer.memory import parse_cost
+from common.storable import loads as exact
+from producer.memory import exact_parse_cost, parse_cost
 n = 4 * 1024 * 1024
 body = eval(sys.argv[1])
-loads = orjson.loads if sys.argv[2] == "orjson" else json.loads
+loads = {"orjson": orjson.loads, "json": json.loads, "exact": exact}[sys.argv[2]]
+cost = exact_parse_cost if sys.argv[2] == "exact" else parse_cost
 def status(key):
     return int(open("/proc/self/status").read().split(key + ":")[1].split()[0]) * 1024
 gc.collect()
 open("/proc/self/clear_refs", "w").write("5")
 before = status("VmRSS")
 parsed = loads(body)
-print(status("VmHWM") - before, parse_cost(body))
+print(status("VmHWM") - before, cost(body))
 """
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("parser", ["orjson", "json"])
+@pytest.mark.parametrize("parser", ["orjson", "json", "exact"])
 def test_the_parse_cost_bounds_what_parsing_a_body_takes(shape: str, parser: str) -> None:
-    # GIVEN a 4 MiB body of each shape WHEN parsed by the fast path's parser or Python's, alone
-    # in a fresh process
+    # GIVEN a 4 MiB body of each shape WHEN parsed by the fast path's parser, Python's, or the
+    # FastAPI route's (every number a Decimal: twice the floats' peak), alone in a fresh process
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE, SHAPES[shape], parser],
         capture_output=True, text=True, check=True, timeout=60,
@@ -174,3 +180,23 @@ def test_uvicorn_connection_limit_matches_the_memory_bound(monkeypatch: pytest.M
     monkeypatch.setattr(entry, "create_app", lambda settings: object())
     entry.main([])  # no options (not pytest's argv)
     assert seen["limit"] == 4096
+
+
+def test_a_body_the_route_reads_exactly_is_charged_its_decimals() -> None:
+    # GIVEN a batch of short floats with one 17-digit number (the fast path leaves it to the
+    # FastAPI route, which reads every number as a Decimal, twice the floats' memory), and a
+    # bound its orjson parse fits in but its exact parse does not
+    body = b'{"records": [{"data": [%s]}, {"data": 0.12345678901234567}]}' % b",".join(
+        [b"1.5"] * 300_000
+    )
+    bound = 2 * len(body) + 4096 + parse_cost(body) + MiB
+    assert bound < exact_parse_cost(body)
+    conf = ProducerSettings(stream_name="s", max_buffered_bytes=bound, emf_interval_seconds=0)
+    kinesis = FakeKinesis(even_shards(4))
+    with TestClient(create_app(conf, client=kinesis)) as client:
+        # WHEN it is posted
+        response = client.post("/batch", content=body, headers={"content-type": "application/json"})
+    # THEN it is refused before the route parses it (it was parsed past the bound before)
+    assert response.status_code == 413, response.text[:300]
+    assert response.json()["error"] == "body_too_large"
+    assert kinesis.stored == []
