@@ -267,6 +267,22 @@ def number_size(text: str) -> int:
     return _number(Decimal(text))[1]
 
 
+class SizedItem(dict[str, Any]):
+    """A low-level item that knows its size by DynamoDB's formula (``size``, measured when it
+    was built), so a writer packing items by size need not walk it again."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, item: dict[str, Any], size: int) -> None:
+        super().__init__(item)
+        self.size = size
+
+
+def size_of(item: dict[str, Any]) -> int:
+    """The size of a ``SizedItem`` as measured, of any other item by ``item_size``."""
+    return item.size if type(item) is SizedItem else item_size(item)
+
+
 def item_size(item: dict[str, Any], sized: dict[str, int] | None = None) -> int:
     """DynamoDB's size of a low-level ``item`` in bytes; ``sized`` gives the sizes of
     attributes already measured (by ``attribute``)."""

@@ -19,6 +19,7 @@ from common.storable import (
     MAX_ITEM_BYTES,
     MAX_KEY_BYTES,
     NotStorable,
+    SizedItem,
     attribute,
     item_size,
     loads,
@@ -44,8 +45,9 @@ class KinesisRecord:
     approximate_arrival_timestamp: int  # epoch ms, Kinesis's approximate arrival time
 
 
-def to_item(record: KinesisRecord, shard_id: str, now_ms: int | None = None) -> dict[str, Any]:
-    """The low-level item for ``record``: keyed by its id, ``data`` as native types.
+def to_item(record: KinesisRecord, shard_id: str, now_ms: int | None = None) -> SizedItem:
+    """The low-level item for ``record``: keyed by its id, ``data`` as native types, with its
+    size by DynamoDB's formula (``SizedItem.size``).
 
     ``stored_at`` is ``now_ms`` (default: the wall clock). ``ingested_at`` is the envelope's
     ``ts``, left out when that is not an integer DynamoDB can store. ``client_id`` (true) marks
@@ -80,7 +82,7 @@ def to_item(record: KinesisRecord, shard_id: str, now_ms: int | None = None) -> 
         raise PoisonRecord(f"not storable in DynamoDB: {exc}") from exc
     if size > MAX_ITEM_BYTES:
         raise PoisonRecord(f"item of {size} bytes exceeds DynamoDB's {MAX_ITEM_BYTES}")
-    return item
+    return SizedItem(item, size)
 
 
 def _envelope(raw: bytes) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from common.storable import item_size
+from common.storable import size_of
 from consumer.config import ConsumerSettings, get_settings
 
 if TYPE_CHECKING:
@@ -274,7 +274,7 @@ def _transactions(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]
     chunk: list[dict[str, Any]] = []
     size = 0
     for item in items:
-        weight = item_size(item)
+        weight = size_of(item)  # measured once, when the item was built (to_item)
         if chunk and (len(chunk) == TRANSACTION_LIMIT or size + weight > TRANSACTION_MAX_BYTES):
             yield chunk
             chunk, size = [], 0

@@ -57,6 +57,8 @@ def test_data_round_trips_as_native_types(data: object) -> None:
     assert item["arrival_time"] == {"N": "1700000000123"}
     assert item["ingested_at"] == {"N": "1700000000000"}
     assert item["stored_at"] == {"N": "1700000000500"}
+    # AND it carries its size by DynamoDB's formula, measured once (the sink packs by it)
+    assert item.size == item_size(dict(item))
 
 
 def test_floats_become_exact_decimals() -> None:
