@@ -379,7 +379,7 @@ def test_each_service_sigkilled_under_traffic_is_restarted_and_nothing_is_lost(
 
 
 LOCAL_ALARMS = ("consumer-behind", "kinesis-throttling", "dynamodb-throttling", "quarantine",
-                "records-not-accepted", "producer-errors")  # fmt: skip
+                "consumer-write-failures", "records-not-accepted", "producer-errors")  # fmt: skip
 
 
 def _metric_contract(state: Path) -> None:
