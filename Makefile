@@ -107,12 +107,21 @@ lint: install
 load: install
 	$(PY) -m loadgen $(ARGS)
 
-bench: install
+# the official KPL (its jars from Maven Central) and our harness class, for benchmarks.kpl
+KPL_HARNESS := .local/kpl/classes/bench/KplHarness.class
+$(KPL_HARNESS): benchmarks/kpl/pom.xml benchmarks/kpl/src/main/java/bench/KplHarness.java .local/.system-ok
+	@command -v mvn >/dev/null || { $(call APT_INSTALL, maven); }
+	mvn -q -B -f benchmarks/kpl/pom.xml compile
+	@touch $@
+
+bench: install $(KPL_HARNESS)
 	@command -v wrk >/dev/null || { $(call APT_INSTALL, wrk); }
+	$(PY) -m benchmarks.kpl
 	$(PY) -m benchmarks.encoder
 	$(PY) -m benchmarks.http
 	$(PY) -m benchmarks.memory
 	$(PY) -m benchmarks.sink
+	$(PY) -m benchmarks.end_to_end
 	$(PY) -m scaler.simulation
 
 clean:

@@ -1,9 +1,13 @@
 """A Kinesis endpoint that accepts everything at once (``python -m benchmarks.null_kinesis``).
 
-It answers ListShards with five open shards and PutRecord/PutRecords with success for every
-entry (on the shard Kinesis would pick), optionally after ``--delay`` seconds, so that a
-benchmark measures the producer and not an emulator. Binds to 127.0.0.1 and stops after
-``--lifetime`` seconds.
+It answers ListShards (any filter) and DescribeStream/DescribeStreamSummary with five open
+shards, and PutRecord/PutRecords with success for every entry on the shard Kinesis would pick
+(the explicit hash key, else the MD5 of the partition key, against the shards' hash ranges),
+optionally after ``--delay`` seconds, so that a benchmark measures the producer and not an
+emulator. Plain HTTP/1.1 by default; HTTPS with ``--tls-cert``/``--tls-key`` (the official
+KPL's native daemon talks to its endpoint only over TLS). It counts what it was sent (calls,
+Kinesis records, bytes, PUT payload units) and answers the counts to the target
+``NullKinesis.Stats``. Binds to 127.0.0.1 and stops after ``--lifetime`` seconds.
 """
 
 from __future__ import annotations
@@ -12,10 +16,18 @@ import argparse
 import asyncio
 import hashlib
 import json
+import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 SHARDS = 5  # the reference design's stream
 _STEP = 2**128 // SHARDS
+PAYLOAD_UNIT = 25 * 1024  # provisioned billing: a PUT payload unit per 25 KB of a record
+STATS_TARGET = "NullKinesis.Stats"
+
+
+class UnsupportedRequest(Exception):
+    """A request this endpoint does not read (it says so instead of answering wrongly)."""
 
 
 def _shard_id(entry: dict[str, str]) -> str:
@@ -41,19 +53,58 @@ def _shards() -> list[dict[str, object]]:
     ]
 
 
-def answer(target: str, body: bytes) -> bytes:
-    if target.endswith("ListShards"):
+def _record_bytes(entry: dict[str, str]) -> int:
+    """Data (sent base64-encoded) plus partition key, the size Kinesis bills and limits."""
+    data = entry["Data"]
+    return len(data) * 3 // 4 - data[-2:].count("=") + len(entry["PartitionKey"].encode())
+
+
+def _count(stats: Counter[str], entries: list[dict[str, str]]) -> None:
+    stats["Calls"] += 1
+    stats["KinesisRecords"] += len(entries)
+    for entry in entries:
+        size = _record_bytes(entry)
+        stats["Bytes"] += size
+        stats["PayloadUnits"] += -(-size // PAYLOAD_UNIT)
+
+
+def answer(target: str, body: bytes, stats: Counter[str] | None = None) -> bytes:
+    """The response body for the ``X-Amz-Target`` ``target``; counts into ``stats``."""
+    stats = Counter() if stats is None else stats
+    action = target.rsplit(".", 1)[-1]
+    if target == STATS_TARGET:
+        return json.dumps(stats).encode()
+    if action == "ListShards":
         return json.dumps({"Shards": _shards()}).encode()
-    if target.endswith("PutRecords"):
+    if action == "PutRecords":
         entries = json.loads(body)["Records"]
+        _count(stats, entries)
         results = [{"ShardId": _shard_id(e), "SequenceNumber": "1"} for e in entries]
         return json.dumps({"FailedRecordCount": 0, "Records": results}).encode()
-    if target.endswith("DescribeStreamSummary"):
+    if action == "PutRecord":
+        entry = json.loads(body)
+        _count(stats, [entry])
+        return json.dumps({"ShardId": _shard_id(entry), "SequenceNumber": "1"}).encode()
+    if action == "DescribeStreamSummary":
         summary = {"StreamStatus": "ACTIVE", "OpenShardCount": SHARDS}
         return json.dumps({"StreamDescriptionSummary": summary}).encode()
-    if target.endswith("PutRecord"):
-        return json.dumps({"ShardId": _shard_id(json.loads(body)), "SequenceNumber": "1"}).encode()
+    if action == "DescribeStream":
+        description = {"StreamStatus": "ACTIVE", "Shards": _shards(), "HasMoreShards": False}
+        return json.dumps({"StreamDescription": description}).encode()
     return b"{}"
+
+
+async def _read_headers(reader: asyncio.StreamReader) -> dict[str, str]:
+    """One request's headers, names lower-cased; the caller reads the body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    headers = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        if ":" in line:
+            key, value = line.split(":", 1)
+            headers[key.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        raise UnsupportedRequest("chunked request bodies")
+    return headers
 
 
 async def handle(
@@ -61,38 +112,53 @@ async def handle(
     writer: asyncio.StreamWriter,
     delay: float,
     before: Callable[[str], Awaitable[None]] | None = None,
+    stats: Counter[str] | None = None,
 ) -> None:
-    """Answer one connection's requests; ``before(target)`` is awaited first (tests make a call
-    hang with it)."""
+    """Answer one connection's requests, counting into ``stats``; ``before(target)`` is awaited
+    first (tests make a call hang with it)."""
     try:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            headers = {}
-            for line in head.decode("latin-1").split("\r\n")[1:]:
-                if ":" in line:
-                    key, value = line.split(":", 1)
-                    headers[key.strip().lower()] = value.strip()
+            headers = await _read_headers(reader)
+            if headers.get("expect", "").lower() == "100-continue":  # curl, for large bodies
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             target = headers.get("x-amz-target", "")
             if before is not None:
                 await before(target)
             if delay:
                 await asyncio.sleep(delay)
-            payload = answer(target, body)
+            payload = answer(target, body, stats)
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
                 + f"Content-Length: {len(payload)}\r\n\r\n".encode()
                 + payload
             )
             await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except UnsupportedRequest as exc:
+        message = f"null_kinesis does not read {exc}".encode()
+        writer.write(
+            f"HTTP/1.1 400 Bad Request\r\nContent-Length: {len(message)}\r\n\r\n".encode() + message
+        )
+    except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
         pass
     finally:
         writer.close()
 
 
-async def serve(port: int, delay: float, lifetime: float) -> None:
-    server = await asyncio.start_server(lambda r, w: handle(r, w, delay), "127.0.0.1", port)
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+async def serve(
+    port: int, delay: float, lifetime: float, tls: ssl.SSLContext | None = None
+) -> None:
+    stats: Counter[str] = Counter()
+    server = await asyncio.start_server(
+        lambda r, w: handle(r, w, delay, stats=stats), "127.0.0.1", port, ssl=tls
+    )
     async with server:
         await asyncio.sleep(lifetime)
 
@@ -102,8 +168,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=14999)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--lifetime", type=float, default=600.0)
+    parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.delay, args.lifetime))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    asyncio.run(serve(args.port, args.delay, args.lifetime, tls))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ from loadgen.shapes import SHAPES
 
 @dataclass
 class Tally:
-    """What happened so far; ``latencies_ms`` of the acknowledged records."""
+    """What happened so far; ``latencies_ms`` of the acknowledged records, and when each was
+    due (``due_ms``, epoch milliseconds: end-to-end latency is its stored time minus this),
+    in the order of ``ids``."""
 
     planned: int
     sent: int = 0  # records sent (in requests that got an answer or failed)
@@ -37,6 +39,7 @@ class Tally:
     failed_by: Counter[str] = field(default_factory=Counter)  # by exception
     latencies_ms: list[float] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    due_ms: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
 
@@ -72,21 +75,25 @@ def _body(plan: Plan, rng: random.Random, first: int, size: int) -> tuple[str, A
     return "/batch", {"records": records}
 
 
+def _acked(tally: Tally, record_id: str, latency_ms: float, due_ms: float) -> None:
+    tally.acked += 1
+    tally.ids.append(record_id)
+    tally.latencies_ms.append(latency_ms)
+    tally.due_ms.append(due_ms)
+
+
 def _count(
-    tally: Tally, response: httpx.Response, size: int, batch: bool, latency_ms: float
-) -> None:
+    tally: Tally, response: httpx.Response, size: int, batch: bool, latency_ms: float,
+    due_ms: float,
+) -> None:  # fmt: skip
     if response.status_code == 200 and batch:
         for result in response.json()["records"]:
             if "error" in result:
                 tally.rejected[result["error"]] += 1
             else:
-                tally.acked += 1
-                tally.ids.append(result["id"])
-                tally.latencies_ms.append(latency_ms)
+                _acked(tally, result["id"], latency_ms, due_ms)
     elif response.status_code == 200:
-        tally.acked += 1
-        tally.ids.append(response.json()["id"])
-        tally.latencies_ms.append(latency_ms)
+        _acked(tally, response.json()["id"], latency_ms, due_ms)
     else:
         tally.rejected[str(response.status_code)] += size
 
@@ -119,7 +126,8 @@ async def send(
                 try:
                     response = await client.post(path, json=body)
                     latency = (time.monotonic() - due) * 1000
-                    _count(tally, response, size, path == "/batch", latency)
+                    due_ms = (epoch + due - start) * 1000
+                    _count(tally, response, size, path == "/batch", latency, due_ms)
                 except (httpx.TransportError, ValueError, KeyError) as exc:
                     tally.failed += size
                     tally.failed_by[type(exc).__name__] += size
@@ -134,7 +142,7 @@ async def send(
 
     reporter = asyncio.create_task(report())
     workers = [asyncio.create_task(worker()) for _ in range(plan.concurrency)]
-    start = time.monotonic()
+    start, epoch = time.monotonic(), time.time()
     tally.started = start
     try:
         for i, first in enumerate(range(0, plan.count, plan.batch)):

@@ -8,6 +8,7 @@ sessions and devices are much busier than the rest (Zipf-like), as in real traff
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -84,7 +85,18 @@ def reading(rng: random.Random, n: int) -> tuple[str, dict[str, Any]]:
     }
 
 
-SHAPES: dict[str, Shape] = {"orders": order, "clicks": click, "iot": reading}
+SMALL_BYTES = 100
+
+
+def small(rng: random.Random, n: int) -> tuple[str, dict[str, Any]]:
+    """100 bytes of compact JSON, keys spread evenly over 1,000 devices (the benchmark's)."""
+    data: dict[str, Any] = {"n": n, "v": round(rng.random(), 6), "pad": ""}
+    size = len(json.dumps(data, separators=(",", ":")))
+    data["pad"] = "x" * max(0, SMALL_BYTES - size)
+    return f"device-{rng.randrange(1000):04d}", data
+
+
+SHAPES: dict[str, Shape] = {"orders": order, "clicks": click, "iot": reading, "small": small}
 
 
 def mixed(rng: random.Random, n: int) -> tuple[str, dict[str, Any]]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
+import time
 
 import httpx
 import pytest
@@ -55,6 +57,26 @@ def test_batches_count_each_record_by_its_own_result() -> None:
     assert tally.sent == 95
     assert dict(tally.rejected) == {"invalid_record": 10}
     assert tally.acked == 85
+
+
+def test_each_acknowledged_record_keeps_when_it_was_due() -> None:
+    # GIVEN 20 requests at 100/s (one due every 10 ms)
+    plan = Plan("http://producer", rate=100, count=20)
+    before = time.time() * 1000
+    # WHEN they are sent
+    tally = asyncio.run(send(plan, transport=_answering({})))
+    # THEN each acknowledged id has its due time (epoch ms), 10 ms apart, within the run
+    assert len(tally.due_ms) == len(tally.ids) == 20
+    due = sorted(tally.due_ms)
+    assert before - 50 <= due[0] and due[-1] <= time.time() * 1000
+    assert all(abs((b - a) - 10) < 1 for a, b in itertools.pairwise(due))
+
+
+def test_small_records_are_100_bytes_of_json() -> None:
+    rng = random.Random(5)
+    for n in (0, 7, 12_345, 10**9):
+        _, data = SHAPES["small"](rng, n)
+        assert len(json.dumps(data, separators=(",", ":"))) == 100
 
 
 def test_requests_are_paced_at_the_rate_not_sent_at_once() -> None:

@@ -1,0 +1,277 @@
+"""Our producer core vs the official KPL, side by side (``python -m benchmarks.kpl``).
+
+The same records (100 B, 1 KB, 10 KB of random data; unique random partition keys, or one hot
+key for all) go through the official KPL (``software.amazon.kinesis:amazon-kinesis-producer``,
+its Java API and native daemon, driven by ``benchmarks/kpl``'s harness calling
+``addUserRecord``) and through our producer core in one Python process
+(``benchmarks.kpl_ours``: the collector and encoder, no HTTP). Both put to the same null
+Kinesis endpoint over TLS (``benchmarks.null_kinesis``: ListShards, PutRecords answered at
+once on the shard the hash key falls in), with each side's defaults (aggregation to 51,200
+B, 100 ms buffering, 500 records per PutRecords) except the per-shard rate limit, raised to
+the same 1000x on both so that what is measured is CPU, not a limiter. The result is user
+records per CPU-second of every process involved: the JVM and the native daemon for the KPL,
+our Python process (all threads) for ours; not the endpoint's. CPU is read from /proc around
+the measured run only (start-up and a warm-up run excluded). Contenders alternate round by
+round, fresh processes each round; medians. The endpoint counts the PUT payload units each
+side used. A last run of ours under py-spy shows where our time goes.
+
+Needs the KPL harness built (``make bench`` runs Maven on ``benchmarks/kpl/pom.xml`` into
+``.local/kpl``). Binds to 127.0.0.1 only; every process it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.null_kinesis import STATS_TARGET
+from benchmarks.procstat import tree_cpu
+from local_stack.certs import TlsFiles, ensure_tls
+from local_stack.processes import port_open
+from local_stack.stack import ROOT
+
+NULL_PORT = 14998
+KPL_DIR = ROOT / ".local" / "kpl"
+RUN_TIMEOUT = 300.0  # seconds for one run, start-up included
+RATE_LIMIT = 100_000  # percent of the shard limits, both sides: 1000x, i.e. no limiter
+ENV = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_REGION": "us-east-1",
+    # the KPL's native daemon (AWS SDK for C++) asks the EC2 instance metadata service for a
+    # region and credentials unless told not to: nothing but 127.0.0.1 is reached here
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    size: int
+    hot_key: bool
+    count: int  # records in a measured run
+
+    @property
+    def name(self) -> str:
+        label = f"{self.size} B" if self.size < 1024 else f"{self.size // 1024} KB"
+        return f"{label}, {'one hot key' if self.hot_key else 'random keys'}"
+
+
+def cases(scale: float) -> list[Case]:
+    counts = {100: 120_000, 1024: 50_000, 10 * 1024: 8_000}  # a few seconds each
+    return [
+        Case(size, hot, max(1_000, int(count * scale)))
+        for size, count in counts.items()
+        for hot in (False, True)
+    ]
+
+
+def endpoint_stats() -> Counter[str]:
+    request = urllib.request.Request(
+        f"https://127.0.0.1:{NULL_PORT}/", data=b"{}", headers={"X-Amz-Target": STATS_TARGET}
+    )
+    context = ssl.create_default_context(cafile=str(_tls().cert))
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        return Counter(json.loads(response.read()))
+
+
+def _tls() -> TlsFiles:
+    return ensure_tls(ROOT / ".local" / "bench" / "tls")
+
+
+def argv(contender: str, case: Case) -> list[str]:
+    common = [
+        "--port", str(NULL_PORT), "--size", str(case.size), "--count", str(case.count),
+        "--warmup", str(max(case.count // 2, 1_000)), "--outstanding", str(outstanding(case)),
+        "--rate-limit", str(RATE_LIMIT),
+    ]  # fmt: skip
+    if contender == "kpl":
+        classpath = f"{KPL_DIR / 'classes'}:{KPL_DIR / 'lib' / '*'}"
+        return [
+            "java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", classpath,
+            "bench.KplHarness", *common,
+            "--hot-key", str(case.hot_key).lower(), "--temp-dir", str(KPL_DIR / "tmp"),
+        ]  # fmt: skip
+    hot = ["--hot-key"] if case.hot_key else []
+    return [sys.executable, "-m", "benchmarks.kpl_ours", *common, "--ca", str(_tls().cert), *hot]
+
+
+def outstanding(case: Case) -> int:
+    """Records not yet answered, both sides: 50,000 or 32 MiB, whichever is fewer."""
+    return min(50_000, 32 * 1024 * 1024 // case.size)
+
+
+@dataclass(frozen=True)
+class Run:
+    records: int
+    failed: int
+    cpu: float
+    wall: float
+    sent: Counter[str]  # what the endpoint counted during the run
+
+
+def _expect(process: subprocess.Popen[str], word: str) -> str:
+    assert process.stdout is not None
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{process.args[:3]} ended before {word}")
+        if line.startswith(word):
+            return line
+
+
+def run_once(contender: str, case: Case, profile: Path | None = None) -> Run:
+    """One measured run in a fresh process; with ``profile``, under py-spy (ours only)."""
+    process = subprocess.Popen(
+        argv(contender, case), cwd=ROOT, env={**os.environ, **ENV}, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    spy = None
+    watchdog = threading.Timer(RUN_TIMEOUT, process.kill)  # a hung run fails, never hangs
+    watchdog.start()
+    try:
+        _expect(process, "READY")
+        if profile is not None:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                 str(process.pid), "--format", "raw", "--rate", "250", "--output", str(profile),
+                 "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1.0)  # py-spy attached
+        before, sent_before = tree_cpu(process.pid), endpoint_stats()
+        assert process.stdin is not None
+        process.stdin.write("GO\n")
+        process.stdin.flush()
+        _, ok, failed, seconds = _expect(process, "DONE").split()
+        cpu = tree_cpu(process.pid) - before
+        sent = endpoint_stats()
+        sent.subtract(sent_before)
+        process.stdin.close()
+        process.wait(timeout=60)
+        if spy is not None:
+            spy.wait(timeout=60)
+        return Run(int(ok), int(failed), cpu, float(seconds), sent)
+    finally:
+        watchdog.cancel()
+        for child in (process, spy):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+def measure(case: Case, rounds: int) -> dict[str, list[Run]]:
+    runs: dict[str, list[Run]] = {"kpl": [], "ours": []}
+    for _ in range(rounds):
+        for contender in runs:
+            runs[contender].append(run_once(contender, case))
+    return runs
+
+
+def per_cpu(runs: list[Run]) -> float:
+    return statistics.median(r.records / r.cpu for r in runs)
+
+
+def print_profile(collapsed: str, top: int = 15) -> None:
+    """The hottest functions of py-spy's raw output (collapsed stacks): own and with callees."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  for f in stack.split(";") if f]  # fmt: skip
+        if not frames:
+            continue
+        samples += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            total[frame] += int(count)
+    print(  # noqa: T201
+        f"\nWhere our time goes (py-spy, {samples:,} samples of busy threads; 100 B, random keys)"
+    )
+    print(f"  {'own':>6} {'total':>6}  function")  # noqa: T201
+    for frame, count in own.most_common(top):
+        print(f"  {count / samples:>6.1%} {total[frame] / samples:>6.1%}  {frame}")  # noqa: T201
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="records per run, x")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
+    if not (KPL_DIR / "classes" / "bench" / "KplHarness.class").exists():
+        sys.exit("the KPL harness is not built: `make bench` builds it (Maven, benchmarks/kpl)")
+    if port_open("127.0.0.1", NULL_PORT):
+        sys.exit(f"port {NULL_PORT} is in use: another benchmark running?")
+    (KPL_DIR / "tmp").mkdir(parents=True, exist_ok=True)
+    tls = _tls()
+    null = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
+         "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--lifetime", "3600"],
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", NULL_PORT):
+            if null.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the null Kinesis endpoint did not start")
+            time.sleep(0.1)
+        results = [(case, measure(case, args.rounds)) for case in cases(args.scale)]
+        profile = None
+        if not args.no_profile:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "ours.txt"
+                first = cases(args.scale)[0]  # 100 B, random keys; longer, for more samples
+                run_once("ours", Case(first.size, first.hot_key, first.count * 3), profile=path)
+                profile = path.read_text() if path.exists() else None
+    finally:
+        null.terminate()
+        null.wait(timeout=10)
+    report(results, args.rounds)
+    if profile is not None:
+        print_profile(profile)
+    print(f"\n(benchmarks.kpl took {time.monotonic() - started:.0f} s)")  # noqa: T201
+
+
+def report(results: list[tuple[Case, dict[str, list[Run]]]], rounds: int) -> None:
+    print(  # noqa: T201
+        f"Producer core vs the official KPL 1.0.7, user records per CPU-second (median of"
+        f" {rounds}; KPL = JVM + native daemon; ours = one Python process; null Kinesis, TLS)"
+    )
+    print(  # noqa: T201
+        f"  {'records':<22} {'KPL':>8} {'ours':>8} {'ours/KPL':>8} {'wall/s KPL':>10}"
+        f" {'ours':>8} {'units KPL':>9} {'ours':>6} {'calls KPL':>9} {'ours':>6}"
+    )
+    for case, runs in results:
+        kpl, ours = per_cpu(runs["kpl"]), per_cpu(runs["ours"])
+        failed = sum(r.failed for rs in runs.values() for r in rs)
+        units = {c: statistics.median(r.sent["PayloadUnits"] for r in rs) for c, rs in runs.items()}
+        calls = {c: statistics.median(r.sent["Calls"] for r in rs) for c, rs in runs.items()}
+        wall = {c: statistics.median(r.records / r.wall for r in rs) for c, rs in runs.items()}
+        print(  # noqa: T201
+            f"  {case.name:<22} {kpl:>8,.0f} {ours:>8,.0f} {ours / kpl:>7.2f}x"
+            f" {wall['kpl']:>10,.0f} {wall['ours']:>8,.0f} {units['kpl']:>9,.0f}"
+            f" {units['ours']:>6,.0f} {calls['kpl']:>9,.0f} {calls['ours']:>6,.0f}"
+            + (f"  FAILED RECORDS: {failed}" if failed else "")
+        )
+    print(  # noqa: T201
+        "  (per run of each size: units = PUT payload units (25 KB), calls = PutRecords calls,"
+        " as the endpoint counted them)"
+    )
+
+
+if __name__ == "__main__":
+    main()
