@@ -22,20 +22,22 @@ Needs the KPL harness built (``make bench`` runs Maven on ``benchmarks/kpl/pom.x
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.http import _wait_port
 from benchmarks.null_kinesis import STATS_TARGET
 from benchmarks.procstat import tree_cpu
 from local_stack.certs import TlsFiles, ensure_tls
@@ -44,6 +46,7 @@ from local_stack.stack import ROOT
 
 NULL_PORT = 14998
 KPL_DIR = ROOT / ".local" / "kpl"
+PROFILE = ROOT / ".local" / "bench" / "ours-profile.txt"
 RUN_TIMEOUT = 300.0  # seconds for one run, start-up included
 RATE_LIMIT = 100_000  # percent of the shard limits, both sides: 1000x, i.e. no limiter
 ENV = {
@@ -183,27 +186,63 @@ def per_cpu(runs: list[Run]) -> float:
     return statistics.median(r.records / r.cpu for r in runs)
 
 
-def print_profile(collapsed: str, top: int = 15) -> None:
-    """The hottest functions of py-spy's raw output (collapsed stacks): own and with callees."""
+def _frame(raw: str) -> tuple[str, str]:
+    """(function (file), where) of a py-spy frame ``function (path:line)``: where is the
+    project module, the site-packages package or the standard library module."""
+    function, _, location = raw.rpartition(" (")
+    path = location.rsplit(":", 1)[0]
+    if "site-packages/" in path:
+        where = path.split("site-packages/", 1)[1].split("/", 1)[0]
+    elif path.startswith(str(ROOT)):
+        where = path[len(str(ROOT)) + 1 :]
+    else:
+        where = "stdlib " + path.rsplit("/", 1)[-1]
+    return f"{function} ({path.rsplit('/', 1)[-1]})", where
+
+
+def print_profile(collapsed: str, top: int = 12) -> None:
+    """The hottest functions and modules of py-spy's raw output (collapsed stacks)."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    modules: Counter[str] = Counter()
     samples = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
-                  for f in stack.split(";") if f]  # fmt: skip
+        frames = [_frame(f) for f in stack.split(";") if f]
         if not frames:
             continue
         samples += int(count)
-        own[frames[-1]] += int(count)
-        for frame in set(frames):
-            total[frame] += int(count)
+        own[frames[-1][0]] += int(count)
+        modules[frames[-1][1]] += int(count)
+        for function in {f for f, _ in frames}:
+            total[function] += int(count)
     print(  # noqa: T201
         f"\nWhere our time goes (py-spy, {samples:,} samples of busy threads; 100 B, random keys)"
     )
     print(f"  {'own':>6} {'total':>6}  function")  # noqa: T201
-    for frame, count in own.most_common(top):
-        print(f"  {count / samples:>6.1%} {total[frame] / samples:>6.1%}  {frame}")  # noqa: T201
+    for function, count in own.most_common(top):
+        print(f"  {count / samples:>6.1%} {total[function] / samples:>6.1%}  {function}")  # noqa: T201
+    print("  own time by module: " + ", ".join(  # noqa: T201
+        f"{where} {count / samples:.0%}" for where, count in modules.most_common(8)
+    ))  # fmt: skip
+
+
+@contextlib.contextmanager
+def null_endpoint() -> Iterator[None]:
+    """The null Kinesis endpoint over TLS on NULL_PORT, stopped on exit."""
+    if port_open("127.0.0.1", NULL_PORT):
+        sys.exit(f"port {NULL_PORT} is in use: another benchmark running?")
+    tls = _tls()
+    null = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
+         "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--lifetime", "3600"],
+    )  # fmt: skip
+    try:
+        _wait_port(NULL_PORT, null)
+        yield
+    finally:
+        null.terminate()
+        null.wait(timeout=10)
 
 
 def main() -> None:
@@ -211,38 +250,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="records per run, x")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--profile-only", action="store_true", help="no KPL, no ratios")
     args = parser.parse_args()
     if not (KPL_DIR / "classes" / "bench" / "KplHarness.class").exists():
         sys.exit("the KPL harness is not built: `make bench` builds it (Maven, benchmarks/kpl)")
-    if port_open("127.0.0.1", NULL_PORT):
-        sys.exit(f"port {NULL_PORT} is in use: another benchmark running?")
     (KPL_DIR / "tmp").mkdir(parents=True, exist_ok=True)
-    tls = _tls()
-    null = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
-         "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--lifetime", "3600"],
-    )  # fmt: skip
     started = time.monotonic()
-    try:
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", NULL_PORT):
-            if null.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the null Kinesis endpoint did not start")
-            time.sleep(0.1)
-        results = [(case, measure(case, args.rounds)) for case in cases(args.scale)]
-        profile = None
+    results = []
+    with null_endpoint():
+        if not args.profile_only:
+            results = [(case, measure(case, args.rounds)) for case in cases(args.scale)]
         if not args.no_profile:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "ours.txt"
-                first = cases(args.scale)[0]  # 100 B, random keys; longer, for more samples
-                run_once("ours", Case(first.size, first.hot_key, first.count * 3), profile=path)
-                profile = path.read_text() if path.exists() else None
-    finally:
-        null.terminate()
-        null.wait(timeout=10)
-    report(results, args.rounds)
-    if profile is not None:
-        print_profile(profile)
+            PROFILE.unlink(missing_ok=True)
+            first = cases(args.scale)[0]  # 100 B, random keys; longer, for more samples
+            run_once("ours", Case(first.size, first.hot_key, first.count * 3), profile=PROFILE)
+    if results:
+        report(results, args.rounds)
+    if PROFILE.exists() and not args.no_profile:
+        print_profile(PROFILE.read_text())
+        print(f"  (collapsed stacks, for a flame graph: {PROFILE.relative_to(ROOT)})")  # noqa: T201
     print(f"\n(benchmarks.kpl took {time.monotonic() - started:.0f} s)")  # noqa: T201
 
 
