@@ -47,6 +47,7 @@ from local_stack.stack import ROOT
 NULL_PORT = 14998
 KPL_DIR = ROOT / ".local" / "kpl"
 PROFILE = ROOT / ".local" / "bench" / "ours-profile.txt"
+PROJECT_PACKAGES = {"producer", "benchmarks", "common"}
 RUN_TIMEOUT = 300.0  # seconds for one run, start-up included
 RATE_LIMIT = 100_000  # percent of the shard limits, both sides: 1000x, i.e. no limiter
 ENV = {
@@ -149,7 +150,7 @@ def run_once(contender: str, case: Case, profile: Path | None = None) -> Run:
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                  str(process.pid), "--format", "raw", "--rate", "250", "--output", str(profile),
-                 "--nonblocking"],
+                 "--nonblocking", "--gil"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             time.sleep(1.0)  # py-spy attached
@@ -187,16 +188,13 @@ def per_cpu(runs: list[Run]) -> float:
 
 
 def _frame(raw: str) -> tuple[str, str]:
-    """(function (file), where) of a py-spy frame ``function (path:line)``: where is the
-    project module, the site-packages package or the standard library module."""
+    """(function (file), where) of a py-spy frame ``function (path:line)``, where py-spy
+    gives paths relative to ``sys.path``: where is the project module (``producer/...``), else
+    the package or standard library module (``botocore``, ``asyncio``, ``ssl``)."""
     function, _, location = raw.rpartition(" (")
     path = location.rsplit(":", 1)[0]
-    if "site-packages/" in path:
-        where = path.split("site-packages/", 1)[1].split("/", 1)[0]
-    elif path.startswith(str(ROOT)):
-        where = path[len(str(ROOT)) + 1 :]
-    else:
-        where = "stdlib " + path.rsplit("/", 1)[-1]
+    top = path.split("/", 1)[0]
+    where = path if top in PROJECT_PACKAGES else top.removesuffix(".py")
     return f"{function} ({path.rsplit('/', 1)[-1]})", where
 
 
@@ -217,7 +215,8 @@ def print_profile(collapsed: str, top: int = 12) -> None:
         for function in {f for f, _ in frames}:
             total[function] += int(count)
     print(  # noqa: T201
-        f"\nWhere our time goes (py-spy, {samples:,} samples of busy threads; 100 B, random keys)"
+        f"\nWhere our time goes (py-spy --gil: {samples:,} samples of the thread holding the GIL;"
+        " 100 B, random keys)"
     )
     print(f"  {'own':>6} {'total':>6}  function")  # noqa: T201
     for function, count in own.most_common(top):

@@ -1,6 +1,6 @@
-"""The benchmarks' null Kinesis endpoint answers like Kinesis where the producers look (routing
-by hash key, ListShards with a filter, 100-continue, TLS) and counts what it was sent; and the
-/proc reader the benchmarks count CPU with."""
+"""The benchmarks' tools: the null Kinesis endpoint answers like Kinesis where the producers
+look (routing by hash key, ListShards with a filter, 100-continue, TLS) and counts what it was
+sent; the /proc reader the benchmarks count CPU with; the end-to-end step's CPU summary."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import boto3
 
 from benchmarks import null_kinesis
+from benchmarks.end_to_end import Step
 from benchmarks.procstat import snapshot, tree, tree_cpu
 from local_stack.certs import ensure_tls
 from producer.shards import ShardMap
@@ -140,3 +141,18 @@ def test_describe_stream_lists_the_same_shards() -> None:
     described = json.loads(null_kinesis.answer(target, b"{}"))["StreamDescription"]
     listed = json.loads(null_kinesis.answer("Kinesis_20131202.ListShards", b"{}"))["Shards"]
     assert described["Shards"] == listed and described["HasMoreShards"] is False
+
+
+def test_the_end_to_end_step_names_the_busiest_process_and_groups_the_rest() -> None:
+    # GIVEN a step where one of five record processors and DynamoDB Local are busiest
+    cpu = {1: 97.0, 2: 40.0, 3: 10.0, 4: 10.0, 5: 12.0, 6: 11.0, 7: 10.0}
+    names = {1: "dynamodb-local", 2: "kinesis-mock"} | {
+        pid: "consumer/python" for pid in range(3, 8)
+    }
+    step = Step(4000, 3990.0, 60_000, 1.0, 3900.0, 1500.0, 3000.0, cpu, names)
+    # THEN the busiest is named with its core share and the machine's, the rest grouped
+    busiest = step.busiest()
+    assert busiest.startswith("dynamodb-local 97% (a full core); all 190% of")
+    assert step.by_process() == (
+        "dynamodb-local 97%, consumer/python x5 53% (max 12%), kinesis-mock 40%"
+    )
