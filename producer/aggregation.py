@@ -50,6 +50,7 @@ _SMALL_VARINTS = tuple(varint(i) for i in range(_SMALL))
 _RECORD_PREFIX = tuple(_RECORDS_TAG + v for v in _SMALL_VARINTS)
 _INDEX_PREFIX = tuple(_RECORD_PK_INDEX_TAG + v + _RECORD_DATA_TAG for v in _SMALL_VARINTS)
 _KEY_PREFIX = tuple(_PARTITION_KEY_TABLE_TAG + v for v in _SMALL_VARINTS)
+_DIGEST_ROOM = bytes(DIGEST_SIZE)  # joined at the end, overwritten with the digest
 
 
 class AggregateBuilder:
@@ -104,12 +105,10 @@ class AggregateBuilder:
         else:
             key_bytes = None
             added = 0
-        inner = (
-            (3 if index < 128 else 2 + varint_size(index))
-            + (1 if data_len < 128 else varint_size(data_len))
-            + data_len
-        )
-        added += (2 if inner < 128 else 1 + varint_size(inner)) + inner
+        # the Record: index tag + index, data tag + length + data; then its own tag + length
+        inner = (3 if index < 128 else 2 + varint_size(index)) + data_len
+        inner += 1 if data_len < 128 else 2 if data_len < _SMALL else varint_size(data_len)
+        added += inner + (2 if inner < 128 else 3 if inner < _SMALL else 1 + varint_size(inner))
         if count and self._size + added + self._first_key_len > self._max_bytes:
             return False
         if key_bytes is not None:
@@ -130,13 +129,22 @@ class AggregateBuilder:
         self.count = count + 1
         return True
 
-    def encode(self) -> bytes:
-        """The aggregated record: magic + protobuf + MD5(protobuf)."""
-        parts: list[bytes] = []
+    def encode(self) -> bytearray:
+        """The aggregated record: magic + protobuf + MD5(protobuf), in one buffer.
+
+        The data is copied once, into that buffer (joined with room for the digest, which is
+        then written in place); the MD5 reads the protobuf through a view of it. botocore
+        takes a bytearray wherever it takes bytes (``botocore/validate.py``
+        ``_validate_blob``: bytes, bytearray or str; ``serialize.py`` ``_get_base64``)."""
+        parts: list[bytes] = [MAGIC]
         for key in self._keys:
             if len(key) < _SMALL:
                 parts += (_KEY_PREFIX[len(key)], key)
             else:
                 parts += (_PARTITION_KEY_TABLE_TAG, varint(len(key)), key)
-        body = b"".join(parts + self._parts)
-        return b"".join((MAGIC, body, hashlib.md5(body).digest()))
+        parts += self._parts
+        parts.append(_DIGEST_ROOM)
+        record = bytearray().join(parts)
+        with memoryview(record) as view:
+            view[-DIGEST_SIZE:] = hashlib.md5(view[len(MAGIC) : -DIGEST_SIZE]).digest()
+        return record

@@ -67,7 +67,7 @@ class Entry:
 
     shard: Shard
     records: list[UserRecord]
-    payload: bytes
+    payload: bytes | bytearray  # an aggregate is the encoder's buffer, sent as it is
     partition_key: str
     size: int  # payload + partition key, in bytes
     deadline: float  # the earliest of its records'

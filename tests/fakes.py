@@ -138,6 +138,7 @@ class FakeKinesis:
         return {"Shards": shards + [listed(s, False) for s in self.open_shards]}
 
     def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        Records = [as_sent(entry) for entry in Records]
         check_put_records(Records)
         routing = ShardMap(self.open_shards)
         results: list[dict[str, Any]] = []
@@ -158,6 +159,15 @@ class FakeKinesis:
                 )
                 results.append({"ShardId": shard.shard_id, "SequenceNumber": seq})
         return {"FailedRecordCount": failed, "Records": results}
+
+
+def as_sent(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry as Kinesis receives it: botocore takes Data as bytes, bytearray or str
+    (``botocore/validate.py`` ``_validate_blob``) and sends its bytes base64-encoded."""
+    data = entry["Data"]
+    if not isinstance(data, bytes | bytearray | str):
+        raise TypeError(f"Data of type {type(data).__name__}: botocore refuses it")
+    return {**entry, "Data": data.encode() if isinstance(data, str) else bytes(data)}
 
 
 def check_put_records(records: list[dict[str, Any]]) -> None:
