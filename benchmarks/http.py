@@ -37,6 +37,7 @@ class Contender:
     path: str
     records_per_request: int
     connections: int = 512
+    workers: int = 0  # >0: served by ``python -m producer`` with PRODUCER_WORKERS=workers
 
     def body(self) -> str:
         if self.records_per_request == 1:
@@ -54,6 +55,9 @@ CONTENDERS = [
     Contender("producer POST /", "producer.main:create_app", "/", 1, 2048),
     Contender("producer POST /batch (100)", "producer.main:create_app", "/batch", 100, 32),
     Contender("naive PutRecord", "benchmarks.apps:naive", "/", 1),
+    # worker scaling: both through python -m producer (uvicorn's supervisor and workers for 2)
+    Contender("POST /batch, 1 worker", "producer", "/batch", 100, 32, workers=1),
+    Contender("POST /batch, 2 workers", "producer", "/batch", 100, 32, workers=2),
 ]
 
 
@@ -96,13 +100,23 @@ def wrk(path: str, connections: int, seconds: int, script: Path) -> tuple[float,
     return rate, int(bad.group(1)) if bad else 0
 
 
-def start_server(app: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """One uvicorn worker serving the factory ``app``, with the settings every contender gets."""
+def start_server(
+    app: str, extra_env: dict[str, str] | None = None, workers: int = 0
+) -> subprocess.Popen[bytes]:
+    """One uvicorn worker serving the factory ``app``, with the settings every contender gets;
+    with ``workers``, ``python -m producer`` with that many workers instead."""
+    if workers:
+        command = [sys.executable, "-m", "producer"]
+        extra_env = {"PRODUCER_HOST": "127.0.0.1", "PRODUCER_PORT": str(SERVER_PORT),
+                     "PRODUCER_WORKERS": str(workers), **(extra_env or {})}  # fmt: skip
+    else:
+        command = [
+            sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
+            "--port", str(SERVER_PORT), "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
-         "--port", str(SERVER_PORT), "--loop", "uvloop", "--http", "httptools",
-         "--no-access-log", "--log-level", "warning"],
-        env={**_env(), **(extra_env or {})}, stdout=subprocess.DEVNULL,
+        command, env={**_env(), **(extra_env or {})}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     _wait_port(SERVER_PORT, server)
@@ -122,7 +136,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def run_round(contender: Contender, seconds: int, script: Path) -> tuple[float, int]:
-    server = start_server(contender.app)
+    server = start_server(contender.app, workers=contender.workers)
     try:
         write_post_script(script, contender.body())
         wrk(contender.path, contender.connections, 2, script)  # warm-up
@@ -169,6 +183,11 @@ def main() -> None:
     print(f"  POST / vs bare FastAPI route:    {single:.0%}  (goal >= 70%)")  # noqa: T201
     print(f"  POST / vs bare ASGI entry:       {floor:.0%}  (uvicorn alone; no goal)")  # noqa: T201
     print(f"  batch vs naive PutRecord:        {batch:.0f}x  (goal >= 100x)")  # noqa: T201
+    scaling = median["POST /batch, 2 workers"] / median["POST /batch, 1 worker"]
+    print(  # noqa: T201
+        f"  POST /batch, 2 workers vs 1:     {scaling:.2f}x  (goal >= 1.8x; {os.cpu_count()}"
+        " cores, shared with wrk and the null Kinesis)"
+    )
 
 
 if __name__ == "__main__":

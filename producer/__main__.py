@@ -8,6 +8,8 @@ in flight and the lifespan flushes every buffered record to Kinesis before the p
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -62,7 +64,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "log_level": settings.log_level.lower(),
     }
     if settings.workers > 1:  # several processes: each flushes its own buffer on SIGTERM
-        uvicorn.run("producer.main:create_app", factory=True, workers=settings.workers, **common)
+        # where the workers share their counts (producer/workers.py), gone when they stop
+        with tempfile.TemporaryDirectory(prefix="producer-metrics-") as directory:
+            os.environ["PRODUCER_METRICS_DIR"] = directory  # the workers inherit it
+            uvicorn.run(
+                "producer.main:create_app", factory=True, workers=settings.workers, **common
+            )
         return
     app = create_app(settings)
     DrainingServer(uvicorn.Config(app, **common), app, settings.drain_seconds).run()

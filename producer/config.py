@@ -93,6 +93,11 @@ class ProducerSettings(BaseSettings):
     workers: int = Field(
         1, ge=1, le=64, description="uvicorn worker processes (with more than one, no drain delay)"
     )
+    metrics_dir: str | None = Field(
+        None,
+        description="set by python -m producer for its workers, not by hand: where they share "
+        "their counts, so /metrics and the EMF lines give the server's (producer/workers.py)",
+    )
     # above the load balancer's idle timeout (60 s), or uvicorn (5 s by default) closes
     # connections the ALB still reuses: intermittent 502s (see infra/components/ingest.py)
     keep_alive_seconds: int = Field(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,8 +24,8 @@ from producer.api.routes import router
 from producer.collector import CollectorConfig, KinesisCollector
 from producer.config import ProducerSettings, get_settings
 from producer.ids import IdGenerator
-from producer.metrics import ProducerMetrics
 from producer.shards import ShardMap
+from producer.workers import PUBLISH_INTERVAL, WorkerMetrics
 
 
 def kinesis_client(settings: ProducerSettings) -> Any:
@@ -49,12 +51,37 @@ def kinesis_client(settings: ProducerSettings) -> Any:
 ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 
 
-async def emit_emf(metrics: ProducerMetrics, interval: float) -> None:
-    """Every ``interval`` seconds, one EMF line on stdout (CloudWatch Logs extracts it)."""
+def _write_emf(line: str | None) -> None:
+    if line is not None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+async def emit_emf(emf: Callable[[], str | None], interval: float) -> None:
+    """Every ``interval`` seconds, one EMF line on stdout (CloudWatch Logs extracts it); with
+    several workers, the one that writes them (``WorkerMetrics.emf``) writes the server's."""
     while True:
         await asyncio.sleep(interval)
-        sys.stdout.write(metrics.emf() + "\n")
-        sys.stdout.flush()
+        _write_emf(emf())
+
+
+async def publish_counts(shared: WorkerMetrics) -> None:
+    """This worker's counts for the other workers' ``/metrics`` and EMF lines."""
+    while True:
+        await asyncio.sleep(PUBLISH_INTERVAL)
+        shared.publish()
+
+
+async def last_emf(shared: WorkerMetrics, wait: float = 5.0) -> None:
+    """At shutdown, after this worker's last counts were published: the last EMF line, by
+    whichever worker takes the lead last (the others stop at the same time and release it
+    one after another; a worker that keeps running reports these counts at its interval)."""
+    shared.publish()
+    deadline = time.monotonic() + wait
+    while not shared.leads() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    _write_emf(shared.emf())
+    shared.release()
 
 
 def create_app(settings: ProducerSettings | None = None, client: Any = None) -> ProducerApp:
@@ -85,9 +112,20 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
             shard_map,
         )
         collector.start()
-        emitter = None
+        # several workers (python -m producer): /metrics and EMF give the server's totals
+        shared = None
+        if conf.metrics_dir:
+            shared = WorkerMetrics(Path(conf.metrics_dir), collector.metrics)
+        tasks = []
+        if shared is not None:
+            shared.publish()
+            tasks.append(asyncio.create_task(publish_counts(shared)))
+            app.state.totals = shared.totals
+        else:
+            app.state.totals = lambda: collector.metrics
         if conf.emf_interval_seconds > 0:
-            emitter = asyncio.create_task(emit_emf(collector.metrics, conf.emf_interval_seconds))
+            emf = shared.emf if shared is not None else collector.metrics.emf
+            tasks.append(asyncio.create_task(emit_emf(emf, conf.emf_interval_seconds)))
         ingest = Ingest(collector, IdGenerator(), conf.max_batch_records)
         app.state.collector = collector
         app.state.ingest = ingest
@@ -99,9 +137,15 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
         finally:
             app.ingest = None
             await collector.close()  # SIGTERM: flush what was taken before exiting
-            if emitter is not None:
-                emitter.cancel()
-                sys.stdout.write(collector.metrics.emf() + "\n")  # the last interval too
+            for task in tasks:
+                task.cancel()
+            if conf.emf_interval_seconds > 0:  # the last interval too
+                if shared is not None:
+                    await last_emf(shared)
+                else:
+                    _write_emf(collector.metrics.emf())
+            elif shared is not None:
+                shared.publish()
 
     app = ProducerApp(
         title="kinesis-ingest producer",

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from common.emf import emf_line
 
@@ -127,12 +129,37 @@ class ProducerMetrics:
             lines += [f'{metric}{{shard="{s}"}} {n}' for s, n in sorted(counts.items())]
         return "\n".join(lines) + "\n"
 
-    def emf(self, now: float | None = None) -> str:
-        """An EMF line with the counters' increase since the previous call, and the averages."""
+    def snapshot(self) -> dict[str, Any]:
+        """Every count, as JSON-ready values (``merged`` sums snapshots)."""
+        return {
+            "counters": dict(self.counters),
+            "errors": dict(self.errors),
+            "distributions": {name: asdict(d) for name, d in self.distributions.items()},
+            "shard_records": dict(self.shard_records),
+            "shard_bytes": dict(self.shard_bytes),
+            "shard_throttled": dict(self.shard_throttled),
+        }
+
+    @classmethod
+    def merged(cls, snapshots: Iterable[dict[str, Any]]) -> ProducerMetrics:
+        """The totals of several processes' snapshots: counts summed, maxima the largest."""
+        total = cls()
+        for snap in snapshots:
+            for name in ("counters", "errors", "shard_records", "shard_bytes", "shard_throttled"):
+                getattr(total, name).update(snap[name])
+            for name, dist in snap["distributions"].items():
+                if name in total.distributions:
+                    total.observe_total(name, dist["total"], dist["count"], dist["maximum"])
+        return total
+
+    def emf(self, now: float | None = None, since: Counter[str] | None = None) -> str:
+        """An EMF line with the counters' increase since the previous call (or since the counts
+        in ``since``, which it then updates), and the averages."""
+        last = self._last_emf if since is None else since
         values: dict[str, float] = {}
         for name in COUNTERS:
-            values[name] = self.counters[name] - self._last_emf[name]
-            self._last_emf[name] = self.counters[name]
+            values[name] = self.counters[name] - last[name]
+            last[name] = self.counters[name]
         for name, dist in self.distributions.items():
             values[name] = dist.total / dist.count if dist.count else 0.0
         units = {name: unit for name, (unit, _) in (COUNTERS | DISTRIBUTIONS).items()}
