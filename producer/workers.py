@@ -39,10 +39,10 @@ def _write(path: Path, text: str) -> None:
 class WorkerMetrics:
     """One worker's view of the server's metrics (see the module's docstring)."""
 
-    def __init__(self, directory: Path, own: ProducerMetrics) -> None:
+    def __init__(self, directory: Path, own: ProducerMetrics, pid: int | None = None) -> None:
         self.directory = directory
         self.own = own
-        self.path = directory / f"worker-{os.getpid()}.json"
+        self.path = directory / f"worker-{os.getpid() if pid is None else pid}.json"
         self._lock: int | None = None
 
     def publish(self) -> None:

@@ -1,0 +1,164 @@
+"""Several workers (PRODUCER_WORKERS > 1): /metrics and the EMF lines give the server's totals."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.procstat import Proc, snapshot, tree
+from local_stack.observed import free_port
+from local_stack.processes import port_open
+from producer.metrics import ProducerMetrics
+from producer.workers import WorkerMetrics
+
+
+def _worker(
+    directory: Path, pid: int, received: int, throttled: int, waited: float
+) -> WorkerMetrics:
+    metrics = ProducerMetrics()
+    metrics.count("UserRecordsReceived", received)
+    metrics.response(200)
+    metrics.error("ProvisionedThroughputExceededException")
+    metrics.shard_put("shardId-000000000001", 1000)
+    metrics.shard_throttled["shardId-000000000001"] += throttled
+    metrics.observe("BufferingTime", waited)
+    return WorkerMetrics(directory, metrics, pid=pid)
+
+
+def _received(line: str | None) -> int:
+    assert line is not None
+    return int(json.loads(line)["UserRecordsReceived"])
+
+
+def test_metrics_of_any_worker_are_the_sum_of_every_worker(tmp_path: Path) -> None:
+    # GIVEN two workers that counted different things
+    one = _worker(tmp_path, 1, received=10, throttled=1, waited=100.0)
+    two = _worker(tmp_path, 2, received=32, throttled=2, waited=300.0)
+    two.publish()
+    # WHEN the first answers /metrics
+    text = one.totals().prometheus()
+    # THEN every count is both workers' (the scaler reads the shard counts from here)
+    assert "producer_user_records_received_total 42\n" in text
+    assert "producer_requests_total 2\n" in text
+    assert 'producer_errors_total{code="ProvisionedThroughputExceededException"} 2\n' in text
+    assert 'producer_shard_kinesis_bytes_put_total{shard="shardId-000000000001"} 2000\n' in text
+    assert 'producer_shard_throttled_total{shard="shardId-000000000001"} 3\n' in text
+    assert "producer_buffering_time_count 2\nproducer_buffering_time_sum 400\n" in text
+    assert one.totals().distributions["BufferingTime"].maximum == 300.0
+    # AND the first's own counts are current, not as of its last publish
+    one.own.count("UserRecordsReceived", 5)
+    assert one.totals().counters["UserRecordsReceived"] == 47
+
+
+def test_a_dead_worker_keeps_its_counts_in_the_totals(tmp_path: Path) -> None:
+    # GIVEN a worker that published and then died (uvicorn replaced it under another pid)
+    _worker(tmp_path, 1, received=10, throttled=0, waited=1.0).publish()
+    survivor = _worker(tmp_path, 2, received=5, throttled=0, waited=1.0)
+    # WHEN the survivor sums
+    # THEN the counter does not go down
+    assert survivor.totals().counters["UserRecordsReceived"] == 15
+
+
+def test_one_worker_writes_the_emf_lines_and_a_successor_counts_only_what_is_new(
+    tmp_path: Path,
+) -> None:
+    # GIVEN two workers of one server
+    one = _worker(tmp_path, 1, received=10, throttled=0, waited=1.0)
+    two = _worker(tmp_path, 2, received=20, throttled=0, waited=1.0)
+    two.publish()
+    # WHEN both reach their EMF interval
+    lines = [one.emf(now=1.0), two.emf(now=1.0)]
+    # THEN one line, with both workers' counts
+    assert lines[1] is None
+    assert _received(lines[0]) == 30
+    # WHEN more arrives at both, and the writer dies (its lock released)
+    one.own.count("UserRecordsReceived", 3)
+    one.publish()
+    one.release()
+    two.own.count("UserRecordsReceived", 4)
+    # THEN the other takes over and reports only what is new: CloudWatch's sum of the lines
+    # is the server's total, nothing counted twice
+    assert _received(two.emf(now=2.0)) == 7
+    assert _received(two.emf(now=3.0)) == 0
+    assert two.totals().counters["UserRecordsReceived"] == 37
+
+
+def _get(port: int, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request on a new connection (the kernel hands each to either worker)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request("POST" if body is not None else "GET", path, body, headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _counts(directory: Path) -> list[int]:
+    """Requests each worker has published."""
+    return [
+        json.loads(path.read_text())["counters"].get("Requests", 0)
+        for path in directory.glob("worker-*.json")
+    ]
+
+
+def test_a_two_worker_server_answers_its_totals_on_metrics_and_in_emf(tmp_path: Path) -> None:
+    # GIVEN python -m producer with two workers, against the null Kinesis endpoint
+    null_port, port = free_port(), free_port()
+    null = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(null_port),
+         "--lifetime", "120"],
+    )  # fmt: skip
+    out = tmp_path / "stdout"
+    env = {
+        **os.environ, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b",
+        "PRODUCER_STREAM_NAME": "s", "PRODUCER_KINESIS_ENDPOINT": f"http://127.0.0.1:{null_port}",
+        "PRODUCER_PORT": str(port), "PRODUCER_WORKERS": "2",
+        "PRODUCER_EMF_INTERVAL_SECONDS": "3600",  # only the lines written at shutdown
+    }  # fmt: skip
+    with out.open("w") as stdout:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "producer"], env=env, stdout=stdout, stderr=subprocess.DEVNULL
+        )
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[Proc] = []
+        while len(workers) < 2 or not port_open("127.0.0.1", port):
+            assert server.poll() is None and time.monotonic() < deadline, "no two workers"
+            time.sleep(0.2)
+            workers = [p for p in tree(snapshot(), server.pid) if p.pid != server.pid]
+        environ = Path(f"/proc/{workers[0].pid}/environ").read_bytes().split(b"\0")
+        shared = next(v for v in environ if v.startswith(b"PRODUCER_METRICS_DIR="))
+        directory = Path(shared.split(b"=", 1)[1].decode())
+        # WHEN batches arrive on new connections until both workers have served some
+        body = json.dumps({"records": [{"data": {"n": 1}}] * 3}).encode()
+        sent = 0
+        while len([c for c in _counts(directory) if c > 0]) < 2 or sent < 20:
+            assert time.monotonic() < deadline, f"one worker served all: {_counts(directory)}"
+            assert _get(port, "/batch", body)[0] == 200
+            sent += 1
+        # THEN /metrics, from whichever worker answers, counts every request (the other
+        # worker's counts at most a second old)
+        expected = f"producer_requests_total {sent}\n".encode()
+        while expected not in _get(port, "/metrics")[1]:
+            assert time.monotonic() < deadline, _get(port, "/metrics")[1]
+            time.sleep(0.2)
+        for _ in range(10):
+            text = _get(port, "/metrics")[1]
+            assert expected in text and f"_received_total {sent * 3}\n".encode() in text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        null.terminate()
+        null.wait(timeout=10)
+    # AND at shutdown the first EMF line has the server's count, the later ones nothing more
+    received = [_received(line) for line in out.read_text().splitlines() if line.startswith("{")]
+    assert received[0] == sent * 3 and sum(received) == sent * 3, received
+    assert not directory.exists()  # the shared directory went with the server
