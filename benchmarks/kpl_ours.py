@@ -15,7 +15,7 @@ import asyncio
 import random
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 
 import uvloop
 
@@ -49,8 +49,12 @@ def make_records(count: int, size: int, hot_key: bool, ids: IdGenerator) -> list
     return records
 
 
+REFUSALS: Counter[str] = Counter()  # why records failed, for stderr
+
+
 def _answered(taken: list[UserRecord]) -> tuple[int, int]:
     ok = sum(isinstance(r.outcome, Accepted) for r in taken)
+    REFUSALS.update(str(r.outcome)[:80] for r in taken if not isinstance(r.outcome, Accepted))
     return ok, len(taken) - ok
 
 
@@ -75,7 +79,8 @@ async def put_all(
                 try:
                     taken.append(collector.take(key, data, ticket))
                     break
-                except Overloaded:  # not with the benchmark's bound; counted if it happens
+                except Overloaded as exc:  # not with the benchmark's bound; counted if it happens
+                    REFUSALS[f"overloaded: {str(exc)[:60]}"] += 1
                     failed += 1
                     await asyncio.sleep(0.001)
         waiting.append((ticket, taken))
@@ -106,7 +111,7 @@ async def main_async(args: argparse.Namespace) -> None:
             collector, make_records(args.warmup, args.size, args.hot_key, ids), args.outstanding
         )
         if failed:
-            raise RuntimeError(f"{failed} warm-up records failed")
+            raise RuntimeError(f"{failed} warm-up records failed: {REFUSALS.most_common(5)}")
         records = make_records(args.count, args.size, args.hot_key, ids)
         print("READY", flush=True)  # noqa: T201
         if (await asyncio.to_thread(sys.stdin.readline)).strip() != "GO":
