@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.procstat import tree_cpu
 from local_stack.processes import port_open
 
 NULL_PORT, SERVER_PORT = 14999, 18181
@@ -135,12 +136,26 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         raise RuntimeError(f"{process.args} did not stop within 60 s of SIGTERM") from None
 
 
-def run_round(contender: Contender, seconds: int, script: Path) -> tuple[float, int]:
+def run_round(
+    contender: Contender, seconds: int, script: Path, null_pid: int
+) -> tuple[float, int, dict[str, float]]:
+    """Requests/s, non-2xx answers, and the cores each side used over the measured run (the
+    server with its workers, wrk, the null Kinesis endpoint)."""
     server = start_server(contender.app, workers=contender.workers)
     try:
         write_post_script(script, contender.body())
         wrk(contender.path, contender.connections, 2, script)  # warm-up
-        return wrk(contender.path, contender.connections, seconds, script)
+        before, null_before, children = tree_cpu(server.pid), tree_cpu(null_pid), os.times()
+        started = time.monotonic()
+        rate, bad = wrk(contender.path, contender.connections, seconds, script)
+        wall, after = time.monotonic() - started, os.times()
+        cores = {
+            "server": (tree_cpu(server.pid) - before) / wall,
+            "wrk": (after.children_user + after.children_system
+                    - children.children_user - children.children_system) / wall,
+            "null Kinesis": (tree_cpu(null_pid) - null_before) / wall,
+        }  # fmt: skip
+        return rate, bad, cores
     finally:
         stop(server)
 
@@ -161,14 +176,19 @@ def main() -> None:
     )  # fmt: skip
     rates: dict[str, list[float]] = {c.name: [] for c in CONTENDERS}
     errors: dict[str, int] = {c.name: 0 for c in CONTENDERS}
+    cores: dict[str, dict[str, list[float]]] = {c.name: {} for c in CONTENDERS}
     try:
         _wait_port(NULL_PORT, null)
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.rounds):
                 for contender in CONTENDERS:
-                    rate, bad = run_round(contender, args.seconds, Path(tmp) / "post.lua")
+                    rate, bad, used = run_round(
+                        contender, args.seconds, Path(tmp) / "post.lua", null.pid
+                    )
                     rates[contender.name].append(rate * contender.records_per_request)
                     errors[contender.name] += bad
+                    for side, value in used.items():
+                        cores[contender.name].setdefault(side, []).append(value)
     finally:
         null.terminate()
         null.wait(timeout=10)
@@ -188,6 +208,13 @@ def main() -> None:
         f"  POST /batch, 2 workers vs 1:     {scaling:.2f}x  (goal >= 1.8x; {os.cpu_count()}"
         " cores, shared with wrk and the null Kinesis)"
     )
+    for name in ("POST /batch, 1 worker", "POST /batch, 2 workers"):
+        used = {side: statistics.median(v) for side, v in cores[name].items()}
+        print(  # noqa: T201
+            f"    {name}: cores used (median) "
+            + ", ".join(f"{side} {value:.2f}" for side, value in used.items())
+            + f"; {median[name] / used['server']:,.0f} records per server CPU-second"
+        )
 
 
 if __name__ == "__main__":
