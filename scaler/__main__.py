@@ -13,9 +13,11 @@ import boto3
 from common.logs import configure_logging
 from common.settings import load
 from scaler.config import ScalerSettings, get_settings
+from scaler.notify import ConsumerCapacity, Notifier, SnsNotifier
 from scaler.policy import Policy
 from scaler.service import Scaler
 from scaler.sources import CloudWatchSource, MetricSource, ProducerSource
+from scaler.state import DynamoDBStateStore, StateStore
 from scaler.stream import StreamAdmin
 
 
@@ -24,10 +26,30 @@ def build(settings: ScalerSettings) -> Scaler:
     kinesis = session.client("kinesis", endpoint_url=settings.kinesis_endpoint)
     source: MetricSource
     if settings.metrics_source == "producer":
-        source = ProducerSource(settings.urls)
+        source = ProducerSource(settings.urls, sample_seconds=settings.sample_seconds)
     else:
         cloudwatch = session.client("cloudwatch", endpoint_url=settings.cloudwatch_endpoint)
         source = CloudWatchSource(cloudwatch, settings.stream_name, settings.shard_level_metrics)
+    state: StateStore | None = None
+    if settings.state_table:
+        dynamodb = session.client("dynamodb", endpoint_url=settings.dynamodb_endpoint)
+        state = DynamoDBStateStore(dynamodb, settings.state_table, settings.stream_name,
+                                   settings.sample_seconds)  # fmt: skip
+    notifier: Notifier | None = None
+    if settings.notification_topic_arn:
+        sns = session.client("sns", endpoint_url=settings.sns_endpoint)
+        notifier = SnsNotifier(sns, settings.notification_topic_arn)
+    consumers = None
+    if settings.consumer_service:
+        autoscaling = session.client(
+            "application-autoscaling", endpoint_url=settings.application_autoscaling_endpoint
+        )
+        consumers = ConsumerCapacity(
+            autoscaling,
+            settings.consumer_service,
+            settings.consumer_min_tasks,
+            settings.consumer_max_tasks,
+        )
     return Scaler(
         StreamAdmin(kinesis, settings.stream_name),
         source,
@@ -35,6 +57,10 @@ def build(settings: ScalerSettings) -> Scaler:
         dry_run=settings.dry_run,
         wait_active_seconds=settings.wait_active_seconds,
         metrics_out=sys.stdout if settings.emf else None,
+        state=state,
+        notifier=notifier,
+        consumers=consumers,
+        sample_seconds=settings.sample_seconds,
     )
 
 

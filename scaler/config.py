@@ -88,9 +88,33 @@ class ScalerSettings(BaseSettings):
         description="touched before every check; python -m scaler.health fails when it is older "
         "than the interval + wait_active_seconds + 2 min",
     )
+    state_table: str = Field(
+        "",
+        description="the DynamoDB table (key stream) of what a restart must not forget "
+        "(scaler.state); empty: kept in memory (a restart forgets cool-offs and the "
+        "UpdateShardCount budget)",
+    )
+    dynamodb_endpoint: str | None = Field(None, description="DynamoDB endpoint URL; unset: AWS")
+    notification_topic_arn: str = Field(
+        "", description="every operation, refusal and dry-run decision to this SNS topic"
+    )
+    sns_endpoint: str | None = Field(None, description="SNS endpoint URL; unset: AWS")
+    consumer_service: str = Field(
+        "",
+        description="the consumer's ECS service as Application Auto Scaling names it "
+        "(service/<cluster>/<name>): its maximum task count follows the open shards",
+    )
+    consumer_min_tasks: int = Field(1, ge=1, le=1000, description="the maximum's lower bound")
+    consumer_max_tasks: int = Field(15, ge=1, le=1000, description="the maximum's upper bound")
+    application_autoscaling_endpoint: str | None = Field(
+        None, description="Application Auto Scaling endpoint URL; unset: AWS"
+    )
     log_level: LogLevel = log_level_field()
 
-    @field_validator("kinesis_endpoint", "cloudwatch_endpoint", mode="before")
+    @field_validator(
+        "kinesis_endpoint", "cloudwatch_endpoint", "dynamodb_endpoint", "sns_endpoint",
+        "application_autoscaling_endpoint", mode="before",
+    )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -106,6 +130,10 @@ class ScalerSettings(BaseSettings):
         self.policy_config()  # raises ValueError naming the inconsistent thresholds
         if self.metrics_source == "producer" and not self.urls:
             raise ValueError("metrics_source=producer needs producer_metrics_urls")
+        if self.consumer_min_tasks > self.consumer_max_tasks:
+            raise ValueError("need consumer_min_tasks <= consumer_max_tasks")
+        if self.consumer_service and not self.consumer_service.startswith("service/"):
+            raise ValueError("consumer_service must look like service/<cluster>/<service>")
         return self
 
     @property

@@ -91,6 +91,9 @@ class Decision:
     target: int
     shards: tuple[str, ...] = ()  # the shard to split, or the two shards to merge (lower first)
     split_at: int | None = None  # SplitShard's NewStartingHashKey
+    # a HOLD where the load calls for a change that a limit forbids (max_shards under load):
+    # notified like an operation, as Scaling Utils does
+    refused: bool = False
 
     @property
     def direction(self) -> int:

@@ -148,7 +148,7 @@ class Policy:
         if throttled and not (busy or hot) and unseen:
             return self._hold(shards, "throttled; waiting for the new shards' first metrics")
         if n >= c.max_shards:
-            return self._hold(shards, f"at max_shards ({c.max_shards}) under load")
+            return self._hold(shards, f"at max_shards ({c.max_shards}) under load", refused=True)
         peak = max(s.stream.utilisation() for s in window)
         if busy or (throttled and not hot):  # throttling on known hot shards: split those
             wanted = max(n + 1, math.ceil(peak / c.target_pct))
@@ -166,6 +166,8 @@ class Policy:
             if hottest in hot
             else f"stream above {_pct(c.scale_up_pct)}, splitting its busiest shard"
         )
+        if busy and self._updates_left(now, history) <= 0:
+            why += " (no UpdateShardCount left in the last 24 h)"
         return _split(hottest, n, why)
 
     # -- scale down -------------------------------------------------------------------------
@@ -221,8 +223,8 @@ class Policy:
         return self.config.max_updates_per_day - len(recent) if self.update_allowed else 0
 
     @staticmethod
-    def _hold(shards: list[Shard], reason: str) -> Decision:
-        return Decision(Action.HOLD, reason, len(shards), len(shards))
+    def _hold(shards: list[Shard], reason: str, refused: bool = False) -> Decision:
+        return Decision(Action.HOLD, reason, len(shards), len(shards), refused=refused)
 
 
 def _split(shard: Shard, n: int, why: str) -> Decision:

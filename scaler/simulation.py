@@ -18,10 +18,13 @@ no headroom). No real scaler can reach it; the goal is to stay within 1.3x of it
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from botocore.exceptions import ClientError
 
 from scaler.model import (
     HASH_SPACE,
@@ -35,6 +38,8 @@ from scaler.model import (
     uniform_shards,
 )
 from scaler.policy import Operation, Policy, PolicyConfig
+from scaler.service import Scaler
+from scaler.state import MemoryStateStore
 
 DAY = 24 * 60
 MIB = 1024 * 1024
@@ -42,6 +47,7 @@ SPLIT_MERGE_MINUTES = 1
 UPDATE_MINUTES = 2
 FLAP_MINUTES = 30
 RECORD_BYTES = 40_000  # aggregated Kinesis records: bytes, not counts, are the binding limit
+AWS_UPDATES_PER_DAY = 10  # UpdateShardCount calls per rolling 24 h (Kinesis limits)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,16 @@ def traces() -> list[Trace]:
     ]
 
 
+def restart_traces() -> list[Trace]:
+    """``traces()`` and one where the load drops within the cool-off after each scale-up
+    (where a scaler that forgot its cool-off scales straight back down)."""
+
+    def bursts(m: int) -> float:
+        return 6.0 if m % 360 < 20 else 2.0
+
+    return [*traces(), Trace("20-min bursts 2 -> 6 MiB/s every 6 h", 3, bursts)]
+
+
 def _load(mib: float) -> Load:
     return Load(mib * MIB, mib * MIB / RECORD_BYTES)
 
@@ -96,6 +112,8 @@ class Result:
     operations: dict[str, int] = field(default_factory=dict)
     reversals: int = 0
     max_shards: int = 0
+    restarts: int = 0
+    refused: int = 0  # UpdateShardCount calls AWS refused (the rolling 24 h limit)
 
     @property
     def ratio(self) -> float:
@@ -103,15 +121,55 @@ class Result:
 
 
 class SimulatedStream:
-    def __init__(self, count: int) -> None:
+    """The stream's side as the scaler sees it (``StreamAdmin``'s calls): an operation leaves
+    it UPDATING until it takes effect; UpdateShardCount beyond AWS's rolling 24 h limit is
+    refused with LimitExceededException."""
+
+    stream_name = "simulated"
+
+    def __init__(self, count: int, clock: Callable[[], int]) -> None:
         self.shards = uniform_shards(count)
         self._next_id = count
+        self._clock = clock
+        self.pending: tuple[int, Decision] | None = None
+        self.updates: list[int] = []  # minutes of the UpdateShardCount calls accepted
+        self.refused = 0
 
     def _new(self, start: int, end: int) -> Shard:
         self._next_id += 1
         return Shard(f"shardId-{self._next_id:012d}", start, end)
 
+    # ---- what the scaler calls -------------------------------------------------------------
+    def open_shards(self) -> list[Shard]:
+        return list(self.shards)
+
+    def status(self) -> str:
+        return "UPDATING" if self.pending else "ACTIVE"
+
     def apply(self, decision: Decision) -> None:
+        now = self._clock()
+        update = decision.action is Action.UPDATE_SHARD_COUNT
+        if update:
+            recent = [m for m in self.updates if now - m < DAY]
+            if len(recent) >= AWS_UPDATES_PER_DAY:
+                self.refused += 1
+                raise ClientError(
+                    {"Error": {"Code": "LimitExceededException", "Message": "rate exceeded"}},
+                    "UpdateShardCount",
+                )
+            self.updates.append(now)
+        self.pending = (now + (UPDATE_MINUTES if update else SPLIT_MERGE_MINUTES), decision)
+
+    def wait_active(self, _timeout: float) -> None:
+        """The simulated scaler does not block: it holds while the stream is UPDATING."""
+
+    # ---- the simulation's side -------------------------------------------------------------
+    def tick(self, minute: int) -> None:
+        if self.pending and self.pending[0] <= minute:
+            self._take_effect(self.pending[1])
+            self.pending = None
+
+    def _take_effect(self, decision: Decision) -> None:
         by_id = {s.shard_id: s for s in self.shards}
         if decision.action is Action.UPDATE_SHARD_COUNT:
             self.shards = [self._new(s.start, s.end) for s in uniform_shards(decision.target)]
@@ -134,40 +192,79 @@ class SimulatedStream:
         }
 
 
-def simulate(trace: Trace, config: PolicyConfig, seed: int = 7) -> Result:
+class SimulatedMetrics:
+    """CloudWatch as the scaler sees it: every minute's sample once the minute is over."""
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self.published: list[Sample] = []
+        self._clock = clock
+
+    def samples(self, _shards: object, count: int) -> list[Sample]:
+        published = self.published
+        done = len(published) - (1 if published and published[-1].minute >= self._clock() else 0)
+        return published[max(0, done - count) : done]
+
+    def now(self) -> int:
+        return self._clock()
+
+
+def simulate(trace: Trace, config: PolicyConfig, seed: int = 7,
+             restart_after_up: int | None = None, keep_state: bool = True) -> Result:  # fmt: skip
+    """One day of ``trace`` against the real scaler loop (``Scaler.check`` once a minute).
+
+    ``restart_after_up``: the scaler is replaced by a new one (as ECS replaces a task) that many
+    minutes after each scale-up, i.e. in the middle of its cool-off; ``keep_state``: the new
+    one reads what the old one stored (``scaler.state``), else it starts from nothing (the
+    scaler before issue 19). Its metric source is CloudWatch, which a restart does not lose.
+    """
     rng = random.Random(seed)
-    policy, stream = Policy(config), SimulatedStream(trace.start_shards)
+    minute = 0
+
+    def clock() -> int:
+        return minute
+
+    stream, metrics = SimulatedStream(trace.start_shards, clock), SimulatedMetrics(clock)
+    store = MemoryStateStore(stream.stream_name, 60.0)
+
+    def new_scaler() -> Scaler:
+        state = store if keep_state else MemoryStateStore(stream.stream_name, 60.0)
+        return Scaler(stream, metrics, Policy(config), state=state,  # type: ignore[arg-type]
+                      clock=lambda: float(minute * 60), sample_seconds=60.0)  # fmt: skip
+
+    logging.getLogger("scaler").setLevel(logging.ERROR)  # its INFO/WARNING lines, 1,440 a day
+    scaler = new_scaler()
     result = Result(trace.name)
-    samples: list[Sample] = []
-    history: list[Operation] = []
-    pending: tuple[int, Decision] | None = None
-    run = 0
+    run, restart_at = 0, None
+    last_move: Operation | None = None
     hot_key = int(trace.hot_point * HASH_SPACE)
     for minute in range(trace.minutes):
         noise = rng.uniform(0.95, 1.05)
         uniform, hot = _load(trace.uniform_mib(minute) * noise), _load(trace.hot_mib(minute))
         shard_loads = stream.loads(uniform, hot, hot_key)
         over = sum(1 for load in shard_loads.values() if load.utilisation() > 1.0)
-        samples.append(Sample(minute, uniform + hot, over, shard_loads))
+        metrics.published.append(Sample(minute, uniform + hot, over, shard_loads))
         run = run + 1 if over else 0
         result.over_limit_minutes += bool(over)
         result.longest_over_limit = max(result.longest_over_limit, run)
         result.shard_minutes += len(stream.shards)
         result.max_shards = max(result.max_shards, len(stream.shards))
         result.ideal_shard_minutes += ideal_shards(uniform, hot)
-        if pending and pending[0] <= minute:
-            stream.apply(pending[1])
-            pending = None
-        if pending is None:
-            decision = policy.decide(minute, stream.shards, samples[:-1], history)
-            if decision.action is not Action.HOLD:
-                last = next((op for op in reversed(history) if op.decision.direction), None)
-                if last and last.decision.direction == -decision.direction:
-                    result.reversals += minute - last.minute < FLAP_MINUTES
-                history.append(Operation(minute, decision))
-                result.operations[decision.action] = result.operations.get(decision.action, 0) + 1
-                update = decision.action is Action.UPDATE_SHARD_COUNT
-                pending = (minute + (UPDATE_MINUTES if update else SPLIT_MERGE_MINUTES), decision)
+        stream.tick(minute)
+        if restart_at == minute:
+            scaler, restart_at = new_scaler(), None
+            result.restarts += 1
+        before = stream.pending
+        decision = scaler.check()
+        if stream.pending is None or stream.pending is before:
+            continue  # nothing started this minute (held, or refused by AWS)
+        if last_move and last_move.decision.direction == -decision.direction:
+            result.reversals += minute - last_move.minute < FLAP_MINUTES
+        if decision.direction:
+            last_move = Operation(minute, decision)
+        result.operations[decision.action] = result.operations.get(decision.action, 0) + 1
+        if decision.direction > 0 and restart_after_up is not None:
+            restart_at = minute + restart_after_up
+    result.refused = stream.refused
     return result
 
 
@@ -187,6 +284,27 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+RESTART_AFTER_UP = 10  # minutes: mid-way through the 30-minute cool-off after a scale-up
+
+
+def restart_table(lost: list[Result], kept: list[Result]) -> str:
+    """Each trace with the scaler replaced ``RESTART_AFTER_UP`` minutes after every scale-up,
+    its state lost (before issue 19) vs kept (``scaler.state``)."""
+    head = ("trace", "restarts", "reversals <30 min", "UpdateShardCount refused",
+            "min over limit", "ratio")  # fmt: skip
+    rows = [head]
+    for a, b in zip(lost, kept, strict=True):
+        rows.append((a.trace, f"{b.restarts}", f"{a.reversals} -> {b.reversals}",
+                     f"{a.refused} -> {b.refused}",
+                     f"{a.over_limit_minutes} -> {b.over_limit_minutes}",
+                     f"{a.ratio:.2f}x -> {b.ratio:.2f}x"))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in rows]  # fmt: skip
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
@@ -194,6 +312,11 @@ def main() -> None:
     config = PolicyConfig()
     results = [simulate(t, config, args.seed) for t in traces()]
     print(table(results))  # noqa: T201
+    lost, kept = ([simulate(t, config, args.seed, RESTART_AFTER_UP, keep_state=keep)
+                   for t in restart_traces()] for keep in (False, True))  # fmt: skip
+    title = f"the scaler restarted {RESTART_AFTER_UP} min after every scale-up, state lost -> kept"
+    print(f"\n{title}:")  # noqa: T201
+    print(restart_table(lost, kept))  # noqa: T201
 
 
 if __name__ == "__main__":

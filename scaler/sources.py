@@ -124,13 +124,18 @@ class ProducerSource:
         fetch: Callable[[str], str] = _fetch,
         clock: Callable[[], float] = time.monotonic,
         keep: int = 1440,
+        sample_seconds: float = 60.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._urls = list(urls)
         self._fetch = fetch
         self._clock = clock
         self._last: tuple[float, dict[str, dict[str, Counter[str]]]] | None = None
         self._samples: deque[Sample] = deque(maxlen=keep)
-        self._tick = 0
+        # the samples' time is the wall clock in check intervals, not a count of this
+        # process's checks: a restarted scaler's stored history stays comparable
+        self._sample_seconds = sample_seconds
+        self._wall = wall
 
     def _scrape(self) -> dict[str, dict[str, Counter[str]]]:
         scraped = {}
@@ -163,10 +168,9 @@ class ProducerSource:
                 per_shard[shard_id] = Load()  # open, and no producer wrote to it
             total = sum(loads.values(), Load())
             throttled = sum(delta[self.THROTTLED].values())
-            self._samples.append(Sample(self._tick, total, throttled, per_shard))
-        self._tick += 1
+            self._samples.append(Sample(self.now(), total, throttled, per_shard))
         self._last = (now, scraped)
         return list(self._samples)[-count:]
 
     def now(self) -> int:
-        return self._tick
+        return int(self._wall() // self._sample_seconds)

@@ -150,7 +150,8 @@ def test_producer_source_turns_counter_increases_into_rates() -> None:
     pages = {"p1": [(10, 1000, 0), (110, 11_000, 2)], "p2": [(500, 9000, 0), (20, 2000, 1)]}
     clock = iter([0.0, 10.0])
     source = ProducerSource(["p1", "p2"], fetch=lambda u: PROMETHEUS % pages[u].pop(0),
-                            clock=lambda: next(clock))  # fmt: skip
+                            clock=lambda: next(clock), sample_seconds=10,
+                            wall=lambda: 1_000_025.0)  # fmt: skip
     shards = [Shard("a", 0, 1), Shard("b", 2, 3)]
     assert source.samples(shards, 5) == []  # the first scrape is the baseline
     (sample,) = source.samples(shards, 5)
@@ -158,7 +159,8 @@ def test_producer_source_turns_counter_increases_into_rates() -> None:
     assert sample.shards["a"] == Load((10_000 + 2000) / 10, (100 + 20) / 10)
     assert sample.shards["b"] == Load()  # open, nothing written to it
     assert sample.throttled == 3 and sample.stream == sample.shards["a"]
-    assert source.now() == 2
+    # time in check intervals of the wall clock: a restarted scaler's history stays comparable
+    assert source.now() == sample.minute == 100_002
 
 
 def test_parse_shard_counts_ignores_other_metrics() -> None:

@@ -12,7 +12,15 @@ import pytest
 
 from scaler.model import Load
 from scaler.policy import PolicyConfig
-from scaler.simulation import MIB, Trace, ideal_shards, simulate, traces
+from scaler.simulation import (
+    MIB,
+    RESTART_AFTER_UP,
+    Trace,
+    ideal_shards,
+    restart_traces,
+    simulate,
+    traces,
+)
 
 TOLERANCE = 1.35  # 1.3x is the goal; seeds spread the daily trace over 1.26-1.34
 
@@ -25,6 +33,31 @@ def test_the_default_policy_meets_the_goals(trace: Trace, seed: int) -> None:
     assert result.longest_over_limit <= 8
     assert result.over_limit_minutes <= 8
     assert result.ratio <= TOLERANCE, result
+
+
+@pytest.mark.parametrize("trace", restart_traces(), ids=lambda t: t.name)
+@pytest.mark.parametrize("seed", [1, 2, 7])
+def test_a_restart_mid_cool_off_changes_nothing_when_the_state_is_kept(
+    trace: Trace, seed: int
+) -> None:
+    # GIVEN the scaler process replaced 10 minutes after every scale-up (mid cool-off)
+    steady = simulate(trace, PolicyConfig(), seed)
+    restarted = simulate(trace, PolicyConfig(), seed, RESTART_AFTER_UP, keep_state=True)
+    # THEN with its state read back it decides exactly as if it had never stopped
+    assert restarted.restarts >= 1
+    assert restarted.reversals == steady.reversals == 0
+    assert restarted.refused == 0
+    assert (restarted.operations, restarted.shard_minutes, restarted.over_limit_minutes) == (
+        steady.operations, steady.shard_minutes, steady.over_limit_minutes)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [1, 2, 7])
+def test_a_restart_that_loses_the_state_flaps(seed: int) -> None:
+    # the same harness must be able to fail: without the stored cool-off, a scaler restarted
+    # during it scales straight back down after a burst (the scaler before issue 19)
+    bursts = restart_traces()[-1]
+    lost = simulate(bursts, PolicyConfig(), seed, RESTART_AFTER_UP, keep_state=False)
+    assert lost.reversals >= 3
 
 
 def test_a_scaler_that_never_acts_throttles_for_hours() -> None:
