@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.settings import LogLevel, log_level_field, region_field
@@ -52,8 +53,14 @@ class ConsumerSettings(BaseSettings):
         description="KCL maxLeasesForWorker: the most shards one worker leases (each costs a "
         "Python process); unset: no limit",
     )
-    initial_position: Literal["TRIM_HORIZON", "LATEST"] = Field(
+    initial_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"] = Field(
         "TRIM_HORIZON", description="where a shard without a checkpoint is read from"
+    )
+    initial_timestamp: AwareDatetime | None = Field(
+        None,
+        description="with AT_TIMESTAMP: where a new application (no checkpoints yet) starts "
+        "reading, ISO 8601 with a zone (2026-11-30T10:00:00Z) or epoch seconds; the KCL takes "
+        "whole seconds",
     )
     retrieval_mode: Literal["FANOUT", "POLLING"] = Field(
         "FANOUT", description="enhanced fan-out (SubscribeToShard) or GetRecords polling"
@@ -119,14 +126,36 @@ class ConsumerSettings(BaseSettings):
         description="the KCL's workerId; unset: a random one per start. A worker restarted "
         "with the same id resumes its own leases at once",
     )
+    item_ttl_seconds: int = Field(
+        0,
+        ge=0,
+        le=100 * 365 * 86400,
+        description="item expiry: each stored record gets expires_at (epoch seconds) this long "
+        "after its arrival in Kinesis, for DynamoDB's TTL; 0: no expiry",
+    )
     log_level: LogLevel = log_level_field()
 
     @field_validator(
-        "kinesis_endpoint", "dynamodb_endpoint", "cloudwatch_endpoint", "worker_id", mode="before"
-    )
+        "kinesis_endpoint", "dynamodb_endpoint", "cloudwatch_endpoint", "worker_id",
+        "initial_timestamp", mode="before",
+    )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _timestamp_with_at_timestamp(self) -> ConsumerSettings:
+        if (self.initial_position == "AT_TIMESTAMP") != (self.initial_timestamp is not None):
+            raise ValueError(
+                "initial_timestamp is set exactly when initial_position is AT_TIMESTAMP"
+            )
+        return self
+
+    @property
+    def initial_epoch_seconds(self) -> int | None:
+        """AT_TIMESTAMP's moment as the KCL reads it: whole seconds (rounded down)."""
+        stamp: datetime | None = self.initial_timestamp
+        return int(stamp.timestamp()) if stamp is not None else None
 
     @field_validator("*")
     @classmethod

@@ -94,8 +94,10 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         sleep: Callable[[float], None] = time.sleep,
         metrics: ConsumerMetrics | None = None,
         heartbeat_dir: str | None = None,
+        ttl_seconds: int = 0,
     ) -> None:
         self._sink = sink
+        self._ttl_seconds = ttl_seconds
         self._quarantine = quarantine
         self._sleep = sleep
         self._metrics = metrics
@@ -150,7 +152,7 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         for raw in records:
             record = convert(raw)
             try:
-                item = to_item(record, self.shard_id)
+                item = to_item(record, self.shard_id, ttl_seconds=self._ttl_seconds)
             except PoisonRecord as bad:
                 poison += self._quarantined(record, bad.reason)
                 quarantined += 1
@@ -259,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics = ConsumerMetrics(sys.stderr, settings.metrics_interval_seconds)
     metrics.start_timer()
     processor_ = RecordProcessor(
-        sink, quarantine, metrics=metrics, heartbeat_dir=settings.heartbeat_dir
-    )
+        sink, quarantine, metrics=metrics, heartbeat_dir=settings.heartbeat_dir,
+        ttl_seconds=settings.item_ttl_seconds,
+    )  # fmt: skip
     kcl.KCLProcess(processor_, sys.stdin, protocol_out, sys.stderr).run()
 
 

@@ -33,7 +33,13 @@ def render_properties(settings: ConsumerSettings, executable: str) -> str:
         "applicationName": settings.application_name,
         "AwsCredentialsProvider": "DefaultCredentialsProvider",
         "regionName": settings.region,
-        "initialPositionInStream": settings.initial_position,
+        # AT_TIMESTAMP is not accepted as initialPositionInStream; its moment goes in
+        # initialPositionInStreamExtended, epoch seconds (KCL 3.1.3 multilang:
+        # MultiLangDaemonConfiguration's converter, KinesisClientLibConfiguratorTest)
+        "initialPositionInStream": (
+            None if settings.initial_position == "AT_TIMESTAMP" else settings.initial_position
+        ),
+        "initialPositionInStreamExtended": settings.initial_epoch_seconds,
         "retrievalMode": settings.retrieval_mode,
         "kinesisEndpoint": settings.kinesis_endpoint,
         "dynamoDBEndpoint": settings.dynamodb_endpoint,

@@ -25,6 +25,8 @@ from common.storable import (
     loads,
 )
 
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds; the records table's TTL attribute when enabled
+
 
 class PoisonRecord(Exception):
     """A record that can never be stored as it is; ``reason`` says why."""
@@ -45,13 +47,17 @@ class KinesisRecord:
     approximate_arrival_timestamp: int  # epoch ms, Kinesis's approximate arrival time
 
 
-def to_item(record: KinesisRecord, shard_id: str, now_ms: int | None = None) -> SizedItem:
+def to_item(
+    record: KinesisRecord, shard_id: str, now_ms: int | None = None, ttl_seconds: int = 0
+) -> SizedItem:
     """The low-level item for ``record``: keyed by its id, ``data`` as native types, with its
     size by DynamoDB's formula (``SizedItem.size``).
 
     ``stored_at`` is ``now_ms`` (default: the wall clock). ``ingested_at`` is the envelope's
     ``ts``, left out when that is not an integer DynamoDB can store. ``client_id`` (true) marks
     an id the client chose: the sink then keeps the copy with the latest stream position.
+    ``ttl_seconds``: the item gets ``expires_at``, the record's Kinesis arrival plus that many
+    seconds (the same however often the record is written again, replays included).
     Raises ``PoisonRecord`` when the bytes are not the producer's envelope or DynamoDB could
     not store the item (the storability contract, ``common.storable``).
     """
@@ -76,6 +82,9 @@ def to_item(record: KinesisRecord, shard_id: str, now_ms: int | None = None) -> 
         item["ingested_at"] = {"N": str(ingested)}
     if envelope.get("client_id") is True:
         item["client_id"] = {"BOOL": True}
+    if ttl_seconds:
+        expires = record.approximate_arrival_timestamp // 1000 + ttl_seconds
+        item[TTL_ATTRIBUTE] = {"N": str(expires)}
     try:
         size = item_size(item, sized={"data": data_size})
     except (NotStorable, UnicodeEncodeError) as exc:  # a partition key from another writer

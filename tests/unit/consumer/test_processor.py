@@ -97,13 +97,17 @@ def _transcript(*lines: str) -> str:
 
 
 def _run(
-    lines: list[dict[str, Any]], sink: FakeSink, quarantine: FakeSink | None = None
+    lines: list[dict[str, Any]],
+    sink: FakeSink,
+    quarantine: FakeSink | None = None,
+    ttl_seconds: int = 0,
 ) -> tuple[str, str]:
     stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
     stderr = io.StringIO()
     quarantine = quarantine if quarantine is not None else FakeSink()
     quarantine.stdout = sink.stdout
-    record_processor = RecordProcessor(sink, quarantine, sleep=lambda _: None)
+    record_processor = RecordProcessor(sink, quarantine, sleep=lambda _: None,
+                                       ttl_seconds=ttl_seconds)  # fmt: skip
     process = kcl.KCLProcess(record_processor, stdin, sink.stdout, stderr)
     with contextlib.suppress(Stopped):
         process.run()
@@ -132,6 +136,12 @@ def json_logs() -> Iterator[io.StringIO]:
     configure_logging("consumer", stream)
     yield stream
     root.handlers[:], root.level = handlers, level
+
+
+def test_items_carry_their_expiry_when_a_ttl_is_configured() -> None:
+    sink = FakeSink()
+    _run([INIT, _batch(_record("a", "100", 0)), _reply("100", 0)], sink, ttl_seconds=3600)
+    assert sink.written[0]["expires_at"] == {"N": str(1_700_000_000 + 3600)}
 
 
 def test_batch_is_written_then_checkpointed_at_its_last_record() -> None:

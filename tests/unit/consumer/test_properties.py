@@ -43,6 +43,34 @@ def test_fanout_is_explicit_and_no_polling_key_is_written() -> None:
     }
 
 
+def test_at_timestamp_is_written_as_the_kcl_reads_it() -> None:
+    # GIVEN a second application that starts reading at a moment (a replay)
+    settings = ConsumerSettings(stream_name="s", application_name="app-rebuild",
+                                initial_position="AT_TIMESTAMP",
+                                initial_timestamp="2026-11-30T10:00:00.750Z")  # fmt: skip
+    # WHEN rendered
+    props = _parse(render_properties(settings, PROCESSOR))
+    # THEN the moment is in initialPositionInStreamExtended, whole epoch seconds, and
+    # initialPositionInStream is absent (the daemon refuses AT_TIMESTAMP there)
+    assert props["initialPositionInStreamExtended"] == "1796032800"
+    assert "initialPositionInStream" not in props
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"initial_position": "AT_TIMESTAMP"}, "exactly when"),
+        ({"initial_timestamp": "2026-11-30T10:00:00Z"}, "exactly when"),
+        ({"initial_position": "AT_TIMESTAMP", "initial_timestamp": "2026-11-30T10:00:00"},
+         "timezone"),
+        ({"item_ttl_seconds": -1}, "greater than or equal"),
+    ],
+)  # fmt: skip
+def test_at_timestamp_and_expiry_settings_are_checked(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ConsumerSettings(stream_name="s", **values)
+
+
 def test_polling_is_written_without_polling_tuning_keys() -> None:
     props = _parse(render_properties(ConsumerSettings(stream_name="s", retrieval_mode="POLLING"),
                                      PROCESSOR))  # fmt: skip

@@ -61,6 +61,18 @@ def test_data_round_trips_as_native_types(data: object) -> None:
     assert item.size == item_size(dict(item))
 
 
+def test_an_item_expires_a_fixed_time_after_its_arrival_when_a_ttl_is_set() -> None:
+    # GIVEN no TTL: no expiry attribute (the default)
+    assert "expires_at" not in to_item(_record(_body(1)), SHARD, now_ms=0)
+    # WHEN a TTL of 30 days is set
+    ttl = 30 * 86400
+    first = to_item(_record(_body(1)), SHARD, now_ms=1, ttl_seconds=ttl)
+    again = to_item(_record(_body(1)), SHARD, now_ms=9_000_000, ttl_seconds=ttl)
+    # THEN the item expires 30 days after the record reached Kinesis (epoch seconds, as
+    # DynamoDB's TTL reads them), however late it is written again (a replay)
+    assert first["expires_at"] == again["expires_at"] == {"N": str(1_700_000_000 + ttl)}
+
+
 def test_floats_become_exact_decimals() -> None:
     # GIVEN JSON numbers a binary float would not hold exactly
     body = b'{"id":"r-1","ts":1,"data":{"price":0.1,"big":12345678901234567890.5,"e":1e2}}'
