@@ -20,6 +20,17 @@ WILDCARD_RESOURCES = {
     "ecr:GetAuthorizationToken": "has no resource-level permissions (execution role)",
 }
 
+# Granted though the service never calls them itself: AWS checks them on the caller when it
+# serves another call. Application Auto Scaling validates that whoever calls
+# RegisterScalableTarget may act on the target resource (Application Auto Scaling User Guide,
+# "Permissions validation for API calls on target resources" and "Permissions required for API
+# actions on target services": ECS services need ecs:DescribeServices and ecs:UpdateService).
+# The IAM call contract, which sees only the services' own calls, lists them as such.
+VALIDATED_BY_AWS = {
+    "scaler": {"ecs:DescribeServices": "application-autoscaling:RegisterScalableTarget",
+               "ecs:UpdateService": "application-autoscaling:RegisterScalableTarget"},
+}  # fmt: skip
+
 
 def _allow(actions: list[str], resources: list[Any], **condition: Any) -> Statement:
     statement: Statement = {"Effect": "Allow", "Action": sorted(actions), "Resource": resources}
@@ -110,9 +121,17 @@ def consumer_policy(
     )
 
 
-def scaler_policy(stream_arn: str) -> dict[str, Any]:
-    """Read the stream and reshard it; read its metrics (its own go out as EMF log lines)."""
-    return document(
+def scaler_policy(
+    stream_arn: str,
+    state_table_arn: str,
+    topic_arn: str,
+    consumer_target_arn: str | None = None,
+    consumer_service_arn: str | None = None,
+) -> dict[str, Any]:
+    """Read the stream and reshard it; read its metrics (its own go out as EMF log lines);
+    read and write its state item; publish its decisions; set the consumer's maximum task
+    count on the consumer's scalable target (None: the consumer does not autoscale)."""
+    statements = [
         _allow(
             [
                 "kinesis:DescribeStreamSummary",
@@ -123,7 +142,22 @@ def scaler_policy(stream_arn: str) -> dict[str, Any]:
             [stream_arn],
         ),
         _allow(["kinesis:UpdateShardCount", "cloudwatch:GetMetricData"], ["*"]),
-    )
+        _allow(["dynamodb:GetItem", "dynamodb:PutItem"], [state_table_arn]),
+        _allow(["sns:Publish"], [topic_arn]),
+    ]
+    if consumer_target_arn and consumer_service_arn:
+        # the scalable target's own ARN (scalable-target/<id>, Service Authorization
+        # Reference), only for the consumer service's desired count
+        statements.append(_allow(
+            ["application-autoscaling:RegisterScalableTarget"], [consumer_target_arn],
+            StringEquals={"application-autoscaling:service-namespace": "ecs",
+                          "application-autoscaling:scalable-dimension":
+                              "ecs:service:DesiredCount"},
+        ))  # fmt: skip
+        statements.append(
+            _allow(sorted(VALIDATED_BY_AWS["scaler"]), [consumer_service_arn])
+        )  # see VALIDATED_BY_AWS
+    return document(*statements)
 
 
 def execution_policy(repository_arns: list[str], log_group_arns: list[str]) -> dict[str, Any]:

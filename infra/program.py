@@ -6,16 +6,25 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from consumer.rebuild import rebuild_application, rebuild_environment
 from infra import iam
 from infra.components.data import Data, DataArgs
 from infra.components.images import Images, ImagesArgs
 from infra.components.ingest import PRODUCER_PORT, Ingest, IngestArgs
 from infra.components.network import Network, NetworkArgs
-from infra.components.observability import DashboardInputs, Observability, ObservabilityArgs
+from infra.components.notifications import Notifications, NotificationsArgs
+from infra.components.observability import (
+    SERVICES,
+    DashboardInputs,
+    Observability,
+    ObservabilityArgs,
+    consumer_lag_metric,
+)
 from infra.components.service import FargateService, ServiceArgs
 from infra.settings import (
     InfraSettings,
@@ -56,6 +65,8 @@ class Stack:
     region: str = ""
     application_name: str = ""
     alarm_names: pulumi.Output[list[str]] | None = None
+    scaling_topic_arn: pulumi.Output[str] | None = None
+    rebuild_application: str = ""
 
 
 def environments(s: InfraSettings, region: pulumi.Input[str], data: Data) -> dict[str, dict]:
@@ -83,6 +94,11 @@ def environments(s: InfraSettings, region: pulumi.Input[str], data: Data) -> dic
             "CONSUMER_MAX_LEASES_FOR_WORKER": str(consumer_leases_per_task(s.consumer_memory)),
             "CONSUMER_SHUTDOWN_GRACE_MILLIS": str(CONSUMER_SHUTDOWN_GRACE_MILLIS),
             "CONSUMER_PROPERTIES_PATH": "/tmp/consumer.properties",
+            **(
+                {"CONSUMER_ITEM_TTL_SECONDS": str(s.item_ttl_days * 86400)}
+                if s.item_ttl_days
+                else {}
+            ),
         },
         "scaler": {
             "SCALER_STREAM_NAME": data.stream.name,
@@ -92,6 +108,9 @@ def environments(s: InfraSettings, region: pulumi.Input[str], data: Data) -> dic
             "SCALER_MIN_SHARDS": str(s.min_shards),
             "SCALER_MAX_SHARDS": str(s.max_shards),
             "SCALER_DRY_RUN": str(s.scaler_dry_run).lower(),
+            "SCALER_CONSUMER_MIN_TASKS": str(s.consumer_min_tasks),
+            "SCALER_CONSUMER_MAX_TASKS": str(s.consumer_max_tasks),
+            **({"SCALER_STATE_TABLE": data.scaler_state.name} if data.scaler_state else {}),
         },
     }
 
@@ -139,6 +158,8 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
     )
     provisioned = s.stream_mode == "provisioned"
     fan_out = s.consumer_retrieval_mode == "FANOUT"
+    since = s.rebuild_moment()
+    rebuild_app = rebuild_application(s.application_name, since) if since else ""
     data = Data(
         name,
         DataArgs(
@@ -148,13 +169,22 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
             s.application_name,
             on_demand=not provisioned,
             fan_out=fan_out,
+            item_ttl=s.item_ttl_days > 0,
+            scaler_state=provisioned,
+            rebuild_application=rebuild_app,
         ),
         opts,
     )
     architecture = ARCHITECTURES[s.cpu_architecture]
     images = Images(name, ImagesArgs(version, s.cpu_architecture), opts)
+    log_services = (*SERVICES, "rebuild") if rebuild_app else SERVICES
     observe = Observability(
-        name, ObservabilityArgs(s.log_retention_days, s.alarm_email, cluster_name=name), opts
+        name,
+        ObservabilityArgs(s.log_retention_days, cluster_name=name, services=log_services),
+        opts,
+    )
+    notify = Notifications(
+        name, NotificationsArgs(s.alarm_email, provisioned, s.scaling_email), opts
     )
     ingest = Ingest(
         name,
@@ -188,74 +218,85 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
         opts=own,
     )
     stream_arn = data.stream.arn
-    efo_arn = data.efo_consumer.arn if data.efo_consumer is not None else None
-    policies = {
-        "producer": stream_arn.apply(lambda a: json.dumps(iam.producer_policy(a))),
-        "consumer": pulumi.Output.all(
+
+    def consumer_policy(efo: aws.kinesis.StreamConsumer | None, tables: list, app: str) -> Any:
+        return pulumi.Output.all(
             stream_arn,
-            efo_arn,
-            [t.arn for t in data.kcl_tables],
+            efo.arn if efo is not None else None,
+            [t.arn for t in tables],
             [data.records.arn, data.quarantine.arn],
-        ).apply(
-            lambda a: json.dumps(iam.consumer_policy(a[0], a[1], a[2], a[3], s.application_name))
-        ),
-        "scaler": stream_arn.apply(lambda a: json.dumps(iam.scaler_policy(a))),
-    }
+        ).apply(lambda a: json.dumps(iam.consumer_policy(a[0], a[1], a[2], a[3], app)))
+
     env = environments(s, region, data)
     private = [x.id for x in network.private_subnets]
-    specs = {
-        "producer": dict(
-            cpu=s.producer_cpu,
-            memory=s.producer_memory,
-            min_tasks=s.producer_min_tasks,
-            max_tasks=s.producer_max_tasks,
-            cpu_target_percent=s.cpu_target_percent,
-            security_group_id=ingest.producer_sg.id,
-            health_check=PRODUCER_HEALTH_CHECK,
-            port=PRODUCER_PORT,
-            target_group_arn=ingest.target_group.arn,
-            depends_on=[ingest.listener],
-        ),
-        "consumer": dict(
-            cpu=s.consumer_cpu,
-            memory=s.consumer_memory,
-            min_tasks=s.consumer_min_tasks,
-            max_tasks=s.consumer_max_tasks,
-            cpu_target_percent=s.cpu_target_percent,
-            security_group_id=worker_sg.id,
-            health_check=CONSUMER_HEALTH_CHECK,
-        ),
-        "scaler": dict(
-            cpu=256,
-            memory=512,
-            min_tasks=1,
-            max_tasks=1,
-            cpu_target_percent=None,
-            security_group_id=worker_sg.id,
-            health_check=SCALER_HEALTH_CHECK,
-            single_instance=True,  # two scalers must never reshard at once
-        ),
-    }
-    if not provisioned:  # on demand: Kinesis sizes the stream, there is nothing to scale
-        del specs["scaler"]
-    services = {
-        svc: FargateService(
+    common = dict(cluster_arn=cluster.arn, subnet_ids=private, cpu_architecture=architecture)
+    services: dict[str, FargateService] = {}
+
+    def service(svc: str, image: str, policy: Any, environment: dict, **spec: Any) -> None:
+        services[svc] = FargateService(
             f"{name}-{svc}",
             ServiceArgs(
-                cluster_arn=cluster.arn,
-                image=images.refs[svc],
-                repository_arn=images.repositories[svc].arn,
+                image=images.refs[image],
+                repository_arn=images.repositories[image].arn,
                 log_group=observe.log_groups[svc],
-                task_policy=policies[svc],
-                environment=env[svc],
-                subnet_ids=private,
-                cpu_architecture=architecture,
+                task_policy=policy,
+                environment=environment,
+                **common,
                 **spec,
             ),
             opts,
         )
-        for svc, spec in specs.items()
-    }
+
+    service(
+        "producer", "producer", stream_arn.apply(lambda a: json.dumps(iam.producer_policy(a))),
+        env["producer"], cpu=s.producer_cpu, memory=s.producer_memory,
+        min_tasks=s.producer_min_tasks, max_tasks=s.producer_max_tasks,
+        cpu_target_percent=s.cpu_target_percent, security_group_id=ingest.producer_sg.id,
+        health_check=PRODUCER_HEALTH_CHECK, port=PRODUCER_PORT,
+        target_group_arn=ingest.target_group.arn, depends_on=[ingest.listener],
+    )  # fmt: skip
+    consumer_spec: dict[str, Any] = dict(
+        cpu=s.consumer_cpu, memory=s.consumer_memory, security_group_id=worker_sg.id,
+        health_check=CONSUMER_HEALTH_CHECK,
+    )  # fmt: skip
+    service(
+        "consumer", "consumer",
+        consumer_policy(data.efo_consumer, data.kcl_tables, s.application_name),
+        env["consumer"], min_tasks=s.consumer_min_tasks, max_tasks=s.consumer_max_tasks,
+        cpu_target_percent=s.cpu_target_percent,
+        lag_metric=consumer_lag_metric(s.application_name),
+        lag_target_ms=s.consumer_lag_target_seconds * 1000, max_tasks_followed=provisioned,
+        **consumer_spec,
+    )  # fmt: skip
+    if provisioned:  # on demand: Kinesis sizes the stream, there is nothing to scale
+        consumer = services["consumer"]
+        assert consumer.scaling_target is not None and data.scaler_state is not None
+        assert notify.scaling_topic is not None
+        # Application Auto Scaling's name for it, and its ARN for ecs:* (cluster/ -> service/)
+        resource_id = pulumi.Output.concat("service/", cluster.name, "/", consumer.service.name)
+        service_arn = pulumi.Output.all(cluster.arn, consumer.service.name).apply(
+            lambda a: a[0].replace(":cluster/", ":service/", 1) + "/" + a[1]
+        )
+        scaler_policy = pulumi.Output.all(
+            stream_arn, data.scaler_state.arn, notify.scaling_topic.arn,
+            consumer.scaling_target.arn, service_arn,
+        ).apply(lambda a: json.dumps(iam.scaler_policy(*a)))  # fmt: skip
+        scaler_env = {**env["scaler"], "SCALER_NOTIFICATION_TOPIC_ARN": notify.scaling_topic.arn,
+                      "SCALER_CONSUMER_SERVICE": resource_id}  # fmt: skip
+        service(
+            "scaler", "scaler", scaler_policy, scaler_env, cpu=256, memory=512, min_tasks=1,
+            max_tasks=1, cpu_target_percent=None, security_group_id=worker_sg.id,
+            health_check=SCALER_HEALTH_CHECK,
+            single_instance=True,  # two scalers must never reshard at once
+        )  # fmt: skip
+    if since is not None:  # a second application reading from `since` into the same table
+        service(
+            "rebuild", "consumer",
+            consumer_policy(data.rebuild_efo_consumer, data.rebuild_tables, rebuild_app),
+            {**env["consumer"], **rebuild_environment(s.application_name, since)},
+            min_tasks=s.rebuild_tasks, max_tasks=s.rebuild_tasks, cpu_target_percent=None,
+            **consumer_spec,
+        )  # fmt: skip
     inputs = pulumi.Output.all(
         data.stream.name,
         cluster.name,
@@ -283,6 +324,9 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
         ingest.target_group.arn_suffix,
         ingest.alb.arn_suffix,
         data.records.name,
+        notify.alarm_topic,
+        retention_hours=s.retention_hours,
+        retrieval_mode=s.consumer_retrieval_mode,
     )
     dashboard_url = pulumi.Output.concat(
         "https://",
@@ -302,6 +346,8 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
         region,
         s.application_name,
         pulumi.Output.all(*[a.name for a in alarms]),
+        notify.scaling_topic.arn if notify.scaling_topic is not None else None,
+        rebuild_app,
     )
 
 
@@ -315,3 +361,5 @@ def export(stack: Stack) -> None:
     pulumi.export("region", stack.region)
     pulumi.export("application_name", stack.application_name)
     pulumi.export("alarm_names", stack.alarm_names)
+    pulumi.export("scaling_topic_arn", stack.scaling_topic_arn)
+    pulumi.export("rebuild_application", stack.rebuild_application)

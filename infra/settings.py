@@ -7,7 +7,9 @@ them), so tests check defaults and errors without a Pulumi engine. Errors name t
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -35,7 +37,8 @@ class InfraSettings(BaseModel):
     shard_count: int = Field(5, ge=1, le=10_000)
     min_shards: int = Field(1, ge=1)
     max_shards: int = Field(64, ge=1, le=10_000)
-    retention_hours: int = Field(24, ge=24, le=8760)
+    # 7 days: a week to notice a stuck consumer and replay (rebuildFrom); its cost in README
+    retention_hours: int = Field(168, ge=24, le=8760)
     shard_level_metrics: bool = True
     producer_cpu: Cpu = 1024
     producer_memory: Memory = 2048
@@ -46,11 +49,19 @@ class InfraSettings(BaseModel):
     consumer_min_tasks: Tasks = 2
     consumer_max_tasks: Tasks = 15
     cpu_target_percent: float = Field(65, gt=0, le=100)
+    # the consumer also scales out on the KCL's lag (MillisBehindLatest) above this target
+    consumer_lag_target_seconds: float = Field(30, gt=0, le=86400)
     log_retention_days: int = 30
     application_name: str = Field("", pattern=r"^([A-Za-z0-9_.-]{3,200})?$")  # "": <stack>-consumer
     consumer_retrieval_mode: Literal["FANOUT", "POLLING"] = "FANOUT"
     scaler_dry_run: bool = False
     alarm_email: str = ""
+    scaling_email: str = ""  # subscribed to the scaler's notifications (the topic exists anyway)
+    # DynamoDB deletes stored records this many days after their arrival in Kinesis; 0: never
+    item_ttl_days: int = Field(0, ge=0, le=36500)
+    # a moment (ISO 8601 with a zone): a second KCL application reads the stream again from
+    # there into the records table (README, "Rebuilding the table"); empty: none runs
+    rebuild_from: str = ""
     # Graviton (arm64) tasks are ~20% cheaper per vCPU-hour; the images are built for it too
     cpu_architecture: Literal["x86_64", "arm64"] = "x86_64"
 
@@ -100,9 +111,30 @@ class InfraSettings(BaseModel):
             problems.append(f"logRetentionDays must be one of {sorted(LOG_RETENTION_DAYS)}")
         if self.certificate_arn and not self.certificate_arn.startswith("arn:"):
             problems.append("certificateArn must be an ACM certificate ARN")
+        if self.rebuild_from:
+            try:
+                self.rebuild_moment()
+            except ValueError as exc:
+                problems.append(f"rebuildFrom: {exc}")
+            if len(self.application_name) > 103:
+                problems.append(
+                    "applicationName over 103 characters leaves no room for the rebuild's "
+                    "fan-out consumer name (<applicationName>-rebuild-<moment>, 128 at most)"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def rebuild_moment(self) -> datetime | None:
+        """``rebuildFrom`` parsed (None when empty); ValueError when it is not a moment."""
+        from consumer.rebuild import parse_moment
+
+        return parse_moment(self.rebuild_from) if self.rebuild_from else None
+
+    @property
+    def rebuild_tasks(self) -> int:
+        """Enough rebuild workers to lease every shard the stream may have."""
+        return max(1, math.ceil(self.max_shards / consumer_leases_per_task(self.consumer_memory)))
 
 
 def _fargate_sizes() -> dict[int, tuple[int, ...]]:

@@ -2,7 +2,10 @@
 
 The KCL creates its lease, worker-metrics and coordinator tables and registers its enhanced
 fan-out consumer on first start, and never deletes them: created here instead (same names and
-key schemas, which the KCL adopts), ``pulumi destroy`` removes them with everything else.
+key schemas, which the KCL adopts), ``pulumi destroy`` removes them with everything else. The
+same for a rebuild's second application (``rebuild_application``): removing ``rebuildFrom``
+from the config removes its tables and fan-out consumer. The scaler's state item has its own
+small table (``scaler.state``), keyed by stream name.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from consumer.records import TTL_ATTRIBUTE
 from infra.kcl_tables import LEASE_OWNER_INDEX, kcl_tables
 
 STREAM_SHARD_METRICS = ["IncomingBytes", "IncomingRecords", "WriteProvisionedThroughputExceeded"]
@@ -25,6 +29,9 @@ class DataArgs:
     application_name: str
     on_demand: bool = False  # Kinesis sizes the stream; no shard count
     fan_out: bool = True  # the consumer reads with enhanced fan-out (its registered consumer)
+    item_ttl: bool = False  # DynamoDB's TTL on the records table's expires_at
+    scaler_state: bool = True  # the scaler's state table (provisioned streams have a scaler)
+    rebuild_application: str = ""  # a second KCL application's tables and fan-out consumer
 
 
 def _table(
@@ -62,10 +69,31 @@ class Data(pulumi.ComponentResource):
             enforce_consumer_deletion=True,  # destroy deregisters the KCL's fan-out consumer
             opts=child.merge(pulumi.ResourceOptions(ignore_changes=["shard_count"])),
         )  # the scaler owns the shard count once the stream exists
-        self.records = _table(f"{name}-records", "id", child, backups=True)
+        # DynamoDB deletes an item within days after its expires_at (epoch seconds) passed
+        # (DynamoDB Developer Guide, "Time to Live")
+        ttl = {"ttl": {"attribute_name": TTL_ATTRIBUTE, "enabled": True}} if args.item_ttl else {}
+        self.records = _table(f"{name}-records", "id", child, backups=True, **ttl)
         self.quarantine = _table(f"{name}-records-quarantine", "id", child, backups=True)
-        app = args.application_name
-        self.kcl_tables: list[aws.dynamodb.Table] = []
+        self.scaler_state = (
+            _table(f"{name}-scaler-state", "stream", child) if args.scaler_state else None
+        )
+        self.kcl_tables, self.efo_consumer = self._kcl_application(
+            f"{name}-efo", args.application_name, args.fan_out, child
+        )
+        self.lease_table = self.kcl_tables[0]
+        self.rebuild_tables: list[aws.dynamodb.Table] = []
+        self.rebuild_efo_consumer: aws.kinesis.StreamConsumer | None = None
+        if args.rebuild_application:
+            self.rebuild_tables, self.rebuild_efo_consumer = self._kcl_application(
+                f"{name}-rebuild-efo", args.rebuild_application, args.fan_out, child
+            )
+        self.register_outputs({"stream": self.stream.name, "records": self.records.name})
+
+    def _kcl_application(
+        self, consumer: str, app: str, fan_out: bool, child: pulumi.ResourceOptions
+    ) -> tuple[list[aws.dynamodb.Table], aws.kinesis.StreamConsumer | None]:
+        """A KCL application's three tables and, reading with fan-out, its consumer."""
+        tables = []
         for table in kcl_tables(app):
             extra: dict[str, object] = {}
             if table.owner_index:
@@ -80,11 +108,10 @@ class Data(pulumi.ComponentResource):
                         }
                     ],
                 }
-            self.kcl_tables.append(_table(table.name, table.hash_key, child, **extra))
-        self.lease_table = self.kcl_tables[0]
-        self.efo_consumer: aws.kinesis.StreamConsumer | None = None
-        if args.fan_out:
-            self.efo_consumer = aws.kinesis.StreamConsumer(
-                f"{name}-efo", name=app, stream_arn=self.stream.arn, opts=child
+            tables.append(_table(table.name, table.hash_key, child, **extra))
+        efo = None
+        if fan_out:
+            efo = aws.kinesis.StreamConsumer(
+                consumer, name=app, stream_arn=self.stream.arn, opts=child
             )
-        self.register_outputs({"stream": self.stream.name, "records": self.records.name})
+        return tables, efo

@@ -22,8 +22,8 @@ SERVICES = ("producer", "consumer", "scaler")
 @dataclass
 class ObservabilityArgs:
     retention_days: int
-    alarm_email: str
     cluster_name: str = ""  # the ECS cluster whose Container Insights log group we own
+    services: tuple[str, ...] = SERVICES  # a log group each
 
 
 @dataclass
@@ -232,7 +232,7 @@ class Observability(pulumi.ComponentResource):
                 retention_in_days=args.retention_days,
                 opts=self._child,
             )
-            for service in SERVICES
+            for service in args.services
         }
         self.container_insights: aws.cloudwatch.LogGroup | None = None
         if args.cluster_name:
@@ -240,18 +240,6 @@ class Observability(pulumi.ComponentResource):
                 f"{name}-container-insights",
                 name=f"/aws/ecs/containerinsights/{args.cluster_name}/performance",
                 retention_in_days=args.retention_days,
-                opts=self._child,
-            )
-        self.topic: aws.sns.Topic | None = None
-        if args.alarm_email:
-            self.topic = aws.sns.Topic(
-                f"{name}-alarms", kms_master_key_id="alias/aws/sns", opts=self._child
-            )
-            aws.sns.TopicSubscription(
-                f"{name}-alarms-email",
-                topic=self.topic.arn,
-                protocol="email",
-                endpoint=args.alarm_email,
                 opts=self._child,
             )
         self.dashboard: aws.cloudwatch.Dashboard | None = None
@@ -273,12 +261,15 @@ class Observability(pulumi.ComponentResource):
         target_group_suffix: pulumi.Input[str],
         alb_suffix: pulumi.Input[str],
         records_table: pulumi.Input[str],
+        topic: aws.sns.Topic | None = None,
+        **streaming: Any,
     ) -> list[aws.cloudwatch.MetricAlarm]:
-        """The alarms (to the SNS topic when an e-mail is configured); see ``alarm_specs``."""
-        actions = [self.topic.arn] if self.topic is not None else []
+        """The alarms (to ``topic`` when given); see ``alarm_specs`` (``streaming``: its
+        retention and retrieval keywords)."""
+        actions = [topic.arn] if topic is not None else []
         alarms = []
         for spec in alarm_specs(
-            stream, application, target_group_suffix, alb_suffix, records_table
+            stream, application, target_group_suffix, alb_suffix, records_table, **streaming
         ):
             alarm = aws.cloudwatch.MetricAlarm(
                 f"{self._name}-{spec.key}",
@@ -312,16 +303,51 @@ class AlarmSpec:
     dimensions: dict[str, Any]
 
 
+def unread_age_metric(stream: Any, application: str, retrieval_mode: str) -> tuple[str, dict]:
+    """The age of the oldest record the consumer has not read, as Kinesis itself publishes it
+    (Kinesis Data Streams Developer Guide, "Monitor the Amazon Kinesis Data Streams service with
+    Amazon CloudWatch", basic stream-level metrics): with enhanced fan-out
+    ``SubscribeToShardEvent.MillisBehindLatest`` per registered consumer (StreamName,
+    ConsumerName; the consumer's name is the application's), polling
+    ``GetRecords.IteratorAgeMilliseconds`` (StreamName)."""
+    if retrieval_mode == "FANOUT":
+        return "SubscribeToShardEvent.MillisBehindLatest", {
+            "StreamName": stream, "ConsumerName": application}  # fmt: skip
+    return "GetRecords.IteratorAgeMilliseconds", {"StreamName": stream}
+
+
+def consumer_lag_metric(application: str) -> tuple[str, str, dict[str, str], str]:
+    """What the consumer's lag scaling tracks: the KCL's MillisBehindLatest for the whole
+    application (namespace, metric, dimensions, statistic). The KCL publishes it at every
+    ProcessTask, also for empty fetches (KCL 3.1.3 ProcessTask.java), so it is there whenever
+    the workers run."""
+    return application, "MillisBehindLatest", dict(KCL_APPLICATION_LAG), "Maximum"
+
+
 def alarm_specs(
-    stream: Any, application: str, target_group_suffix: Any, alb_suffix: Any, records_table: Any
+    stream: Any,
+    application: str,
+    target_group_suffix: Any,
+    alb_suffix: Any,
+    records_table: Any,
+    retention_hours: int = 168,
+    retrieval_mode: str = "FANOUT",
 ) -> list[AlarmSpec]:
-    """Falling behind, sustained throttling, anything quarantined, producer errors, unhealthy
-    targets: each says in its description what it means."""
+    """Falling behind, records nearing expiry (half the stream's retention), sustained
+    throttling, anything quarantined, producer errors, unhealthy targets: each says in its
+    description what it means."""
     prod, cons = {"Service": "producer"}, {"Service": "consumer"}
+    unread_metric, unread_dims = unread_age_metric(stream, application, retrieval_mode)
+    half = retention_hours * 3600 * 1000 // 2
     return [
         AlarmSpec("consumer-behind", "consumer more than 60 s behind the stream for 5 minutes",
                   application, "MillisBehindLatest", "Maximum", 60_000, 5,
                   KCL_APPLICATION_LAG),
+        AlarmSpec("records-expiring", f"the oldest unread record is older than half the "
+                  f"stream's retention ({retention_hours // 2} h): unread records expire at "
+                  f"{retention_hours} h, lost. The consumer is stuck or far behind: see its log "
+                  "(README, Troubleshooting)", "AWS/Kinesis", unread_metric, "Maximum", half, 5,
+                  unread_dims),
         AlarmSpec("kinesis-throttling", "Kinesis throttled writes for 5 minutes in a row "
                   "(the scaler is not keeping up, or one key is hot)", "AWS/Kinesis",
                   "WriteProvisionedThroughputExceeded", "Sum", 0, 5, {"StreamName": stream}),

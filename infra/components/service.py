@@ -40,6 +40,13 @@ class ServiceArgs:
     # never act on the stream at once. Others: 100/200, a new task is healthy before the old
     # one stops.
     single_instance: bool = False
+    # a second target tracking policy on a lag metric (namespace, metric, dimensions,
+    # statistic) and its target: the service scales out on whichever needs more tasks, and in
+    # only when both allow it (Application Auto Scaling, "Multiple target tracking policies")
+    lag_metric: tuple[str, str, dict[str, str], str] | None = None
+    lag_target_ms: float = 30_000
+    # the scaler sets the maximum task count from then on (it follows the open shards)
+    max_tasks_followed: bool = False
 
 
 class FargateService(pulumi.ComponentResource):
@@ -119,8 +126,9 @@ class FargateService(pulumi.ComponentResource):
                 pulumi.ResourceOptions(depends_on=args.depends_on, ignore_changes=["desired_count"])
             ),
         )
+        self.scaling_target: aws.appautoscaling.Target | None = None
         if args.cpu_target_percent is not None:
-            self._autoscale(name, args, child)
+            self.scaling_target = self._autoscale(name, args, child)
         self.register_outputs({"service": self.service.name})
 
     @staticmethod
@@ -155,7 +163,9 @@ class FargateService(pulumi.ComponentResource):
             }
         return container
 
-    def _autoscale(self, name: str, args: ServiceArgs, child: pulumi.ResourceOptions) -> None:
+    def _autoscale(
+        self, name: str, args: ServiceArgs, child: pulumi.ResourceOptions
+    ) -> aws.appautoscaling.Target:
         resource_id = pulumi.Output.concat(
             "service/",
             pulumi.Output.from_input(args.cluster_arn).apply(lambda a: a.split("/")[-1]),
@@ -169,7 +179,10 @@ class FargateService(pulumi.ComponentResource):
             resource_id=resource_id,
             min_capacity=args.min_tasks,
             max_capacity=args.max_tasks,
-            opts=child,
+            # created with max_tasks; then the scaler moves it with the open shard count
+            opts=child.merge(pulumi.ResourceOptions(ignore_changes=["max_capacity"]))
+            if args.max_tasks_followed
+            else child,
         )
         aws.appautoscaling.Policy(
             f"{name}-cpu",
@@ -187,3 +200,25 @@ class FargateService(pulumi.ComponentResource):
             },
             opts=child,
         )
+        if args.lag_metric is not None:
+            namespace, metric, dimensions, statistic = args.lag_metric
+            aws.appautoscaling.Policy(
+                f"{name}-lag",
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                resource_id=target.resource_id,
+                scalable_dimension=target.scalable_dimension,
+                target_tracking_scaling_policy_configuration={
+                    "target_value": args.lag_target_ms,
+                    "customized_metric_specification": {
+                        "namespace": namespace,
+                        "metric_name": metric,
+                        "dimensions": [{"name": k, "value": v} for k, v in dimensions.items()],
+                        "statistic": statistic,
+                    },
+                    "scale_in_cooldown": 300,
+                    "scale_out_cooldown": 60,
+                },
+                opts=child,
+            )
+        return target

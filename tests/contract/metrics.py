@@ -20,11 +20,14 @@ Metric = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, name, dimensi
 # documentation page that lists them.
 AWS_METRICS: dict[str, dict[str, set[str]]] = {
     # Kinesis Data Streams Developer Guide, "Monitor the Amazon Kinesis Data Streams service
-    # with Amazon CloudWatch" (stream-level metrics, dimension StreamName)
+    # with Amazon CloudWatch" (stream-level metrics, dimension StreamName; the enhanced fan-out
+    # consumer's metrics are per StreamName and ConsumerName)
     "AWS/Kinesis": {
         "WriteProvisionedThroughputExceeded": {"StreamName"},
         "IncomingBytes": {"StreamName"},
         "IncomingRecords": {"StreamName"},
+        "GetRecords.IteratorAgeMilliseconds": {"StreamName"},
+        "SubscribeToShardEvent.MillisBehindLatest": {"StreamName", "ConsumerName"},
     },
     # DynamoDB Developer Guide, "DynamoDB Metrics and dimensions" (TableName)
     "AWS/DynamoDB": {"WriteThrottleEvents": {"TableName"}},

@@ -24,6 +24,7 @@ class Recorded:
     inputs: dict[str, Any]
     provider: str = ""
     depends_on: set[str] = field(default_factory=set)  # names of the resources it waits for
+    ignore_changes: list[str] = field(default_factory=list)  # properties `pulumi up` leaves
 
 
 CONSUMER_CREATED = 1_700_000_000  # the creation timestamp in a registered consumer's ARN
@@ -37,6 +38,13 @@ def _arn(typ: str, name: str, inputs: dict[str, Any]) -> str:
         "aws:ecr/repository:Repository": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}",
         "aws:cloudwatch/logGroup:LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}",
         "aws:iam/role:Role": f"arn:aws:iam::{ACCOUNT}:role/{name}",
+        "aws:ecs/cluster:Cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{name}",
+        "aws:sns/topic:Topic": f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}",
+        # a scalable target's ARN ends in an id AWS draws, not in its resource id
+        "aws:appautoscaling/target:Target": (
+            f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/{name}"
+        ),
+        "aws:kms/key:Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}",
     }
     if typ == "aws:kinesis/streamConsumer:StreamConsumer":
         return f"{inputs['streamArn']}/consumer/{name}:{CONSUMER_CREATED}"
@@ -51,10 +59,12 @@ class DependencyMonitor(pulumi.runtime.mocks.MockMonitor):  # type: ignore[misc]
     def __init__(self, mocks: Any) -> None:
         super().__init__(mocks)
         self.dependencies: dict[tuple[str, str], set[str]] = {}
+        self.ignored: dict[tuple[str, str], list[str]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         names = {urn.split("::")[-1] for urn in request.dependencies}
         self.dependencies[(request.type, request.name)] = names
+        self.ignored[(request.type, request.name)] = list(request.ignoreChanges)
         return super().RegisterResource(request)
 
 
@@ -92,6 +102,12 @@ class Recorder(pulumi.runtime.Mocks):  # type: ignore[misc]
             "aws:index/getAvailabilityZones:getAvailabilityZones": {
                 "names": [f"{REGION}{z}" for z in "abc"],
                 "zoneIds": ["1", "2", "3"],
+            },
+            "aws:index/getCallerIdentity:getCallerIdentity": {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "userId": "AIDEXAMPLE",
+                "id": ACCOUNT,
             },
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
                 "userName": "AWS",
@@ -152,7 +168,8 @@ def build_stack(values: dict[str, str], region: str = REGION) -> Built:
     def program() -> Any:
         stack = from_config()
         export(stack)
-        names = ("url", "dashboard_url", "stream", "records", "quarantine", "alarm_names")
+        names = ("url", "dashboard_url", "stream", "records", "quarantine", "alarm_names",
+                 "scaling_topic_arn", "rebuild_application")  # fmt: skip
         exported = (
             stack.url,
             stack.dashboard_url,
@@ -160,6 +177,8 @@ def build_stack(values: dict[str, str], region: str = REGION) -> Built:
             stack.records_table,
             stack.quarantine_table,
             stack.alarm_names,
+            stack.scaling_topic_arn,
+            stack.rebuild_application,
         )
         return pulumi.Output.all(*exported).apply(
             lambda a: outputs.update(zip(names, a, strict=True))
@@ -171,6 +190,7 @@ def build_stack(values: dict[str, str], region: str = REGION) -> Built:
         pulumi.runtime.set_all_config({})
     for resource in recorder.resources:
         resource.depends_on = monitor.dependencies.get((resource.type, resource.name), set())
+        resource.ignore_changes = monitor.ignored.get((resource.type, resource.name), [])
     # Pulumi's runtime leaves event loops and sockets of its own behind; collect them here,
     # where their ResourceWarnings are known noise, not in whichever test runs next.
     with warnings.catch_warnings():

@@ -142,8 +142,8 @@ def _alarms(built: Built) -> dict[str, dict[str, Any]]:
 def test_alarms_cover_lag_throttling_quarantine_errors_and_targets(built: Built) -> None:
     alarms = _alarms(built)
     assert set(alarms) == {
-        "consumer-behind", "kinesis-throttling", "dynamodb-throttling", "quarantine",
-        "consumer-write-failures", "records-not-accepted", "producer-errors",
+        "consumer-behind", "records-expiring", "kinesis-throttling", "dynamodb-throttling",
+        "quarantine", "consumer-write-failures", "records-not-accepted", "producer-errors",
         "unhealthy-targets",
     }  # fmt: skip
     for alarm in alarms.values():
@@ -157,9 +157,10 @@ def test_alarms_cover_lag_throttling_quarantine_errors_and_targets(built: Built)
     failures = alarms["consumer-write-failures"]
     assert (failures["metricName"], failures["evaluationPeriods"], failures["threshold"]) == (
         "WriteFailures", 1, 0)  # fmt: skip
-    # no topic unless an e-mail is configured: the alarms then have no actions
+    # no alarm topic unless an e-mail is configured: the alarms then have no actions (the
+    # scaler's topic exists anyway)
     assert all(not a.get("alarmActions") for a in alarms.values())
-    assert built.of("aws:sns/topic:Topic") == []
+    assert [t.name for t in built.of("aws:sns/topic:Topic")] == ["ingest-test-scaling"]
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +169,10 @@ def with_email() -> Built:
 
 
 def test_alarms_notify_the_topic_when_an_email_is_configured(with_email: Built) -> None:
-    (topic,) = with_email.of("aws:sns/topic:Topic")
+    topic = with_email.one("aws:sns/topic:Topic", "-alarms")
     (subscription,) = with_email.of("aws:sns/topicSubscription:TopicSubscription")
     assert subscription.inputs["endpoint"] == "ops@example.com"
+    assert subscription.inputs["topic"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic.name}"
     arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic.name}"
     for alarm in _alarms(with_email).values():
         assert alarm["alarmActions"] == alarm["okActions"] == [arn]
