@@ -3,7 +3,10 @@
 - a CloudWatch API (moto's server) where the KCL publishes its metrics (``metricsLevel``
   SUMMARY, as in AWS), the scaler reads metrics and the alarms live;
 - the resources ``pulumi up`` creates before any service starts: the KCL's three tables and
-  its fan-out consumer (so the KCL adopts them, as it does in AWS), and the alarms;
+  its fan-out consumer (so the KCL adopts them, as it does in AWS), the stream's retention,
+  the scaler's state table and notification topic, the consumer's ECS service as Application
+  Auto Scaling knows it (in moto: the scaler sets its maximum task count as in AWS; nothing
+  scales the one local consumer process by it), and the alarms;
 - each service's own access key id, and the recording of every AWS call it makes (the IAM
   call contract): the Python services through botocore's plugin hook, the KCL's Java SDK
   through a wire tap in front of the emulators it talks to;
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -24,6 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from infra.kcl_tables import kcl_tables
+from infra.settings import InfraSettings
 from local_stack.recording.calls import CALLS_DIR_ENV, SERVICE_ENV
 
 # Access key ids (any secret): who is calling, for the recordings. Not 12 digits: kinesis-mock
@@ -33,8 +38,16 @@ KEYS = {
     "consumer": "LOCALCONSUMER",  # the record processors (Python)
     "kcl": "LOCALKCLDAEMON",  # the MultiLangDaemon's JVM: the consumer's task role too
     "scaler": "LOCALSCALER",
+    "rebuild": "LOCALREBUILD",  # a rebuild's record processors (python -m local_stack.rebuild)
+    "rebuild-kcl": "LOCALREBUILDKCL",  # and its KCL daemon: the rebuild task's role
 }
 PLUGIN = "aws_calls=local_stack.recording.botocore_plugin"
+# what `pulumi up` would create, named as the local stack names it
+SCALER_STATE_TABLE = "scaler-state"
+SCALING_TOPIC = "scaling"
+ECS_CLUSTER, CONSUMER_SERVICE = "local", "consumer"
+CONSUMER_TASKS = (1, 15)  # the consumer's scalable target's bounds (consumerMin/MaxTasks)
+RETENTION_HOURS = InfraSettings.model_fields["retention_hours"].default
 
 
 def free_port() -> int:
@@ -62,6 +75,15 @@ class Observed:
     def tapped(self, api: str) -> str:
         return f"http://127.0.0.1:{self.ports[api]}"
 
+    @property
+    def consumer_service(self) -> str:
+        """The consumer's ECS service as Application Auto Scaling names it."""
+        return f"service/{ECS_CLUSTER}/{CONSUMER_SERVICE}"
+
+    def topic_arn(self) -> str:
+        """moto's account for access keys that are not 12 digits (``free_port``'s note)."""
+        return f"arn:aws:sns:{self.config.region}:123456789012:{SCALING_TOPIC}"
+
     def stack_facts(self) -> dict[str, Any]:
         cfg = self.config
         return {
@@ -72,6 +94,9 @@ class Observed:
             "retrieval_mode": cfg.retrieval_mode,
             "scaler": cfg.scaler,
             "region": cfg.region,
+            "scaler_state_table": SCALER_STATE_TABLE,
+            "scaling_topic": SCALING_TOPIC,
+            "consumer_service": self.consumer_service,
         }
 
     def recorder_argv(self) -> list[str]:
@@ -85,7 +110,8 @@ class Observed:
                     "cloudwatch": self.cloudwatch_port}  # fmt: skip
         argv = [sys.executable, "-m", "local_stack.recording.tap", "--stack", str(stack_file),
                 "--log-dir", str(self.calls_dir),
-                "--key", f"{KEYS['kcl']}=consumer"]  # fmt: skip
+                "--key", f"{KEYS['kcl']}=consumer",
+                "--key", f"{KEYS['rebuild-kcl']}=rebuild"]  # fmt: skip
         for api, port in upstream.items():
             argv += ["--listen", f"{api}:{self.ports[api]}:{port}"]
         return argv
@@ -101,10 +127,10 @@ class Observed:
             "BOTOCORE_EXPERIMENTAL__PLUGINS": PLUGIN,
         }
 
-    def consumer_env(self) -> dict[str, str]:
+    def consumer_env(self, service: str = "consumer") -> dict[str, str]:
         """The KCL through the tap, publishing its metrics as in AWS."""
         return {
-            **self.service_env("consumer"),
+            **self.service_env(service),
             "CONSUMER_KINESIS_ENDPOINT": self.tapped("kinesis"),
             "CONSUMER_DYNAMODB_ENDPOINT": self.tapped("dynamodb"),
             "CONSUMER_CLOUDWATCH_ENDPOINT": self.tapped("cloudwatch"),
@@ -112,35 +138,57 @@ class Observed:
         }
 
     @staticmethod
-    def kcl_jvm_options() -> list[str]:
+    def kcl_jvm_options(who: str = "kcl") -> list[str]:
         """The KCL's own key: JVM system properties come before the environment (which the
         record processors read) in the AWS SDK's default credentials chain."""
-        return [f"-Daws.accessKeyId={KEYS['kcl']}", "-Daws.secretAccessKey=local"]
+        return [f"-Daws.accessKeyId={KEYS[who]}", "-Daws.secretAccessKey=local"]
+
+    def scaler_env(self, dynamodb_url: str) -> dict[str, str]:
+        """Where the scaler keeps its state, tells its decisions and sets the consumer's
+        maximum: the same settings as in AWS, pointed at DynamoDB Local and moto."""
+        return {
+            "SCALER_STATE_TABLE": SCALER_STATE_TABLE,
+            "SCALER_DYNAMODB_ENDPOINT": dynamodb_url,
+            "SCALER_NOTIFICATION_TOPIC_ARN": self.topic_arn(),
+            "SCALER_SNS_ENDPOINT": self.cloudwatch_url,
+            "SCALER_CONSUMER_SERVICE": self.consumer_service,
+            "SCALER_CONSUMER_MIN_TASKS": str(CONSUMER_TASKS[0]),
+            "SCALER_CONSUMER_MAX_TASKS": str(CONSUMER_TASKS[1]),
+            "SCALER_APPLICATION_AUTOSCALING_ENDPOINT": self.cloudwatch_url,
+        }
 
     # ---- what `pulumi up` creates --------------------------------------------------------
     def create_kcl_resources(self, ddb: Any, kinesis: Any) -> None:
         """The KCL's tables and fan-out consumer (the alarms: ``create_alarms``, later: the KCL
         does not need them to start)."""
         cfg = self.config
-        for table in kcl_tables(cfg.application_name):
-            try:
-                ddb.create_table(**table.create_table_request())
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ResourceInUseException":
-                    raise
-        if cfg.retrieval_mode == "FANOUT":
-            arn = kinesis.describe_stream_summary(StreamName=cfg.stream_name)[
-                "StreamDescriptionSummary"
-            ]["StreamARN"]
-            kinesis.register_stream_consumer(StreamARN=arn, ConsumerName=cfg.application_name)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                found = kinesis.describe_stream_consumer(
-                    StreamARN=arn, ConsumerName=cfg.application_name
-                )
-                if found["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE":
-                    break
-                time.sleep(0.5)
+        create_kcl_application(ddb, kinesis, cfg.stream_name, cfg.application_name,
+                               cfg.retrieval_mode == "FANOUT")  # fmt: skip
+
+    def create_operating_resources(self, ddb: Any, kinesis: Any, aws: Any) -> None:
+        """The stream's retention, the scaler's state table and topic, the consumer's scalable
+        target (``aws(service)``: a client of the local CloudWatch API, moto, for other
+        services too)."""
+        kinesis.increase_stream_retention_period(
+            StreamName=self.config.stream_name, RetentionPeriodHours=RETENTION_HOURS
+        )
+        ddb.create_table(
+            TableName=SCALER_STATE_TABLE, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "stream", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "stream", "KeyType": "HASH"}],
+        )  # fmt: skip
+        aws("sns").create_topic(Name=SCALING_TOPIC)
+        ecs = aws("ecs")
+        ecs.create_cluster(clusterName=ECS_CLUSTER)
+        ecs.register_task_definition(family=CONSUMER_SERVICE, containerDefinitions=[
+            {"name": CONSUMER_SERVICE, "image": "local", "memory": 2048}])  # fmt: skip
+        ecs.create_service(cluster=ECS_CLUSTER, serviceName=CONSUMER_SERVICE,
+                           taskDefinition=CONSUMER_SERVICE, desiredCount=1)  # fmt: skip
+        aws("application-autoscaling").register_scalable_target(
+            ServiceNamespace="ecs", ResourceId=self.consumer_service,
+            ScalableDimension="ecs:service:DesiredCount", MinCapacity=CONSUMER_TASKS[0],
+            MaxCapacity=CONSUMER_TASKS[1],
+        )  # fmt: skip
 
     def create_alarms(self, cloudwatch: Any) -> list[str]:
         """The alarms, in the local CloudWatch; returns their names."""
@@ -158,6 +206,7 @@ class Observed:
             "region": cfg.region,
             "application_name": cfg.application_name,
             "alarm_names": alarms,
+            "scaling_topic_arn": self.topic_arn(),
             # local only: where the AWS APIs are, and how to verify the Kinesis endpoint
             "endpoints": {
                 "kinesis": cfg.kinesis_https,
@@ -170,13 +219,53 @@ class Observed:
         path.write_text(json.dumps(outputs, indent=2))
 
 
+def create_kcl_application(ddb: Any, kinesis: Any, stream: str, application: str,
+                           fan_out: bool) -> None:  # fmt: skip
+    """A KCL application's three tables and, with enhanced fan-out, its registered consumer
+    (ACTIVE before this returns), as the stack creates them (``infra.kcl_tables``)."""
+    for table in kcl_tables(application):
+        try:
+            ddb.create_table(**table.create_table_request())
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+    if not fan_out:
+        return
+    arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    kinesis.register_stream_consumer(StreamARN=arn, ConsumerName=application)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = kinesis.describe_stream_consumer(StreamARN=arn, ConsumerName=application)
+        if found["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE":
+            return
+        time.sleep(0.5)
+
+
+def delete_kcl_application(ddb: Any, kinesis: Any, stream: str, application: str,
+                           fan_out: bool) -> None:  # fmt: skip
+    """What ``create_kcl_application`` made (as `pulumi up` does once rebuildFrom is gone)."""
+    for table in kcl_tables(application):
+        with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):
+            ddb.delete_table(TableName=table.name)
+    if fan_out:
+        arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+            "StreamARN"
+        ]
+        with contextlib.suppress(kinesis.exceptions.ResourceNotFoundException):
+            kinesis.deregister_stream_consumer(StreamARN=arn, ConsumerName=application)
+
+
 def create_alarms(cloudwatch: Any, cfg: Any) -> list[str]:
     """The stack's alarms (``alarm_specs``, as Pulumi creates them), named ``<stream>-<key>``;
     the load balancer's do not exist locally and are left out."""
     from infra.components.observability import alarm_specs
 
     names = []
-    for spec in alarm_specs(cfg.stream_name, cfg.application_name, "", "", cfg.records_table):
+    for spec in alarm_specs(cfg.stream_name, cfg.application_name, "", "", cfg.records_table,
+                            retention_hours=RETENTION_HOURS,
+                            retrieval_mode=cfg.retrieval_mode):  # fmt: skip
         if spec.namespace == "AWS/ApplicationELB":
             continue
         name = f"{cfg.stream_name}-{spec.key}"

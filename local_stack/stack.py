@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -11,17 +12,19 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from consumer.rebuild import rebuild_environment
 from local_stack import endpoints
 from local_stack.certs import TlsFiles, ensure_tls
 from local_stack.dashboard import DashboardServer, sampler_for
 from local_stack.leases import create_leases
 from local_stack.observed import Observed, free_port
-from local_stack.ownership import command, port_holders
+from local_stack.ownership import PidFile, command, port_holders
 from local_stack.processes import ManagedProcess, StartupError, port_open, wait_until
 from local_stack.supervisor import RestartPolicy, Supervisor
 from scaler.stream import StreamAdmin
@@ -127,6 +130,7 @@ INITIAL_POSITION = "TRIM_HORIZON"  # the consumer's, and its leases' first check
 LEASE_ASSIGNMENT_INTERVAL_MILLIS = 2000
 KCL_SHUTDOWN_GRACE_SECONDS = 30  # the daemon's shutdownGraceMillis: its processors checkpoint
 CONSUMER_GRACE = KCL_SHUTDOWN_GRACE_SECONDS + 10.0  # SIGTERM to SIGKILL: the KCL's grace and more
+ATTACH_FILE = "attach.json"  # how a running stack is found (LocalStack.attach)
 
 
 class LocalStack(Supervisor):
@@ -160,12 +164,44 @@ class LocalStack(Supervisor):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @classmethod
+    def attach(cls, state_dir: Path) -> LocalStack:
+        """The stack that runs from ``state_dir`` (its ``attach.json``), to add to it (a
+        rebuild): its addresses, CloudWatch and call recording; it starts nothing itself."""
+        path = Path(state_dir) / ATTACH_FILE
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise StartupError(f"no local stack runs from {state_dir} (no {path})") from None
+        running = PidFile.read(Path(state_dir) / "pids.json")
+        if running is None or running.run != saved["run"] or not running.launcher.alive():
+            raise StartupError(f"the local stack of {state_dir} is not running: `make run`")
+        config = saved["config"]
+        stack = cls(StackConfig(**{**config, "state_dir": Path(config["state_dir"])}))
+        stack.run = saved["run"]  # what it starts belongs to that run (its reaper's watch)
+        stack.observed.cloudwatch_port = saved["cloudwatch_port"]
+        stack.observed.ports = saved["tap_ports"]
+        stack.observed.calls_dir = Path(saved["calls_dir"])
+        stack.tls = ensure_tls(stack.config.state_dir / "tls")
+        return stack
+
+    def _write_attach(self) -> None:
+        config = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+                  if f.name not in ("extra_env", "restart_policy")}  # fmt: skip
+        config["state_dir"] = str(config["state_dir"])
+        saved = {"config": config, "run": self.run, "tap_ports": self.observed.ports,
+                 "cloudwatch_port": self.observed.cloudwatch_port,
+                 "calls_dir": str(self.observed.calls_dir)}  # fmt: skip
+        (self.config.state_dir / ATTACH_FILE).write_text(json.dumps(saved))
+
     # ---- clients -------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        """A boto3 client for the local Kinesis (HTTPS, verified), DynamoDB or CloudWatch."""
+        """A boto3 client for the local Kinesis (HTTPS, verified), DynamoDB, or any service
+        of the local CloudWatch API (moto's server: cloudwatch, sns, sqs, ecs,
+        application-autoscaling)."""
         assert self.tls is not None
-        url = {"kinesis": self.config.kinesis_https, "dynamodb": self.config.dynamodb_url,
-               "cloudwatch": self.observed.cloudwatch_url}[service]  # fmt: skip
+        emulators = {"kinesis": self.config.kinesis_https, "dynamodb": self.config.dynamodb_url}
+        url = emulators.get(service, self.observed.cloudwatch_url)
         return boto3.client(
             service,
             endpoint_url=url,
@@ -239,6 +275,7 @@ class LocalStack(Supervisor):
         alarms = self.observed.create_alarms(self.client("cloudwatch"))
         assert self.tls is not None
         self.observed.write_outputs(cfg.state_dir / "outputs.json", alarms, self.tls.cert)
+        self._write_attach()
         wait_until("the producer", self._producer_healthy, 60, producer)
         say(f"producer healthy: {cfg.producer_url}/ (records posted from now on wait in the "
             "stream until the consumer reads them)")  # fmt: skip
@@ -339,10 +376,13 @@ class LocalStack(Supervisor):
         """Start a component with the local credentials and region, run from the project's
         root; ``options``: ``Supervisor.spawn``'s ``grace`` and ``no_restart`` (why it cannot be
         restarted; empty: the supervisor restarts it when it exits)."""
-        full_env = {**os.environ, **LOCAL_CREDENTIALS, "AWS_REGION": self.config.region}
-        full_env.update(env)
-        full_env.update(self.config.extra_env)
-        return self.spawn(name, argv, full_env, cwd=ROOT, **options)
+        return self.spawn(name, argv, self.full_env(env), cwd=ROOT, **options)
+
+    def full_env(self, env: dict[str, str]) -> dict[str, str]:
+        """A component's whole environment: this process's, the local credentials and region,
+        ``env``, then the config's ``extra_env``."""
+        return {**os.environ, **LOCAL_CREDENTIALS, "AWS_REGION": self.config.region, **env,
+                **self.config.extra_env}  # fmt: skip
 
     def _kinesis_mock_argv(self) -> list[str]:
         main = ROOT / "node_modules" / "kinesis-local" / "main.js"
@@ -387,6 +427,10 @@ class LocalStack(Supervisor):
             return bool(summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE")
 
         wait_until(f"stream {cfg.stream_name} to be ACTIVE", stream_active, 60, kinesis_process)
+        # what pulumi up creates for operating it: retention (the stream is UPDATING a moment),
+        # the scaler's state table and topic, the consumer's scalable target
+        self.observed.create_operating_resources(ddb, kinesis, self.client)
+        wait_until(f"stream {cfg.stream_name} to be ACTIVE", stream_active, 60, kinesis_process)
         self.progress(f"stream {cfg.stream_name} ACTIVE ({cfg.shard_count} shards); tables "
                       f"{cfg.records_table}, {cfg.quarantine_table}")  # fmt: skip
         producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
@@ -415,9 +459,21 @@ class LocalStack(Supervisor):
             **self.observed.service_env("producer"),
         }
 
-    def _consumer_env(self, name: str) -> dict[str, str]:
+    def rebuild_env(self, since: datetime) -> dict[str, str]:
+        """A rebuild worker (``local_stack.rebuild``): the consumer reading again from
+        ``since`` as a second application, with the rebuild task's own keys."""
+        assert self.tls is not None
+        return {
+            **self._consumer_env("rebuild", service="rebuild"),
+            **rebuild_environment(self.config.application_name, since),
+            "CONSUMER_PROPERTIES_PATH": str(self.config.state_dir / "rebuild.properties"),
+            "CONSUMER_HEARTBEAT_DIR": str(self.config.state_dir / "heartbeats" / "rebuild"),
+        }
+
+    def _consumer_env(self, name: str, service: str = "consumer") -> dict[str, str]:
         assert self.tls is not None
         cfg = self.config
+        kcl_key = "kcl" if service == "consumer" else f"{service}-kcl"
         return {
             # a stable worker id: restarted in place, the worker resumes its own leases (and
             # leader lock) at once instead of waiting out a dead worker's (README)
@@ -442,13 +498,13 @@ class LocalStack(Supervisor):
             "CONSUMER_PARENT_SHARD_POLL_INTERVAL_MILLIS": "1000",
             "CONSUMER_SHUTDOWN_GRACE_MILLIS": str(KCL_SHUTDOWN_GRACE_SECONDS * 1000),
             "CONSUMER_JVM_OPTIONS": " ".join(
-                self.tls.jvm_options() + self.observed.kcl_jvm_options()
+                self.tls.jvm_options() + self.observed.kcl_jvm_options(kcl_key)
             ),
             "CONSUMER_PROPERTIES_PATH": str(cfg.state_dir / "consumer.properties"),
             "CONSUMER_HEARTBEAT_DIR": str(cfg.state_dir / "heartbeats" / "consumer"),
             "CONSUMER_METRICS_INTERVAL_SECONDS": "5",  # fresh numbers for the local dashboard
             # through the call recorder to the emulators; the KCL's metrics to CloudWatch
-            **self.observed.consumer_env(),
+            **self.observed.consumer_env(service),
         }
 
     def _scaler_env(self) -> dict[str, str]:
@@ -468,6 +524,8 @@ class LocalStack(Supervisor):
             "SCALER_DRY_RUN": str(cfg.scaler == "dry-run").lower(),
             "SCALER_MIN_SHARDS": "1",
             "SCALER_HEARTBEAT_PATH": str(cfg.state_dir / "scaler-heartbeat"),
+            # its state, notifications and the consumer's maximum, as the stack sets them
+            **self.observed.scaler_env(cfg.dynamodb_url),
             **self.observed.service_env("scaler"),
         }
 

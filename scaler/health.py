@@ -3,8 +3,9 @@ loop is stuck.
 
 The loop touches ``heartbeat_path`` when it starts and before every check. A check may wait
 up to ``wait_active_seconds`` for a reshard to finish; a heartbeat older than that plus the
-interval and a margin means a call that never returns: ECS replaces the task (the scaler
-keeps no state that a restart loses; its reshards are in the stream).
+interval and a margin means a call that never returns: ECS replaces the task (a restart loses
+nothing: the scaler's cool-offs, UpdateShardCount budget and last decision are in its state
+item, ``scaler.state``; its reshards are in the stream).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ CALLS_DIR_ENV = "KINESIS_INGEST_AWS_CALLS_DIR"  # where the logs go; unset: noth
 SERVICE_ENV = "KINESIS_INGEST_SERVICE"  # which service this process is
 
 NAMING = ("StreamName", "StreamARN", "ConsumerName", "ConsumerARN", "TableName", "IndexName",
-          "Namespace")  # fmt: skip
+          "Namespace", "TopicArn", "ResourceId", "ServiceNamespace",
+          "ScalableDimension")  # fmt: skip
 
 
 def summarize(params: Mapping[str, Any]) -> dict[str, Any]:

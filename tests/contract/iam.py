@@ -29,8 +29,9 @@ class Resource:
 
     kind: ``stream``, ``consumer`` (``name`` = the stream, ``sub`` = the consumer name,
     ``timestamp`` = its creation timestamp when the call used the consumer ARN), ``table``,
-    ``index`` (``sub`` = the index name) or ``*`` (an action without resource-level
-    permissions).
+    ``index`` (``sub`` = the index name), ``topic``, ``scalable-target`` (``name``: the
+    target's id in its ARN; a call names it by its resource id, which ``_deployed`` maps) or
+    ``*`` (an action without resource-level permissions).
     """
 
     kind: str
@@ -113,6 +114,17 @@ def authorizations(api: str, operation: str, params: Mapping[str, Any]) -> list[
         if operation == "PutMetricData":  # condition key cloudwatch:namespace (SAR)
             context = (("cloudwatch:namespace", params["Namespace"]),)
         return [Authorization(f"cloudwatch:{operation}", Resource("*"), context)]
+    if api == "sns" and "TopicArn" in params:  # Publish: the topic (SAR resource "topic")
+        return [Authorization(f"sns:{operation}", Resource("topic", _arn_tail(params["TopicArn"])))]
+    if api == "application-autoscaling" and "ResourceId" in params:
+        # authorized against the scalable target (SAR: scalable-target/<id>), with the
+        # request's namespace and dimension as condition keys
+        context = (
+            ("application-autoscaling:service-namespace", params["ServiceNamespace"]),
+            ("application-autoscaling:scalable-dimension", params["ScalableDimension"]),
+        )
+        resource = Resource("scalable-target", params["ResourceId"])
+        return [Authorization(f"application-autoscaling:{operation}", resource, context)]
     raise ValueError(f"no IAM mapping for {api}:{operation}")
 
 
@@ -129,6 +141,10 @@ def arn(resource: Resource, region: str, account: str) -> str:
         return f"arn:aws:dynamodb:{region}:{account}:table/{resource.name}"
     if resource.kind == "index":
         return f"arn:aws:dynamodb:{region}:{account}:table/{resource.name}/index/{resource.sub}"
+    if resource.kind == "topic":
+        return f"arn:aws:sns:{region}:{account}:{resource.name}"
+    if resource.kind == "scalable-target":
+        return f"arn:aws:application-autoscaling:{region}:{account}:scalable-target/{resource.name}"
     raise ValueError(resource)
 
 
