@@ -130,6 +130,7 @@ INITIAL_POSITION = "TRIM_HORIZON"  # the consumer's, and its leases' first check
 LEASE_ASSIGNMENT_INTERVAL_MILLIS = 2000
 KCL_SHUTDOWN_GRACE_SECONDS = 30  # the daemon's shutdownGraceMillis: its processors checkpoint
 CONSUMER_GRACE = KCL_SHUTDOWN_GRACE_SECONDS + 10.0  # SIGTERM to SIGKILL: the KCL's grace and more
+STREAM_METRICS_INTERVAL = 5.0  # seconds between the local AWS/Kinesis datapoints
 ATTACH_FILE = "attach.json"  # how a running stack is found (LocalStack.attach)
 
 
@@ -276,6 +277,10 @@ class LocalStack(Supervisor):
         assert self.tls is not None
         self.observed.write_outputs(cfg.state_dir / "outputs.json", alarms, self.tls.cert)
         self._write_attach()
+        # what Kinesis publishes in AWS and kinesis-mock does not: what the dry-run scaler
+        # reads, what the throttling alarm watches; from the producer's first record on
+        self._spawn("stream-metrics", self._stream_metrics_argv(),
+                    {"AWS_CA_BUNDLE": str(self.tls.cert)})  # fmt: skip
         wait_until("the producer", self._producer_healthy, 60, producer)
         say(f"producer healthy: {cfg.producer_url}/ (records posted from now on wait in the "
             "stream until the consumer reads them)")  # fmt: skip
@@ -515,8 +520,9 @@ class LocalStack(Supervisor):
             "SCALER_REGION": cfg.region,
             "SCALER_KINESIS_ENDPOINT": cfg.kinesis_https,
             "AWS_CA_BUNDLE": str(self.tls.cert),
-            # dry-run reads CloudWatch as in AWS (where nothing publishes the AWS/Kinesis
-            # metrics locally: it holds); "on" reads the producer's per-shard counts
+            # dry-run reads CloudWatch as in AWS (the AWS/Kinesis metrics that
+            # local_stack.stream_metrics publishes: a minute per sample); "on" reads the
+            # producer's per-shard counts (a sample per check: fast enough for the tests)
             "SCALER_METRICS_SOURCE": "cloudwatch" if cfg.scaler == "dry-run" else "producer",
             "SCALER_CLOUDWATCH_ENDPOINT": self.observed.cloudwatch_url,
             "SCALER_PRODUCER_METRICS_URLS": f"{cfg.producer_url}/metrics",
@@ -528,6 +534,14 @@ class LocalStack(Supervisor):
             **self.observed.scaler_env(cfg.dynamodb_url),
             **self.observed.service_env("scaler"),
         }
+
+    def _stream_metrics_argv(self) -> list[str]:
+        cfg = self.config
+        return [sys.executable, "-m", "local_stack.stream_metrics", "--stream", cfg.stream_name,
+                "--kinesis-endpoint", cfg.kinesis_https,
+                "--cloudwatch-endpoint", self.observed.cloudwatch_url,
+                "--producer-metrics-url", f"{cfg.producer_url}/metrics",
+                "--interval", str(STREAM_METRICS_INTERVAL)]  # fmt: skip
 
     def _producer_healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.config.producer_url}/health", timeout=2) as resp:

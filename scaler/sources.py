@@ -111,6 +111,34 @@ def _fetch(url: str) -> str:
         return response.read().decode()
 
 
+Scrape = dict[str, dict[str, Counter[str]]]  # producer url -> metric -> shard -> count
+
+
+def scrape(urls: Sequence[str], fetch: Callable[[str], str] = _fetch) -> Scrape:
+    """Each producer's per-shard counters; a producer that does not answer is left out (a
+    producer restarting: its share is missing this time)."""
+    scraped = {}
+    for url in urls:
+        try:
+            scraped[url] = parse_shard_counts(fetch(url))
+        except OSError as exc:
+            log.warning("cannot scrape producer metrics", extra={"url": url, "error": str(exc)})
+    return scraped
+
+
+def increase(before: Scrape, after: Scrape, names: Sequence[str]) -> dict[str, Counter[str]]:
+    """How much each counter in ``names`` grew per shard from one scrape to the next, summed
+    over the producers; a counter that went down means its producer restarted (all of it is
+    new)."""
+    delta = {name: Counter[str]() for name in names}
+    for url, counts in after.items():
+        for name, per_shard in delta.items():
+            old = before.get(url, {}).get(name, Counter())
+            for shard, value in counts.get(name, Counter()).items():
+                per_shard[shard] += value - old[shard] if value >= old[shard] else value
+    return delta
+
+
 class ProducerSource:
     """Samples from the producers' per-shard counters, one per call to ``samples``."""
 
@@ -130,34 +158,19 @@ class ProducerSource:
         self._urls = list(urls)
         self._fetch = fetch
         self._clock = clock
-        self._last: tuple[float, dict[str, dict[str, Counter[str]]]] | None = None
+        self._last: tuple[float, Scrape] | None = None
         self._samples: deque[Sample] = deque(maxlen=keep)
         # the samples' time is the wall clock in check intervals, not a count of this
         # process's checks: a restarted scaler's stored history stays comparable
         self._sample_seconds = sample_seconds
         self._wall = wall
 
-    def _scrape(self) -> dict[str, dict[str, Counter[str]]]:
-        scraped = {}
-        for url in self._urls:
-            try:
-                scraped[url] = parse_shard_counts(self._fetch(url))
-            except OSError as exc:  # a producer restarting: its share is missing this time
-                log.warning("cannot scrape producer metrics", extra={"url": url, "error": str(exc)})
-        return scraped
-
     def samples(self, shards: Sequence[Shard], count: int) -> list[Sample]:
-        now, scraped = self._clock(), self._scrape()
+        now, scraped = self._clock(), scrape(self._urls, self._fetch)
         if self._last is not None:
             then, before = self._last
             seconds = max(now - then, 1e-3)
-            delta = {name: Counter[str]() for name in (self.RECORDS, self.BYTES, self.THROTTLED)}
-            for url, counts in scraped.items():
-                for name, per_shard in delta.items():
-                    old = before.get(url, {}).get(name, Counter())
-                    for shard, value in counts.get(name, Counter()).items():
-                        # a counter that went down means the producer restarted
-                        per_shard[shard] += value - old[shard] if value >= old[shard] else value
+            delta = increase(before, scraped, (self.RECORDS, self.BYTES, self.THROTTLED))
             loads = {
                 s: Load(delta[self.BYTES][s] / seconds, delta[self.RECORDS][s] / seconds)
                 for s in set(delta[self.BYTES]) | set(delta[self.RECORDS])

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,7 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     pids = launched.pids()
     # the scaler runs in dry-run by default: it decides and logs, and changes nothing
     assert set(pids) == {"kinesis-mock", "dynamodb-local", "cloudwatch", "recorder", "consumer",
-                         "producer", "scaler"}  # fmt: skip
+                         "producer", "stream-metrics", "scaler"}  # fmt: skip
     reported = FIRST_RECORD.search(launched.log.read_text())
     assert reported
     own = {reported.group(2)}
@@ -288,6 +288,45 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     # something published in this run (the KCL's PutMetricData into the local CloudWatch,
     # our services' EMF lines), or a metric AWS documents
     _metric_contract(state)
+
+    # AND the stream's AWS/Kinesis metrics in the local CloudWatch count every Kinesis record
+    # the producer put, and the dry-run scaler, reading them as in AWS, decides on real load
+    _stream_metrics_drive_the_dry_run_scaler(state)
+
+
+def _stream_metrics_drive_the_dry_run_scaler(state: Path) -> None:
+    outputs = json.loads((state / "outputs.json").read_text())
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=outputs["endpoints"]["cloudwatch"],
+                              region_name=outputs["region"], aws_access_key_id="x",
+                              aws_secret_access_key="x")  # fmt: skip
+    producer_url = f"http://127.0.0.1:{PORTS['producer_port']}"
+
+    def put_by_producer() -> int:
+        text = httpx.get(f"{producer_url}/metrics", timeout=5).text
+        return int(re.search(r"^producer_kinesis_records_put_total (\d+)$", text, re.M)[1])
+
+    def published() -> int:
+        end = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+        query = {"Id": "r", "ReturnData": True, "MetricStat": {"Period": 86400, "Stat": "Sum",
+                 "Metric": {"Namespace": "AWS/Kinesis", "MetricName": "IncomingRecords",
+                            "Dimensions": [{"Name": "StreamName", "Value": STREAM}]}}}  # fmt: skip
+        answer = cloudwatch.get_metric_data(MetricDataQueries=[query], EndTime=end,
+                                            StartTime=end - timedelta(hours=2))  # fmt: skip
+        return int(sum(answer["MetricDataResults"][0]["Values"]))
+
+    wait_for(lambda: published() == put_by_producer() > 0, 60, "IncomingRecords = records put")
+    log = state / "logs" / "scaler.log"
+
+    def decided_on_load() -> list[str]:
+        lines = [json.loads(x) for x in log.read_text().splitlines()
+                 if x.startswith('{"timestamp')]  # fmt: skip
+        return [x["message"] for x in lines if str(x.get("message", "")).startswith("decision")
+                and "no load samples yet" not in x["message"]]  # fmt: skip
+
+    # a complete minute of samples is read a minute after it ends (CloudWatchSource)
+    wait_for(lambda: bool(decided_on_load()), 180, "a dry-run decision on the stream's load")
+    sys.stderr.write(f"stream metrics: {published()} Kinesis records put and published; "
+                     f"the dry-run scaler: {decided_on_load()[-1]!r}\n")  # fmt: skip
 
 
 def test_a_deleted_table_is_rebuilt_from_the_stream_from_a_moment(launched: Launched) -> None:
@@ -417,6 +456,7 @@ def test_each_service_sigkilled_under_traffic_is_restarted_and_nothing_is_lost(
             "recorder": 0,
             "consumer": 2,
             "producer": 1,
+            "stream-metrics": 0,
             "scaler": 1,
         }
         assert {name: s["restarts"] for name, s in services.items()} == restarts
