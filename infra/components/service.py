@@ -184,41 +184,29 @@ class FargateService(pulumi.ComponentResource):
             if args.max_tasks_followed
             else child,
         )
-        aws.appautoscaling.Policy(
-            f"{name}-cpu",
-            policy_type="TargetTrackingScaling",
-            service_namespace=target.service_namespace,
-            resource_id=target.resource_id,
-            scalable_dimension=target.scalable_dimension,
-            target_tracking_scaling_policy_configuration={
-                "target_value": args.cpu_target_percent,
-                "predefined_metric_specification": {
-                    "predefined_metric_type": "ECSServiceAverageCPUUtilization"
-                },
-                "scale_in_cooldown": 300,
-                "scale_out_cooldown": 60,
-            },
-            opts=child,
-        )
-        if args.lag_metric is not None:
-            namespace, metric, dimensions, statistic = args.lag_metric
+
+        def tracking(suffix: str, target_value: float, metric: dict[str, Any]) -> None:
             aws.appautoscaling.Policy(
-                f"{name}-lag",
+                f"{name}-{suffix}",
                 policy_type="TargetTrackingScaling",
                 service_namespace=target.service_namespace,
                 resource_id=target.resource_id,
                 scalable_dimension=target.scalable_dimension,
                 target_tracking_scaling_policy_configuration={
-                    "target_value": args.lag_target_ms,
-                    "customized_metric_specification": {
-                        "namespace": namespace,
-                        "metric_name": metric,
-                        "dimensions": [{"name": k, "value": v} for k, v in dimensions.items()],
-                        "statistic": statistic,
-                    },
+                    "target_value": target_value,
+                    **metric,
                     "scale_in_cooldown": 300,
                     "scale_out_cooldown": 60,
                 },
                 opts=child,
             )
+
+        tracking("cpu", args.cpu_target_percent, {"predefined_metric_specification": {
+            "predefined_metric_type": "ECSServiceAverageCPUUtilization"}})  # fmt: skip
+        if args.lag_metric is not None:
+            namespace, metric, dimensions, statistic = args.lag_metric
+            tracking("lag", args.lag_target_ms, {"customized_metric_specification": {
+                "namespace": namespace, "metric_name": metric,
+                "dimensions": [{"name": k, "value": v} for k, v in dimensions.items()],
+                "statistic": statistic}})  # fmt: skip
         return target
