@@ -537,7 +537,8 @@ class LocalStack(Supervisor):
 
     def _stream_metrics_argv(self) -> list[str]:
         cfg = self.config
-        return [sys.executable, "-m", "local_stack.stream_metrics", "--stream", cfg.stream_name,
+        return [sys.executable, "-m", "local_stack.stream_metrics",
+                "--stream", cfg.stream_name, "--region", cfg.region,
                 "--kinesis-endpoint", cfg.kinesis_https,
                 "--cloudwatch-endpoint", self.observed.cloudwatch_url,
                 "--producer-metrics-url", f"{cfg.producer_url}/metrics",

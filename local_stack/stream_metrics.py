@@ -87,7 +87,9 @@ class StreamMetrics:
         """One interval: the number of datapoints published (0 for the first scrape, the
         baseline)."""
         scraped = self._scrape()
-        before, self._last = self._last, scraped
+        before = self._last
+        # a producer that did not answer keeps its last counts: not counted again when it does
+        self._last = {**(before or {}), **scraped}
         if before is None:
             return 0
         delta = increase(before, scraped, list(METRICS))
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m local_stack.stream_metrics",
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
     parser.add_argument("--stream", required=True)
+    parser.add_argument("--region", required=True)
     parser.add_argument("--kinesis-endpoint", required=True)
     parser.add_argument("--cloudwatch-endpoint", required=True)
     parser.add_argument("--producer-metrics-url", action="append", required=True)
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    session = boto3.session.Session()
+    session = boto3.session.Session(region_name=args.region)
     metrics = StreamMetrics(
         session.client("cloudwatch", endpoint_url=args.cloudwatch_endpoint),
         StreamAdmin(session.client("kinesis", endpoint_url=args.kinesis_endpoint), args.stream),

@@ -182,7 +182,8 @@ class ProducerSource:
             total = sum(loads.values(), Load())
             throttled = sum(delta[self.THROTTLED].values())
             self._samples.append(Sample(self.now(), total, throttled, per_shard))
-        self._last = (now, scraped)
+        # a producer that did not answer keeps its last counts: not counted again when it does
+        self._last = (now, {**(self._last[1] if self._last else {}), **scraped})
         return list(self._samples)[-count:]
 
     def now(self) -> int:

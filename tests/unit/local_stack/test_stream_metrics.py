@@ -77,8 +77,8 @@ def test_the_scaler_reads_what_the_producers_put_as_kinesis_metrics() -> None:
 
 def test_a_producer_restart_counts_from_zero_and_a_dead_one_is_left_out() -> None:
     # GIVEN two producers: "p2" restarts (its counters start again), "p1" stops answering
-    pages: dict[str, list[Any]] = {"p1": [(10, 100, 0), OSError("refused")],
-                                   "p2": [(50, 500, 0), (5, 40, 0)]}  # fmt: skip
+    pages: dict[str, list[Any]] = {"p1": [(10, 100, 0), OSError("refused"), (12, 120, 0)],
+                                   "p2": [(50, 500, 0), (5, 40, 0), (5, 40, 0)]}  # fmt: skip
 
     def fetch(url: str) -> str:
         page = pages[url].pop(0)
@@ -94,14 +94,17 @@ def test_a_producer_restart_counts_from_zero_and_a_dead_one_is_left_out() -> Non
             sent.append(MetricData)
 
     metrics = StreamMetrics(CloudWatch(), ADMIN, ["p1", "p2"], fetch=fetch)
-    # WHEN it scrapes twice
-    metrics.publish()
-    metrics.publish()
-    # THEN the stream's increase is p2's whole count since its restart (p1 unknown this time)
-    (data,) = sent
-    stream = {d["MetricName"]: d["Value"] for d in data if len(d["Dimensions"]) == 1}
-    assert stream == {"IncomingRecords": 5.0, "IncomingBytes": 40.0,
-                      "WriteProvisionedThroughputExceeded": 0.0}  # fmt: skip
-    units = {d["MetricName"]: d["Unit"] for d in data}
+    # WHEN it scrapes three times
+    for _ in range(3):
+        metrics.publish()
+    # THEN the stream's first increase is p2's whole count since its restart (p1 unknown this
+    # time), the second p1's growth since it last answered (not its whole count again)
+    streams = [{d["MetricName"]: d["Value"] for d in data if len(d["Dimensions"]) == 1}
+               for data in sent]  # fmt: skip
+    assert streams == [
+        {"IncomingRecords": 5.0, "IncomingBytes": 40.0, "WriteProvisionedThroughputExceeded": 0.0},
+        {"IncomingRecords": 2.0, "IncomingBytes": 20.0, "WriteProvisionedThroughputExceeded": 0.0},
+    ]
+    units = {d["MetricName"]: d["Unit"] for d in sent[0]}
     assert units == {"IncomingRecords": "Count", "IncomingBytes": "Bytes",
                      "WriteProvisionedThroughputExceeded": "Count"}  # fmt: skip

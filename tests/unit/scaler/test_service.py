@@ -163,6 +163,26 @@ def test_producer_source_turns_counter_increases_into_rates() -> None:
     assert source.now() == sample.minute == 100_002
 
 
+def test_producer_source_does_not_count_a_producer_again_after_a_missed_scrape() -> None:
+    # GIVEN a producer that does not answer one scrape, then answers with its counts grown
+    pages: list[Any] = [(10, 1000, 0), OSError("timed out"), (30, 3000, 0)]
+
+    def fetch(_url: str) -> str:
+        page = pages.pop(0)
+        if isinstance(page, Exception):
+            raise page
+        return PROMETHEUS % page
+
+    clock = iter([0.0, 10.0, 20.0])
+    source = ProducerSource(["p"], fetch=fetch, clock=lambda: next(clock), sample_seconds=10)
+    shards = [Shard("a", 0, 1)]
+    # WHEN it samples three times
+    for _ in range(3):
+        samples = source.samples(shards, 5)
+    # THEN the last sample has the growth since the last answer, not the whole count again
+    assert [s.stream for s in samples] == [Load(), Load(2000 / 10, 20 / 10)]
+
+
 def test_parse_shard_counts_ignores_other_metrics() -> None:
     counts = parse_shard_counts(PROMETHEUS % (1, 2, 3))
     assert set(counts) == {"producer_shard_kinesis_records_put", "producer_shard_kinesis_bytes_put",
