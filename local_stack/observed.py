@@ -255,6 +255,14 @@ def delete_kcl_application(ddb: Any, kinesis: Any, stream: str, application: str
         ]
         with contextlib.suppress(kinesis.exceptions.ResourceNotFoundException):
             kinesis.deregister_stream_consumer(StreamARN=arn, ConsumerName=application)
+        # DELETING first, then gone (as `pulumi up` waits for it)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                kinesis.describe_stream_consumer(StreamARN=arn, ConsumerName=application)
+            except kinesis.exceptions.ResourceNotFoundException:
+                return
+            time.sleep(0.5)
 
 
 def create_alarms(cloudwatch: Any, cfg: Any) -> list[str]:
