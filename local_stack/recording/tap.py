@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import json
 import re
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -197,9 +198,14 @@ class WireTap:
             return
         try:
             operation, params = parse_request(api, headers, body)
-        except Exception:
+        except Exception as exc:  # what it was, to find out why (the contract fails on it)
             self.unreadable += 1
             self.log.add(service, api, "<unreadable>", {})
+            sys.stderr.write(json.dumps({"unreadable": service, "api": api,
+                                         "error": f"{type(exc).__name__}: {exc}"[:300],
+                                         "headers": {k: v for k, v in headers.items()
+                                                     if k != "authorization"},
+                                         "body": body[:300].hex()}) + "\n")  # fmt: skip
             return
         self.log.add(service, api, operation, params)
 
