@@ -279,7 +279,9 @@ class LocalStack(Supervisor):
         self._write_attach()
         # what Kinesis publishes in AWS and kinesis-mock does not: what the dry-run scaler
         # reads, what the throttling alarm watches; from the producer's first record on
-        self._spawn("stream-metrics", self._stream_metrics_argv(),
+        metrics_state = cfg.state_dir / "stream-metrics.json"
+        metrics_state.unlink(missing_ok=True)  # an earlier run's: this producer counts from 0
+        self._spawn("stream-metrics", self._stream_metrics_argv(metrics_state),
                     {"AWS_CA_BUNDLE": str(self.tls.cert)})  # fmt: skip
         wait_until("the producer", self._producer_healthy, 60, producer)
         say(f"producer healthy: {cfg.producer_url}/ (records posted from now on wait in the "
@@ -535,14 +537,14 @@ class LocalStack(Supervisor):
             **self.observed.service_env("scaler"),
         }
 
-    def _stream_metrics_argv(self) -> list[str]:
+    def _stream_metrics_argv(self, state: Path) -> list[str]:
         cfg = self.config
         return [sys.executable, "-m", "local_stack.stream_metrics",
                 "--stream", cfg.stream_name, "--region", cfg.region,
                 "--kinesis-endpoint", cfg.kinesis_https,
                 "--cloudwatch-endpoint", self.observed.cloudwatch_url,
                 "--producer-metrics-url", f"{cfg.producer_url}/metrics",
-                "--interval", str(STREAM_METRICS_INTERVAL)]  # fmt: skip
+                "--interval", str(STREAM_METRICS_INTERVAL), "--state", str(state)]  # fmt: skip
 
     def _producer_healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.config.producer_url}/health", timeout=2) as resp:

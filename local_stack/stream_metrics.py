@@ -16,13 +16,15 @@ scaler's producer source reads the same), as one datapoint per metric stamped no
 shard gets a datapoint (0 when nothing was put to it), and the stream one, so a quiet stream
 reads as quiet, not as missing. Records put to the stream behind the producers' back (a test's
 poison record) are not counted. Kept in the local CloudWatch's memory (moto): a restart of this
-process loses the increase of one interval at most; a producer's restart is seen (its counters
-go down) and counted from zero.
+process keeps the counts it last published in ``--state`` (the stack deletes it when it starts):
+a restart neither loses nor counts again; a producer's restart is seen (its counters go down)
+and counted from zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import threading
@@ -30,6 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -74,23 +77,33 @@ class StreamMetrics:
 
     def __init__(self, cloudwatch: Any, admin: StreamAdmin, urls: Sequence[str],
                  fetch: Callable[[str], str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.time,
+                 state: Path | None = None) -> None:  # fmt: skip
+        """``state``: where the last counts published are kept. Absent, the producers' counts
+        so far are all new (the stack's first start: its producer counts from its start);
+        present, they were published up to the counts in it (a restart)."""
         self._cloudwatch, self._admin, self._urls = cloudwatch, admin, list(urls)
         self._fetch = fetch
         self._clock = clock
+        self._state = state
         self._last: Scrape | None = None
+        if state is not None:
+            saved = json.loads(state.read_text()) if state.exists() else {}
+            self._last = {url: {name: Counter(shards) for name, shards in counts.items()}
+                          for url, counts in saved.items()}  # fmt: skip
 
     def _scrape(self) -> Scrape:
         return scrape(self._urls) if self._fetch is None else scrape(self._urls, self._fetch)
 
     def publish(self) -> int:
-        """One interval: the number of datapoints published (0 for the first scrape, the
-        baseline)."""
+        """One interval: the number of datapoints published (0 for the first scrape without
+        a state, the baseline)."""
         scraped = self._scrape()
         before = self._last
         # a producer that did not answer keeps its last counts: not counted again when it does
-        self._last = {**(before or {}), **scraped}
+        counts = {**(before or {}), **scraped}
         if before is None:
+            self._last = counts
             return 0
         delta = increase(before, scraped, list(METRICS))
         open_shards = [s.shard_id for s in self._admin.open_shards()]
@@ -99,6 +112,11 @@ class StreamMetrics:
         for start in range(0, len(data), BATCH):
             self._cloudwatch.put_metric_data(Namespace=NAMESPACE,
                                              MetricData=data[start : start + BATCH])  # fmt: skip
+        self._last = counts  # published: a failed call leaves its increase for the next one
+        if self._state is not None:
+            partial = self._state.with_suffix(".tmp")
+            partial.write_text(json.dumps(counts))
+            partial.replace(self._state)
         return len(data)
 
     def run(self, interval: float, stop: threading.Event) -> None:
@@ -119,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cloudwatch-endpoint", required=True)
     parser.add_argument("--producer-metrics-url", action="append", required=True)
     parser.add_argument("--interval", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--state", type=Path, help="the last counts published (see StreamMetrics)")
     args = parser.parse_args(argv)
     configure_logging("stream-metrics")
     stop = threading.Event()
@@ -133,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         session.client("cloudwatch", endpoint_url=args.cloudwatch_endpoint),
         StreamAdmin(session.client("kinesis", endpoint_url=args.kinesis_endpoint), args.stream),
         args.producer_metrics_url,
+        state=args.state,
     )
     log.info("publishing the stream's metrics", extra={"stream": args.stream,
                                                       "interval": args.interval})  # fmt: skip

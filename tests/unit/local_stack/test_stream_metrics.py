@@ -108,3 +108,30 @@ def test_a_producer_restart_counts_from_zero_and_a_dead_one_is_left_out() -> Non
     units = {d["MetricName"]: d["Unit"] for d in sent[0]}
     assert units == {"IncomingRecords": "Count", "IncomingBytes": "Bytes",
                      "WriteProvisionedThroughputExceeded": "Count"}  # fmt: skip
+
+
+def test_with_a_state_file_the_first_start_counts_all_and_a_restart_nothing_twice(
+    tmp_path: Any,
+) -> None:
+    # GIVEN a producer that put 47 records before the publisher's first scrape (40 to "a", 7
+    # to "closed"), then 10 more, then 5 more
+    pages = [(40, 400, 0), (50, 500, 0), (55, 550, 0)]
+    sent: list[float] = []
+
+    class CloudWatch:
+        def put_metric_data(self, Namespace: str, MetricData: list[dict[str, Any]]) -> None:
+            stream = [d for d in MetricData if len(d["Dimensions"]) == 1]
+            sent.extend(d["Value"] for d in stream if d["MetricName"] == "IncomingRecords")
+
+    def start() -> StreamMetrics:
+        return StreamMetrics(CloudWatch(), ADMIN, ["p"], state=tmp_path / "state.json",
+                             fetch=lambda _url: PROMETHEUS % pages.pop(0))  # fmt: skip
+
+    # WHEN the publisher starts without a state (the stack's first start), publishes twice,
+    # and a new one (a restart) publishes once
+    first = start()
+    first.publish()
+    first.publish()
+    start().publish()
+    # THEN the 47 are counted (the producer counts from its start), and each later record once
+    assert sent == [47.0, 10.0, 5.0]
