@@ -54,7 +54,10 @@ def parse_request(api: str, headers: Mapping[str, str], body: bytes) -> tuple[st
         if not body:
             return operation, {}
         if "cbor" in content_type:
-            parser = RpcV2CBORParser()
+            # timestamps (CBOR tag 1) kept as sent: the AWS SDK for Java sends epoch
+            # milliseconds (a ListShards AT_TIMESTAMP filter), which botocore's parser, built
+            # for seconds, refuses ("year 58884 is out of range"); names are all we record
+            parser = RpcV2CBORParser(timestamp_parser=lambda value: value)
             return operation, parser.parse_data_item(parser.get_peekable_stream_from_bytes(body))
         return operation, json.loads(body)
     form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)

@@ -186,3 +186,18 @@ def test_calls_are_authorized_as_the_reference_says() -> None:
     index = authorizations("dynamodb", "Query", {"TableName": "t", "IndexName": "i"})[0]
     assert fits_format(arn(index.resource, "r", "1"), resource_formats("dynamodb:Query"))
     assert resource_formats("cloudwatch:GetMetricData") == ("*",)
+
+
+def test_a_cbor_timestamp_in_milliseconds_is_read() -> None:
+    # GIVEN the rebuild's KCL's ListShards with an AT_TIMESTAMP shard filter, as the AWS SDK
+    # for Java sent it through the tap (CBOR; tag 1 with epoch milliseconds)
+    body = bytes.fromhex(
+        "bf6a53747265616d4e616d656969742d73747265616d6b536861726446696c746572bf6454797065"
+        "6c41545f54494d455354414d506954696d657374616d70c11b000001a22cb59760ffff"
+    )
+    headers = {"x-amz-target": "Kinesis_20131202.ListShards",
+               "content-type": "application/x-amz-cbor-1.1"}  # fmt: skip
+    # WHEN the tap reads it THEN it has the operation and the stream's name
+    operation, params = parse_request("kinesis", headers, body)
+    assert (operation, params["StreamName"]) == ("ListShards", "it-stream")
+    assert params["ShardFilter"]["Type"] == "AT_TIMESTAMP"
