@@ -13,13 +13,19 @@ COPY common/ common/
 COPY producer/ producer/
 
 FROM python:3.11.7-slim-bookworm
+# no setuid/setgid programs: nothing in the container can gain privileges (ECS on Fargate
+# has no no-new-privileges option; infra/components/service.py)
 RUN groupadd --gid 10001 app \
-    && useradd --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
+    && useradd --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app \
+    && find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /app /app
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     PRODUCER_HOST=0.0.0.0 PRODUCER_PORT=8080
+# the task's root filesystem is read-only: /tmp is its one writable volume, and declaring it
+# here makes ECS seed that volume with this world-writable, sticky /tmp (infra: service.py)
+VOLUME ["/tmp"]
 USER 10001
 EXPOSE 8080
 STOPSIGNAL SIGTERM

@@ -6,6 +6,7 @@ choice; the infra tests fail on any other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 Statement = dict[str, Any]
@@ -160,8 +161,14 @@ def scaler_policy(
     return document(*statements)
 
 
-def execution_policy(repository_arns: list[str], log_group_arns: list[str]) -> dict[str, Any]:
-    """ECS's own role for a task: pull its image, write its log stream."""
+def execution_policy(
+    repository_arns: list[str], log_group_arns: list[str], secret_arns: Sequence[str] = ()
+) -> dict[str, Any]:
+    """ECS's own role for a task: pull its image, write its log stream, and read the secrets
+    its container definition names (ECS Developer Guide, "Amazon ECS task execution IAM role",
+    Secrets Manager: ``secretsmanager:GetSecretValue`` on the secret; ``kms:Decrypt`` only for
+    a secret encrypted with a customer managed key, which the stack's own secret is not)."""
+    secrets = [_allow(["secretsmanager:GetSecretValue"], list(secret_arns))] if secret_arns else []
     return document(
         _allow(["ecr:GetAuthorizationToken"], ["*"]),
         _allow(
@@ -172,6 +179,7 @@ def execution_policy(repository_arns: list[str], log_group_arns: list[str]) -> d
             ["logs:CreateLogStream", "logs:PutLogEvents"],
             [f"{arn}:log-stream:*" for arn in log_group_arns],
         ),
+        *secrets,
     )
 
 

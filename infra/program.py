@@ -25,6 +25,7 @@ from infra.components.observability import (
     ObservabilityArgs,
     consumer_lag_metric,
 )
+from infra.components.secrets import KEYS_VARIABLE, ApiKeys, ApiKeysArgs
 from infra.components.service import FargateService, ServiceArgs
 from infra.settings import (
     InfraSettings,
@@ -67,6 +68,7 @@ class Stack:
     alarm_names: pulumi.Output[list[str]] | None = None
     scaling_topic_arn: pulumi.Output[str] | None = None
     rebuild_application: str = ""
+    api_key_secret_arn: pulumi.Output[str] | None = None  # None: the API takes no key
 
 
 def environments(s: InfraSettings, region: pulumi.Input[str], data: Data) -> dict[str, dict]:
@@ -193,6 +195,7 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
             [x.id for x in network.public_subnets],
             s.allowed_cidr,
             s.certificate_arn,
+            s.waf_rate_limit,
             depends_on=network.public_ready,
         ),
         opts,
@@ -228,6 +231,7 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
         ).apply(lambda a: json.dumps(iam.consumer_policy(a[0], a[1], a[2], a[3], app)))
 
     env = environments(s, region, data)
+    keys = ApiKeys(name, ApiKeysArgs(s.api_key_secret_arn), opts) if s.require_api_key else None
     private = [x.id for x in network.private_subnets]
     common = dict(cluster_arn=cluster.arn, subnet_ids=private, cpu_architecture=architecture)
     services: dict[str, FargateService] = {}
@@ -253,7 +257,10 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
         min_tasks=s.producer_min_tasks, max_tasks=s.producer_max_tasks,
         cpu_target_percent=s.cpu_target_percent, security_group_id=ingest.producer_sg.id,
         health_check=PRODUCER_HEALTH_CHECK, port=PRODUCER_PORT,
-        target_group_arn=ingest.target_group.arn, depends_on=[ingest.listener],
+        target_group_arn=ingest.target_group.arn,
+        depends_on=[ingest.listener, *(keys.ready if keys else [])],
+        secrets={KEYS_VARIABLE: keys.value_from} if keys else {},
+        secret_arns=[keys.secret_arn] if keys else [],
     )  # fmt: skip
     consumer_spec: dict[str, Any] = dict(
         cpu=s.consumer_cpu, memory=s.consumer_memory, security_group_id=worker_sg.id,
@@ -348,6 +355,7 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
         pulumi.Output.all(*[a.name for a in alarms]),
         notify.scaling_topic.arn if notify.scaling_topic is not None else None,
         rebuild_app,
+        keys.secret_arn if keys else None,
     )
 
 
@@ -363,3 +371,5 @@ def export(stack: Stack) -> None:
     pulumi.export("alarm_names", stack.alarm_names)
     pulumi.export("scaling_topic_arn", stack.scaling_topic_arn)
     pulumi.export("rebuild_application", stack.rebuild_application)
+    # where the keys are, not what they are (README "API keys": fetch one with the AWS CLI)
+    pulumi.export("api_key_secret_arn", stack.api_key_secret_arn)

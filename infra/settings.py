@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+
+# A secret's full ARN: its name, a hyphen and six random characters (Secrets Manager User
+# Guide, "Permissions policy examples" / CreateSecret's ARN: "the name of the secret followed
+# by six random characters"). ECS takes the full ARN in ``valueFrom`` (ECS Developer Guide,
+# "Pass Secrets Manager secrets through Amazon ECS environment variables"), and IAM matches
+# GetSecretValue against it.
+SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-\w{6}")
+WAF_MIN_RATE_LIMIT = 10
 
 Cpu = Annotated[int, Field(ge=256, le=16384)]
 Memory = Annotated[int, Field(ge=512, le=122880)]
@@ -27,6 +36,13 @@ class InfraSettings(BaseModel):
 
     allowed_cidr: str  # required: who may send records
     certificate_arn: str = ""
+    # POSTs, /docs and /metrics need an X-Api-Key header; the keys live in Secrets Manager
+    require_api_key: bool = True
+    api_key_secret_arn: str = ""  # "": the stack creates the secret with one random key
+    # AWS WAF on the ALB: the most requests one client IP may send in 5 minutes (0: no WAF).
+    # AWS WAF Developer Guide, "Rate-based rule high-level settings": the lowest limit is 10;
+    # WAFV2 API Reference, RateBasedStatement.Limit: at most 2,000,000,000.
+    waf_rate_limit: int = Field(0, ge=0, le=2_000_000_000)
     vpc_cidr: str = "10.0.0.0/16"
     az_count: int = Field(2, ge=2, le=6)
     single_nat_gateway: bool = False
@@ -121,6 +137,15 @@ class InfraSettings(BaseModel):
                     "applicationName over 103 characters leaves no room for the rebuild's "
                     "fan-out consumer name (<applicationName>-rebuild-<moment>, 128 at most)"
                 )
+        if self.api_key_secret_arn and not SECRET_ARN.fullmatch(self.api_key_secret_arn):
+            problems.append(
+                "apiKeySecretArn must be the full ARN of a Secrets Manager secret "
+                "(arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>)"
+            )
+        if self.api_key_secret_arn and not self.require_api_key:
+            problems.append("apiKeySecretArn is set but requireApiKey is false")
+        if 0 < self.waf_rate_limit < WAF_MIN_RATE_LIMIT:
+            problems.append(f"wafRateLimit must be 0 (no WAF) or at least {WAF_MIN_RATE_LIMIT}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

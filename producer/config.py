@@ -81,7 +81,14 @@ class ProducerSettings(BaseSettings):
     )
     max_batch_records: int = Field(500, ge=1, le=10_000, description="records per POST /batch")
     api_key: SecretStr | None = Field(
-        None, description="when set, POSTs need it in the X-Api-Key header"
+        None,
+        description="when set, every route but GET /health and GET /ready needs it in "
+        "X-Api-Key",
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="several keys, comma-separated, all valid at once (a key rotates without "
+        "downtime); in AWS the task gets it from Secrets Manager",
     )
     drain_seconds: float = Field(
         0.0,
@@ -128,6 +135,22 @@ class ProducerSettings(BaseSettings):
         if self.max_buffered_time_ms >= self.record_ttl_ms:
             raise ValueError("max_buffered_time_ms must be shorter than record_ttl_ms")
         return self
+
+    @model_validator(mode="after")
+    def _keys_not_blank(self) -> Self:
+        for name in ("api_key", "api_keys"):
+            value = getattr(self, name)
+            if value is not None and not value.get_secret_value().strip(" ,"):
+                raise ValueError(f"{name} is set but holds no key")
+        return self
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        """Every API key a request may carry in ``X-Api-Key``; empty: no key needed."""
+        given = [self.api_key.get_secret_value()] if self.api_key else []
+        if self.api_keys:
+            given += self.api_keys.get_secret_value().split(",")
+        return tuple(dict.fromkeys(k.strip().encode() for k in given if k.strip()))
 
     @property
     def kinesis_timeout(self) -> float:

@@ -88,7 +88,7 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
     """Build the app; ``client`` (a boto3 Kinesis client) is injectable for tests."""
 
     conf = settings or get_settings()
-    api_key = conf.api_key.get_secret_value().encode() if conf.api_key else None
+    api_key = conf.keys or None
 
     @asynccontextmanager
     async def lifespan(app: ProducerApp) -> AsyncIterator[None]:

@@ -23,6 +23,10 @@ ALB_IDLE_TIMEOUT_SECONDS = 60
 # that before ECS stops the task (ECS waits for the deregistration delay before SIGTERM).
 RECORD_TTL_SECONDS = math.ceil(ProducerSettings.model_fields["record_ttl_ms"].default / 1000)
 DEREGISTRATION_DELAY_SECONDS = RECORD_TTL_SECONDS + 15
+INTERNAL_PATHS = ("/metrics", "/metrics/*")
+# AWS WAF Developer Guide, "Rate-based rule high-level settings": the evaluation window is
+# 60, 120, 300 or 600 s (300 by default); aggregated per client IP (aggregate key IP).
+WAF_WINDOW_SECONDS = 300
 
 
 @dataclass
@@ -31,6 +35,7 @@ class IngestArgs:
     public_subnet_ids: list[pulumi.Input[str]]
     allowed_cidr: str
     certificate_arn: str
+    waf_rate_limit: int = 0  # requests per client IP in 5 minutes; 0: no web ACL
     # the internet gateway and the public routes: an internet-facing ALB needs them first
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
@@ -143,6 +148,67 @@ class Ingest(pulumi.ComponentResource):
                 default_actions=forward,
                 opts=child,
             )
+        # /metrics is for the inside (the local dashboard, scrapers in the VPC), never the
+        # internet: the listener answers it itself. Path patterns are case-sensitive and match
+        # the path only (ALB User Guide, "Listener rules": path conditions); the producer
+        # serves /metrics only for exactly that raw path, so an encoded or differently cased
+        # path the ALB forwards is a 404 there too (producer/api/gate.py).
+        aws.lb.ListenerRule(
+            f"{name}-no-metrics",
+            listener_arn=self.listener.arn,
+            priority=1,
+            conditions=[{"path_pattern": {"values": list(INTERNAL_PATHS)}}],
+            actions=[
+                {
+                    "type": "fixed-response",
+                    "fixed_response": {
+                        "content_type": "application/json",
+                        "status_code": "404",
+                        "message_body": '{"error":"not_found","detail":"Not Found"}',
+                    },
+                }
+            ],
+            opts=child,
+        )
+        if args.waf_rate_limit:
+            self._rate_limit(name, args.waf_rate_limit, child)
         scheme = "https" if https else "http"
         self.url = pulumi.Output.concat(scheme, "://", self.alb.dns_name, "/")
         self.register_outputs({"url": self.url})
+
+    def _rate_limit(self, name: str, limit: int, child: pulumi.ResourceOptions) -> None:
+        """A regional web ACL on the ALB blocking a client IP over ``limit`` requests in
+        ``WAF_WINDOW_SECONDS`` (then 403 from the ALB until its rate falls back)."""
+
+        def visibility(metric: str) -> dict[str, object]:
+            return {
+                "cloudwatch_metrics_enabled": True,
+                "metric_name": metric,
+                "sampled_requests_enabled": True,
+            }
+
+        acl = aws.wafv2.WebAcl(
+            f"{name}-waf",
+            scope="REGIONAL",  # an ALB's web ACL is regional (CLOUDFRONT is for distributions)
+            default_action={"allow": {}},
+            rules=[
+                {
+                    "name": "per-ip-rate",
+                    "priority": 0,
+                    "action": {"block": {}},
+                    "statement": {
+                        "rate_based_statement": {
+                            "limit": limit,
+                            "aggregate_key_type": "IP",
+                            "evaluation_window_sec": WAF_WINDOW_SECONDS,
+                        }
+                    },
+                    "visibility_config": visibility(f"{name}-per-ip-rate"),
+                }
+            ],
+            visibility_config=visibility(f"{name}-waf"),
+            opts=child,
+        )
+        aws.wafv2.WebAclAssociation(
+            f"{name}-waf", resource_arn=self.alb.arn, web_acl_arn=acl.arn, opts=child
+        )

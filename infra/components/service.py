@@ -14,6 +14,15 @@ import pulumi_aws as aws
 from infra import iam
 
 STOP_TIMEOUT_SECONDS = 120  # Fargate's maximum: the producer drains, the KCL checkpoints
+RUN_AS = "10001:10001"  # the images' unprivileged user (docker/*.Dockerfile)
+# The one writable place of a task whose root filesystem is read-only: a bind mount on the
+# task's ephemeral storage (ECS Developer Guide, "Use bind mounts with Amazon ECS": a volume
+# without ``host`` on Fargate). The images declare ``VOLUME /tmp`` so it starts as the image's
+# world-writable, sticky /tmp rather than root's 0755. What writes there: the consumer's
+# rendered KCL properties and processor heartbeats, the JVM's hsperfdata and Netty's native
+# libraries (java.io.tmpdir), the scaler's heartbeat.
+TMP_VOLUME = "tmp"
+TMP_PATH = "/tmp"
 
 
 @dataclass
@@ -47,6 +56,10 @@ class ServiceArgs:
     lag_target_ms: float = 30_000
     # the scaler sets the maximum task count from then on (it follows the open shards)
     max_tasks_followed: bool = False
+    # variable -> the ``valueFrom`` of a Secrets Manager secret (ECS reads it when the task
+    # starts, with the execution role, which may read ``secret_arns`` and nothing else)
+    secrets: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    secret_arns: list[pulumi.Input[str]] = field(default_factory=list)
 
 
 class FargateService(pulumi.ComponentResource):
@@ -61,9 +74,9 @@ class FargateService(pulumi.ComponentResource):
         self.execution_role = aws.iam.Role(
             f"{name}-execution", assume_role_policy=assume, opts=child
         )
-        execution_policy = pulumi.Output.all(args.repository_arn, args.log_group.arn).apply(
-            lambda a: json.dumps(iam.execution_policy([a[0]], [a[1]]))
-        )
+        execution_policy = pulumi.Output.all(
+            args.repository_arn, args.log_group.arn, pulumi.Output.all(*args.secret_arns)
+        ).apply(lambda a: json.dumps(iam.execution_policy([a[0]], [a[1]], a[2])))
         pull_policy = aws.iam.RolePolicy(
             f"{name}-execution", role=self.execution_role.id, policy=execution_policy, opts=child
         )
@@ -73,6 +86,7 @@ class FargateService(pulumi.ComponentResource):
             log_group=args.log_group.name,
             region=region,
             env=pulumi.Output.all(**args.environment),
+            secrets=pulumi.Output.all(**args.secrets) if args.secrets else {},
         ).apply(lambda a: json.dumps([self._container(name, args, a)]))
         self.task_definition = aws.ecs.TaskDefinition(
             f"{name}",
@@ -88,6 +102,7 @@ class FargateService(pulumi.ComponentResource):
             execution_role_arn=self.execution_role.arn,
             task_role_arn=self.task_role.arn,
             container_definitions=containers,
+            volumes=[{"name": TMP_VOLUME}],
             # the roles' inline policies exist before a task can start: a task started first
             # would pull and call AWS with a role that has no permission yet (IAM is
             # eventually consistent too, but this removes the ordering race)
@@ -138,8 +153,22 @@ class FargateService(pulumi.ComponentResource):
             "image": a["image"],
             "essential": True,
             "environment": [{"name": k, "value": str(v)} for k, v in sorted(a["env"].items())],
+            "secrets": [{"name": k, "valueFrom": v} for k, v in sorted(a["secrets"].items())],
             "stopTimeout": STOP_TIMEOUT_SECONDS,
-            "readonlyRootFilesystem": False,
+            # Hardening. Fargate has no ``no-new-privileges`` (dockerSecurityOptions "isn't
+            # valid for containers in tasks using the Fargate launch type", ECS API Reference,
+            # ContainerDefinition), so escalation is closed this way: a non-root user, not
+            # privileged, every capability dropped (KernelCapabilities: with drop ALL "the
+            # container capabilities are the capabilities specified in the add request
+            # parameter", here none), no setuid/setgid file in the images, and a read-only
+            # root filesystem with one writable tmp volume.
+            "user": RUN_AS,
+            "privileged": False,
+            "readonlyRootFilesystem": True,
+            "mountPoints": [
+                {"sourceVolume": TMP_VOLUME, "containerPath": TMP_PATH, "readOnly": False}
+            ],
+            "linuxParameters": {"capabilities": {"add": [], "drop": ["ALL"]}},
             "logConfiguration": {
                 "logDriver": "awslogs",
                 "options": {

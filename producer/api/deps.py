@@ -27,9 +27,14 @@ async def get_ingest(request: Request) -> Ingest:
     return ingest
 
 
-def api_key_matches(expected: bytes, headers: Mapping[str, str]) -> bool:
-    """The ``X-Api-Key`` header equals ``expected`` (compared in constant time)."""
-    return hmac.compare_digest(headers.get("x-api-key", "").encode(), expected)
+def api_key_matches(keys: tuple[bytes, ...], headers: Mapping[str, str]) -> bool:
+    """The ``X-Api-Key`` header equals one of ``keys``: each compared in constant time, and all
+    of them every time, so the time taken says nothing about which key came close."""
+    given = headers.get("x-api-key", "").encode("latin-1")  # the raw header bytes
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given, key)
+    return matched
 
 
 API_KEY = APIKeyHeader(
@@ -40,9 +45,9 @@ API_KEY = APIKeyHeader(
 async def require_api_key(
     request: Request, _given: Annotated[str | None, Security(API_KEY)] = None
 ) -> None:
-    """When an API key is configured, the ``X-Api-Key`` header must equal it."""
-    expected: bytes | None = request.app.state.api_key
-    if expected is not None and not api_key_matches(expected, request.headers):
+    """When API keys are configured, the ``X-Api-Key`` header must equal one of them."""
+    keys: tuple[bytes, ...] | None = request.app.state.api_key
+    if keys and not api_key_matches(keys, request.headers):
         raise HTTPException(
             status_code=401,
             detail="missing or wrong X-Api-Key header",
