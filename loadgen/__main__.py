@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -56,7 +57,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="mixed")
     parser.add_argument("--batch", type=int, default=1, help="records per request (>1: /batch)")
     parser.add_argument("--concurrency", type=int, default=256, help="requests in flight at most")
-    parser.add_argument("--api-key", help="sent as x-api-key")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("PRODUCER_API_KEY") or None,
+        help="sent as X-Api-Key (default: $PRODUCER_API_KEY, as `make run` was given)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--table", help="the records table, to count stored (default: records)")
     parser.add_argument(

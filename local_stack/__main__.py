@@ -88,11 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(config, progress=say, started_at=started)
     sys.stderr.write(f"starting the local stack from {config.state_dir} (Ctrl-C stops it)\n")
 
+    key_note = ", header X-Api-Key: $PRODUCER_API_KEY" if config.api_key else ""
+
     def ready() -> None:
         dashboard = stack.dashboard.url if stack.dashboard else "off (--dashboard-port 0)"
         sys.stderr.write(
             f"\nready in {stack.elapsed():.0f}s\n"
-            f'  producer        {config.producer_url}/  (POST {{"data": ...}})\n'
+            f'  producer        {config.producer_url}/  (POST {{"data": ...}}){key_note}\n'
             f"  kinesis-mock    {config.kinesis_https} (TLS), {config.kinesis_http}\n"
             f"  DynamoDB Local  {config.dynamodb_url}  table '{config.records_table}'\n"
             f"  stream          {config.stream_name} ({config.shard_count} shards)\n"

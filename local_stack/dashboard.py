@@ -193,8 +193,10 @@ class Sampler:
         log_starts: Callable[[], dict[Path, int]] = dict,
         services: Callable[[], list[dict[str, Any]]] = list,
         proc: Path = PROC,
+        api_key: str | None = None,
     ) -> None:
         self.producer_metrics_url = producer_metrics_url
+        self.headers = {"X-Api-Key": api_key} if api_key else {}  # the producer's /metrics
         self.logs_dir = logs_dir
         self.processes = processes  # service -> process group ids of its running processes
         self.open_shards = open_shards
@@ -241,7 +243,8 @@ class Sampler:
         now = time.time()
         values: dict[str, float | None] = {"t": now}
         try:
-            with urllib.request.urlopen(self.producer_metrics_url, timeout=2) as response:
+            request = urllib.request.Request(self.producer_metrics_url, headers=self.headers)
+            with urllib.request.urlopen(request, timeout=2) as response:
                 for name, value in parse_prometheus(response.read().decode()).items():
                     values[f"producer.{name}"] = value
         except OSError:
@@ -429,4 +432,5 @@ def sampler_for(stack: Any) -> Sampler:
         open_shards,
         log_starts=log_starts,
         services=stack.status,
+        api_key=config.api_key,
     )

@@ -10,7 +10,7 @@ import shutil
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 log = logging.getLogger("local_stack")
+
+
+def api_key_from(env: Mapping[str, str]) -> str | None:
+    """The first API key the producer would accept with this environment, or None."""
+    given = f"{env.get('PRODUCER_API_KEYS', '')},{env.get('PRODUCER_API_KEY', '')}"
+    return next((k.strip() for k in given.split(",") if k.strip()), None)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,10 @@ class StackConfig:
     # post one record as soon as the producer answers and report when it is stored (make run)
     first_record: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # the producer's API key (then every route but /health and /ready needs it in
+    # X-Api-Key); by default the first of PRODUCER_API_KEYS or PRODUCER_API_KEY, as for
+    # `PRODUCER_API_KEY=... make run`. The dashboard and the scaler send it to /metrics.
+    api_key: str | None = field(default_factory=lambda: api_key_from(os.environ))
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
     @property
@@ -463,6 +473,7 @@ class LocalStack(Supervisor):
             # its EMF line every 5 s, as the consumer's: the first one came 60 s after the
             # start, after a stack that is up in 30 s had long been in use
             "PRODUCER_EMF_INTERVAL_SECONDS": "5",
+            **({"PRODUCER_API_KEY": cfg.api_key} if cfg.api_key else {}),
             **self.observed.service_env("producer"),
         }
 
@@ -528,6 +539,7 @@ class LocalStack(Supervisor):
             "SCALER_METRICS_SOURCE": "cloudwatch" if cfg.scaler == "dry-run" else "producer",
             "SCALER_CLOUDWATCH_ENDPOINT": self.observed.cloudwatch_url,
             "SCALER_PRODUCER_METRICS_URLS": f"{cfg.producer_url}/metrics",
+            **({"SCALER_PRODUCER_API_KEY": cfg.api_key} if cfg.api_key else {}),
             "SCALER_CHECK_INTERVAL_SECONDS": str(cfg.scaler_interval_seconds),
             "SCALER_DRY_RUN": str(cfg.scaler == "dry-run").lower(),
             "SCALER_MIN_SHARDS": "1",

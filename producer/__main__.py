@@ -7,6 +7,7 @@ in flight and the lifespan flushes every buffered record to Kinesis before the p
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 
 from common.logs import configure_logging, log_config
 from common.settings import load
+from producer.api.gate import HeaderDeadline
 from producer.config import ProducerSettings, get_settings
 from producer.main import create_app
 
@@ -52,7 +54,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
         "timeout_graceful_shutdown": 30,
         "timeout_keep_alive": settings.keep_alive_seconds,
         "access_log": settings.access_log,
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # uvicorn's lines as JSON too, at the same level, in every worker process
         "log_config": log_config("producer", settings.log_level),
         "log_level": settings.log_level.lower(),
+        # httptools with a deadline for the request headers (producer.api.gate)
+        "http": functools.partial(HeaderDeadline, header_timeout=settings.header_timeout_seconds),
     }
     if settings.workers > 1:  # several processes: each flushes its own buffer on SIGTERM
         # where the workers share their counts (producer/workers.py), gone when they stop

@@ -166,7 +166,7 @@ class KinesisCollector(Resharding):
         if self._closing:
             raise RecordNotAccepted("the producer is shutting down")
         if self.broken is not None:
-            raise RecordNotAccepted(f"the producer's collector stopped: {self.broken!r}")
+            raise RecordNotAccepted("the producer's collector stopped (see its log)")
         key_bytes = len(partition_key) if partition_key.isascii() else len(partition_key.encode())
         queue = self._queue_for(partition_key)
         self._admit(queue, len(data), key_bytes)
@@ -236,7 +236,7 @@ class KinesisCollector(Resharding):
             log.critical("the collector's dispatch loop failed", exc_info=True)
             self.broken = exc
             stranded = [r for q in self._all_queues() for r in q.records()]
-            self._fail(stranded, f"the producer's collector stopped: {exc!r}")
+            self._fail(stranded, "the producer's collector stopped (see its log)")
             self._drop_queues()
             if self._sends:
                 await asyncio.wait(set(self._sends))
@@ -349,10 +349,10 @@ class KinesisCollector(Resharding):
         self._flying.update((id(e), e) for e in batch)
         try:
             await self._send_until_done(batch)
-        except Exception as exc:  # never leave a caller waiting forever
+        except Exception:  # never leave a caller waiting forever
             log.exception("PutRecords failed unexpectedly")
             for entry in batch:
-                self._fail(entry.records, f"internal error: {exc}")
+                self._fail(entry.records, "internal error (see the producer's log)")
                 self._landed(entry)
         finally:
             self._calls -= 1

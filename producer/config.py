@@ -82,13 +82,26 @@ class ProducerSettings(BaseSettings):
     max_batch_records: int = Field(500, ge=1, le=10_000, description="records per POST /batch")
     api_key: SecretStr | None = Field(
         None,
-        description="when set, every route but GET /health and GET /ready needs it in "
-        "X-Api-Key",
+        description="when set, every route but GET /health and GET /ready needs it in X-Api-Key",
     )
     api_keys: SecretStr | None = Field(
         None,
         description="several keys, comma-separated, all valid at once (a key rotates without "
         "downtime); in AWS the task gets it from Secrets Manager",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a request's headers must be complete this long after its first byte, else "
+        "408 and the connection closes (slow clients)",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=300,
+        description="a record request's body must be complete this long after its headers, "
+        "else 408",
     )
     drain_seconds: float = Field(
         0.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from producer.api.docs import add_docs
-from producer.api.fastpath import CheckBody, ProducerApp
+from producer.api.fastpath import ProducerApp
 from producer.api.ingest import Ingest, problems
 from producer.api.routes import router
 from producer.collector import CollectorConfig, KinesisCollector
@@ -49,6 +50,8 @@ def kinesis_client(settings: ProducerSettings) -> Any:
 
 
 ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+INTERNAL_ERROR = {"error": "internal_error", "detail": "see the producer's log"}
+log = logging.getLogger("producer")
 
 
 def _write_emf(line: str | None) -> None:
@@ -129,7 +132,6 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
         ingest = Ingest(collector, IdGenerator(), conf.max_batch_records)
         app.state.collector = collector
         app.state.ingest = ingest
-        app.state.api_key = app.api_key = api_key
         app.state.draining = False
         app.ingest = ingest  # the fast path serves from here on
         try:
@@ -172,6 +174,14 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        # a bug, not the request's fault: the log has the exception, the answer never does
+        log.error("request failed", exc_info=exc)
+        return JSONResponse(status_code=500, content=INTERNAL_ERROR)
+
+    # before the lifespan: the gate refuses from the first request on (the key, the limits)
+    app.state.api_key = app.api_key = api_key
     app.max_body_bytes = conf.max_body_bytes
-    app.add_middleware(CheckBody, max_body_bytes=conf.max_body_bytes)
+    app.body_timeout = conf.body_timeout_seconds
     return app

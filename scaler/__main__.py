@@ -16,7 +16,7 @@ from scaler.config import ScalerSettings, get_settings
 from scaler.notify import ConsumerCapacity, Notifier, SnsNotifier
 from scaler.policy import Policy
 from scaler.service import Scaler
-from scaler.sources import CloudWatchSource, MetricSource, ProducerSource
+from scaler.sources import CloudWatchSource, MetricSource, ProducerSource, fetch_with_key
 from scaler.state import DynamoDBStateStore, StateStore
 from scaler.stream import StreamAdmin
 
@@ -26,7 +26,12 @@ def build(settings: ScalerSettings) -> Scaler:
     kinesis = session.client("kinesis", endpoint_url=settings.kinesis_endpoint)
     source: MetricSource
     if settings.metrics_source == "producer":
-        source = ProducerSource(settings.urls, sample_seconds=settings.sample_seconds)
+        key = settings.producer_api_key
+        source = ProducerSource(
+            settings.urls,
+            fetch_with_key(key.get_secret_value() if key else None),
+            sample_seconds=settings.sample_seconds,
+        )
     else:
         cloudwatch = session.client("cloudwatch", endpoint_url=settings.cloudwatch_endpoint)
         source = CloudWatchSource(cloudwatch, settings.stream_name, settings.shard_level_metrics)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.settings import LogLevel, log_level_field, region_field
@@ -35,6 +35,9 @@ class ScalerSettings(BaseSettings):
     shard_level_metrics: bool = Field(True, description="cloudwatch: read per-shard metrics too")
     producer_metrics_urls: str = Field(
         "", description="producer source: the producers' /metrics URLs, comma-separated"
+    )
+    producer_api_key: SecretStr | None = Field(
+        None, description="producer source: X-Api-Key for /metrics, when the producers need one"
     )
     check_interval_seconds: float = Field(
         60.0, gt=0, le=3600, description="a check (sample and decision) this often"

@@ -106,9 +106,15 @@ def parse_shard_counts(text: str) -> dict[str, Counter[str]]:
     return counts
 
 
-def _fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read().decode()
+def _fetch(url: str, api_key: str | None = None) -> str:
+    headers = {"X-Api-Key": api_key} if api_key else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+        return r.read().decode()
+
+
+def fetch_with_key(api_key: str | None) -> Callable[[str], str]:
+    """GET a producer's ``/metrics``, with its API key when the producers need one."""
+    return lambda url: _fetch(url, api_key)
 
 
 Scrape = dict[str, dict[str, Counter[str]]]  # producer url -> metric -> shard -> count

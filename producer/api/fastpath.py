@@ -12,15 +12,15 @@ cannot disagree about what a good request is.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from producer.api.deps import api_key_matches
+from producer.api.gate import refuse, too_large
 from producer.api.ingest import RETRY_AFTER, Ingest, Pending, plain_record
 from producer.memory import REQUEST_OVERHEAD, MemoryBudget, exact_parse_cost, parse_cost
 from producer.metrics import ProducerMetrics
@@ -28,6 +28,12 @@ from producer.metrics import ProducerMetrics
 log = logging.getLogger(__name__)
 
 JSON_HEADER = (b"content-type", b"application/json")
+RECORD_PATHS = ("/", "/batch")
+NOT_READY = {"error": "not_ready", "detail": "the producer is starting or stopping"}
+# a refusal while the body may still be coming (too large, too slow, cut short): the
+# connection closes rather than have the server read or drain the rest
+CLOSE = {"Connection": "close"}
+REFUSED_HEADERS = {503: RETRY_AFTER, 400: CLOSE, 408: CLOSE, 413: CLOSE}
 
 
 async def send_json(
@@ -54,40 +60,51 @@ def overloaded(detail: str) -> Refused:
     return Refused(503, {"error": "overloaded", "detail": detail})
 
 
-async def read_body(receive: Receive, limit: int, budget: MemoryBudget | None = None) -> bytes:
+async def read_body(
+    receive: Receive, limit: int, budget: MemoryBudget | None = None, timeout: float = 30.0
+) -> bytes:
     """The request body, charged to ``budget`` as it arrives: twice its size while it comes in
     chunks (they are joined at the end), then its size, which the caller releases.
 
     Raises ``Refused``: 413 once it passes ``limit`` bytes (a chunked upload has no
-    Content-Length to check up front), 503 when the memory bound cannot hold it.
+    Content-Length to check up front), 503 when the memory bound cannot hold it, 408 when it
+    has not all come within ``timeout`` seconds (a slow client holds no memory for long), 400
+    when the client went away before it ended (a truncated body is not taken, even when what
+    came is valid JSON).
     """
     chunks: list[bytes] = []
     size = held = 0
     try:
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise Refused(*too_large(limit))
-            if budget is not None and chunk:
-                if not budget.reserve(2 * len(chunk)):
-                    raise overloaded(f"the producer holds {budget.used} of {budget.limit} bytes")
-                held += 2 * len(chunk)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    detail = "the client went away before the body ended"
+                    raise Refused(400, {"error": "incomplete_body", "detail": detail})
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise Refused(*too_large(limit))
+                if budget is not None and chunk:
+                    if not budget.reserve(2 * len(chunk)):
+                        used, bound = budget.used, budget.limit
+                        raise overloaded(f"the producer holds {used} of {bound} bytes")
+                    held += 2 * len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         if budget is not None:
             budget.release(held - len(body))
             held = len(body)
         return body
-    except BaseException:
+    except BaseException as exc:
         if budget is not None:
             budget.release(held)
+        if isinstance(exc, TimeoutError):
+            detail = f"the body did not arrive within {timeout:g} s"
+            raise Refused(408, {"error": "request_timeout", "detail": detail}) from None
         raise
 
 
@@ -133,47 +150,50 @@ def parse(body: bytes) -> Any:
 class ProducerApp(FastAPI):
     """The producer's FastAPI app, with the record endpoints' fast path in front.
 
-    ``ingest`` is set by the lifespan once the collector runs; until then (and for every other
-    request) FastAPI serves.
+    Every HTTP request passes the gate first (``gate.refuse``: the key and the declared body,
+    from the headers alone). ``ingest`` is set by the lifespan once the collector runs; until
+    then a record POST is answered 503. The record routes' bodies are read here, within the
+    limit and the body deadline, and only then handed to FastAPI when the fast path does not
+    serve them: no FastAPI route reads a body from the client itself.
     """
 
     ingest: Ingest | None = None
-    api_key: bytes | None = None
+    api_key: tuple[bytes, ...] | None = None
     max_body_bytes: int = 6 * 1024 * 1024
+    body_timeout: float = 30.0
+    fast_path: bool = True  # False: every record request goes on to FastAPI (tests, fuzzing)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        records = scope["method"] == "POST" and scope["path"] in RECORD_PATHS
         ingest = self.ingest
-        if (
-            ingest is None
-            or scope["type"] != "http"
-            or scope["method"] != "POST"
-            or scope["path"] not in ("/", "/batch")
-        ):
+        refusal = refuse(scope, self.api_key or (), self.max_body_bytes)
+        if refusal is None and records and ingest is None:
+            refusal = 503, NOT_READY, {**RETRY_AFTER, "Connection": "close"}
+        if refusal is not None:
+            if records and ingest is not None:
+                ingest.collector.metrics.response(refusal[0])
+            await send_json(send, *refusal)
+            return
+        if not records or ingest is None:
             await super().__call__(scope, receive, send)
             return
         metrics = ingest.collector.metrics
         budget = ingest.collector.budget
-        headers = Headers(scope=scope)
-        problem = body_problem(headers, self.max_body_bytes)
-        if problem is not None:
-            metrics.response(problem[0])
-            await send_json(send, *problem)
-            return
         held = 0
         try:
             if not budget.reserve(REQUEST_OVERHEAD):
                 raise overloaded(f"the producer holds {budget.used} of {budget.limit} bytes")
             held = REQUEST_OVERHEAD
-            body = await read_body(receive, self.max_body_bytes, budget)
+            body = await read_body(receive, self.max_body_bytes, budget, self.body_timeout)
             held += len(body)
-            if self.api_key is not None and not api_key_matches(self.api_key, headers):
-                await super().__call__(scope, replay(body, receive), counting(send, metrics))
-                return  # the route answers 401
             cost = parse_cost(body)
             if not budget.reserve(cost):
                 raise too_costly(cost, budget)
             held += cost
-            pending = self._take(ingest, scope["path"], body)
+            pending = self._take(ingest, scope["path"], body) if self.fast_path else None
             if pending is None:  # FastAPI answers, holding the body and its parse until then
                 extra = exact_parse_cost(body) - cost  # it reads every number as a Decimal
                 if not budget.reserve(extra):
@@ -188,7 +208,7 @@ class ProducerApp(FastAPI):
         except Refused as refused:
             if refused.status == 503:
                 metrics.count("RequestsOverloaded")
-            answer = refused.status, refused.answer, RETRY_AFTER if refused.status == 503 else None
+            answer = refused.status, refused.answer, REFUSED_HEADERS.get(refused.status)
         except Exception:  # a bug, not the request's fault: answer rather than hang up
             log.exception("the ingest fast path failed")
             answer = 500, {"error": "internal_error", "detail": "see the producer's log"}, None
@@ -235,40 +255,3 @@ def counting(send: Send, metrics: ProducerMetrics) -> Send:
         await send(message)
 
     return counted
-
-
-def too_large(limit: int) -> tuple[int, dict[str, str]]:
-    return 413, {"error": "body_too_large", "detail": f"the body exceeds {limit} bytes"}
-
-
-def body_problem(headers: Headers, limit: int | None) -> tuple[int, dict[str, str]] | None:
-    """413 for a body declared over ``limit`` bytes, 415 for one that is not JSON."""
-    length = headers.get("content-length", "")
-    if limit and length.isdigit() and int(length) > limit:
-        return too_large(limit)
-    media = headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if media != "application/json" and not (
-        media.startswith("application/") and media.endswith("+json")
-    ):
-        detail = f"send JSON with Content-Type: application/json (got {media!r})"
-        return 415, {"error": "unsupported_media_type", "detail": detail}
-    return None
-
-
-class CheckBody:
-    """Pure ASGI middleware answering 413/415 for the POSTs FastAPI serves, before the body is
-    read or parsed. (Starlette's ``@app.middleware("http")`` runs every request through an
-    extra task and memory stream; under load that cost more than the rest of the request.)
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            problem = body_problem(Headers(scope=scope), self.max_body_bytes)
-            if problem is not None:
-                await send_json(send, *problem)
-                return
-        await self.app(scope, receive, send)

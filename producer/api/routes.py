@@ -102,7 +102,8 @@ def _broken(request: Request) -> dict[str, str] | None:
     collector: KinesisCollector | None = getattr(request.app.state, "collector", None)
     if collector is None or collector.broken is None:
         return None
-    return {"error": "collector_stopped", "detail": repr(collector.broken)}
+    # what broke is in the log (collector.py); an answer never carries internal text
+    return {"error": "collector_stopped", "detail": "the producer cannot send to Kinesis"}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

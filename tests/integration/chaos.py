@@ -60,14 +60,21 @@ def record_processors(consumer_pid: int) -> list[int]:
     return found
 
 
-def probe_stored(producer_url: str, ddb: Any, table: str) -> Callable[[], bool]:
+def probe_stored(
+    producer_url: str, ddb: Any, table: str, api_key: str | None = None
+) -> Callable[[], bool]:
     """POST one record now (retried until acknowledged); the condition: it is stored."""
     record_id = ""
 
     def stored() -> bool:
         nonlocal record_id
         if not record_id:
-            response = httpx.post(f"{producer_url}/", json={"data": {"probe": True}}, timeout=30)
+            response = httpx.post(
+                f"{producer_url}/",
+                json={"data": {"probe": True}},
+                headers={"X-Api-Key": api_key} if api_key else {},
+                timeout=30,
+            )
             if response.status_code != 200:
                 return False
             record_id = response.json()["id"]

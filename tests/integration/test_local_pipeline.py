@@ -41,6 +41,10 @@ pytestmark = pytest.mark.integration
 PORTS = {"kinesis_tls_port": 14567, "kinesis_plain_port": 14568, "dynamodb_port": 18000,
          "producer_port": 18080, "dashboard_port": 18090}  # fmt: skip
 STREAM = "it-stream"
+# the stack runs with a key, as `PRODUCER_API_KEY=... make run` starts it: every request of
+# these tests carries it, and the dashboard and the scaler read /metrics with it
+API_KEY = "it-key-0123456789"
+KEY = {"X-Api-Key": API_KEY}
 APP = "kinesis-ingest-consumer"
 RECORDS = 1000
 
@@ -69,7 +73,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> Non
 async def _post_all(count: int) -> list[tuple[dict[str, Any], Any]]:
     limits = asyncio.Semaphore(64)
     base = f"http://127.0.0.1:{PORTS['producer_port']}"
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=KEY) as client:
 
         async def one(i: int) -> tuple[dict[str, Any], Any]:
             data = {"n": i, "text": f"record {i}", "nested": {"ok": True, "list": [i, "x"]}}
@@ -126,7 +130,8 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
         argv += ["--" + name.replace("_", "-"), str(port)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
+                                stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PRODUCER_API_KEY": API_KEY})  # fmt: skip
     try:
         _wait_ready(proc, log, timeout=240)
         record = PidFile.read(state / "pids.json")
@@ -199,6 +204,11 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     # WHEN 1,000 records with random partition keys are POSTed, and a record that is not
     # the producer's JSON is put into the stream behind its back
     answers = asyncio.run(_post_all(RECORDS))
+    # (and without the key nothing is taken, and nothing is served but the health checks)
+    base = f"http://127.0.0.1:{PORTS['producer_port']}"
+    assert httpx.post(f"{base}/", json={"data": 1}, timeout=10).status_code == 401
+    assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401
+    assert httpx.get(f"{base}/health", timeout=10).status_code == 200
     kinesis = _kinesis(state)
     poison = kinesis.put_record(StreamName=STREAM, Data=b"\x00not json", PartitionKey="p")
 
@@ -276,7 +286,8 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     # record stored, the alarms, and the KCL's lag metric in CloudWatch
     smoke = subprocess.run(
         [sys.executable, "-m", "infra.smoke", "--outputs", str(state / "outputs.json"),
-         "--timeout", "120"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+         "--timeout", "120", "--api-key", API_KEY], cwd=ROOT, capture_output=True, text=True,
+        timeout=300,
     )  # fmt: skip
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     report = json.loads(smoke.stdout)
@@ -415,7 +426,9 @@ def test_each_service_sigkilled_under_traffic_is_restarted_and_nothing_is_lost(
             return replaced + wait_for(producer_healthy, 120, "producer /health")
         if service == "scaler":
             return replaced + wait_for(lambda: heartbeat.stat().st_mtime > since, 120, "checks")
-        return replaced + wait_for(probe_stored(producer_url, ddb, "records"), 300, "stored")
+        return replaced + wait_for(
+            probe_stored(producer_url, ddb, "records", API_KEY), 300, "stored"
+        )
 
     def chaos(acked: list[str]) -> tuple[list[Phase], float]:
         phases: list[Phase] = []
@@ -471,7 +484,7 @@ def test_each_service_sigkilled_under_traffic_is_restarted_and_nothing_is_lost(
 
     async def scenario() -> tuple[list[Phase], float]:
         acked: list[str] = []
-        sender = asyncio.create_task(send(producer_url, 1_000_000, 20, 8, acked))
+        sender = asyncio.create_task(send(producer_url, 1_000_000, 20, 8, acked, api_key=API_KEY))
         try:
             return await asyncio.to_thread(chaos, acked)
         finally:
@@ -551,7 +564,8 @@ def _loadgen(rate: int, seconds: int, state: Path) -> dict[str, Any]:
     """``python -m loadgen`` against the stack (found through its endpoints file); its JSON
     summary (progress went to stderr)."""
     argv = [sys.executable, "-m", "loadgen", "--rate", str(rate), "--duration", str(seconds),
-            "--state-dir", str(state), "--shape", "mixed", "--json"]  # fmt: skip
+            "--state-dir", str(state), "--shape", "mixed",
+            "--api-key", API_KEY, "--json"]  # fmt: skip
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr + done.stdout
     assert "100%" in done.stderr  # the progress lines

@@ -21,13 +21,15 @@ async def send(
     keys: int,
     acked: list[str] | None = None,
     data: Callable[[int], Any] = lambda i: {"i": i},
+    api_key: str | None = None,
 ) -> list[str]:
     """POST ``count`` records at about ``rate``/s; the ids Kinesis acknowledged are appended
     to ``acked`` as they come, and returned."""
     acked = [] if acked is None else acked
     rng = random.Random(count)
 
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    headers = {"X-Api-Key": api_key} if api_key else {}
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=headers) as client:
 
         async def one(i: int) -> None:
             body: dict[str, Any] = {"data": data(i)}
