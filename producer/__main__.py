@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from common.logs import configure_logging, log_config
 from common.settings import load
-from producer.api.gate import HeaderDeadline
+from producer.api.gate import ProducerHttp
 from producer.config import ProducerSettings, get_settings
 from producer.main import create_app
 
@@ -63,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # uvicorn's lines as JSON too, at the same level, in every worker process
         "log_config": log_config("producer", settings.log_level),
         "log_level": settings.log_level.lower(),
-        # httptools with a deadline for the request headers (producer.api.gate)
-        "http": functools.partial(HeaderDeadline, header_timeout=settings.header_timeout_seconds),
+        # httptools with a deadline for the request headers, JSON errors (producer.api.gate)
+        "http": functools.partial(ProducerHttp, header_timeout=settings.header_timeout_seconds),
     }
     if settings.workers > 1:  # several processes: each flushes its own buffer on SIGTERM
         # where the workers share their counts (producer/workers.py), gone when they stop

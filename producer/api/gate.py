@@ -7,7 +7,7 @@ another spelling (404), a declared body over the limit (413), a body that is not
 A refusal of a request that still has a body coming closes the connection, so the server does
 not go on reading (or draining) it.
 
-Slow clients: ``HeaderDeadline`` (the uvicorn protocol) closes a connection whose request
+Slow clients: ``ProducerHttp`` (the uvicorn protocol) closes a connection whose request
 headers are not complete in time; the body has its own deadline in ``fastpath.read_body``.
 """
 
@@ -17,7 +17,8 @@ import json
 from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from producer.api.deps import api_key_matches
@@ -76,12 +77,35 @@ def refuse(scope: Scope, keys: tuple[bytes, ...], max_body_bytes: int) -> Refusa
     return refusal
 
 
-class HeaderDeadline(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for a request's headers: from the
-    connection's first byte, or the first byte of the next request on a kept-alive connection
-    (idle keep-alive has uvicorn's own timeout), to the end of the headers. A client that is
-    too slow gets 408 and the connection is closed. (uvicorn bounds neither: a connection that
-    sends a few header bytes and then nothing is held for ever.)"""
+def _raw_json_response(status_line: bytes, answer: dict[str, str]) -> bytes:
+    body = json.dumps(answer).encode()
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status_line, len(body), body)
+    )
+
+
+async def overloaded(scope: Scope, receive: Receive, send: Send) -> None:
+    """uvicorn's answer past ``limit_concurrency``, in the API's shape (its own is text)."""
+    answer = {"error": "overloaded", "detail": "too many connections: retry later"}
+    body = json.dumps(answer).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
+               (b"retry-after", b"1"), (b"connection", b"close")]  # fmt: skip
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ProducerHttp(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with
+
+    - a deadline for a request's headers: from the connection's first byte, or the first byte
+      of the next request on a kept-alive connection (idle keep-alive has uvicorn's own
+      timeout), to the end of the headers. A client that is too slow gets 408 and the
+      connection is closed. (uvicorn bounds neither: a connection that sends a few header bytes
+      and then nothing is held for ever.)
+    - the answers uvicorn gives on its own (400 for what is not HTTP, 503 past the concurrency
+      limit) in the API's JSON shape instead of plain text.
+    """
 
     def __init__(self, *args: Any, header_timeout: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,6 +129,15 @@ class HeaderDeadline(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def send_400_response(self, msg: str) -> None:
+        self._disarm()
+        answer = {"error": "bad_request", "detail": "the request is not valid HTTP/1.1"}
+        self.transport.write(_raw_json_response(b"400 Bad Request", answer))
+        self.transport.close()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        super()._start_asgi_task(cycle, overloaded if app is service_unavailable else app)
+
     def _arm(self) -> None:
         self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
 
@@ -117,11 +150,6 @@ class HeaderDeadline(HttpToolsProtocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
-        body = json.dumps(
-            {"error": "request_timeout", "detail": "the request headers took too long"}
-        ).encode()
-        self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-        )
+        answer = {"error": "request_timeout", "detail": "the request headers took too long"}
+        self.transport.write(_raw_json_response(b"408 Request Timeout", answer))
         self.transport.close()
