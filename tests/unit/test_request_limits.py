@@ -238,3 +238,14 @@ def test_before_the_collector_runs_a_record_is_refused_unread() -> None:
     response = client.post("/", json={"data": 1})
     assert response.status_code == 503 and response.json()["error"] == "not_ready"
     assert response.headers["retry-after"] == "1"
+
+
+def test_past_the_connection_limit_the_answer_is_json_503() -> None:
+    with served_producer(PRODUCER_MAX_CONNECTIONS="2") as served, served.connect() as held:
+        held.sendall(b"GET /health HTTP/1.1\r\nHost: p\r\n\r\n")
+        assert read_response(held, timeout=5)[0] == 200  # kept alive: with the next, 2 of 2
+        with served.connect() as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: p\r\n\r\n")
+            status, headers, body = read_response(sock, timeout=5)
+    assert status == 503 and headers["retry-after"] == "1"
+    assert json.loads(body)["error"] == "overloaded"
