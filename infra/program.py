@@ -69,6 +69,7 @@ class Stack:
     scaling_topic_arn: pulumi.Output[str] | None = None
     rebuild_application: str = ""
     api_key_secret_arn: pulumi.Output[str] | None = None  # None: the API takes no key
+    cluster_name: pulumi.Output[str] | None = None
 
 
 def environments(s: InfraSettings, region: pulumi.Input[str], data: Data) -> dict[str, dict]:
@@ -356,6 +357,7 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
         notify.scaling_topic.arn if notify.scaling_topic is not None else None,
         rebuild_app,
         keys.secret_arn if keys else None,
+        cluster.name,
     )
 
 
@@ -373,3 +375,6 @@ def export(stack: Stack) -> None:
     pulumi.export("rebuild_application", stack.rebuild_application)
     # where the keys are, not what they are (README "API keys": fetch one with the AWS CLI)
     pulumi.export("api_key_secret_arn", stack.api_key_secret_arn)
+    # what `aws ecs update-service --force-new-deployment` needs after a key rotation
+    pulumi.export("cluster", stack.cluster_name)
+    pulumi.export("producer_service", stack.services["producer"].service.name)
