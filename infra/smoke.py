@@ -2,7 +2,8 @@
 
 Reads the stack outputs (``pulumi stack output --json`` in ``infra/``, or ``--outputs FILE``;
 ``--local`` reads the local stack's ``.local/stack/outputs.json``, whose endpoints it uses),
-POSTs one record to the endpoint, waits until the records table has it, then reports every
+POSTs one record to the endpoint (with the API key: ``--api-key``, or the first key in the stack's
+Secrets Manager secret), waits until the records table has it, then reports every
 alarm's state and whether the KCL's lag metric (MillisBehindLatest, Operation=
 ApplicationTracker, namespace = the application) exists in CloudWatch. Exit status 0 only when
 the record was stored and the lag metric exists; alarms in ALARM are reported, not fatal.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -41,6 +43,16 @@ def _client(service: str, outputs: dict[str, Any]) -> Any:
     credentials = outputs.get("credentials", {})  # local stack only: its dummy key
     return boto3.client(service, region_name=outputs["region"], endpoint_url=endpoint,
                         verify=verify, **credentials)  # fmt: skip
+
+
+def api_key_for(outputs: dict[str, Any], given: str | None) -> str | None:
+    """The key to send: the one given, else the first in the stack's secret (the
+    ``api_key_secret_arn`` output, ``{"keys": "k1,k2"}``), else none."""
+    arn = outputs.get("api_key_secret_arn")
+    if given or not arn:
+        return given
+    secret = _client("secretsmanager", outputs).get_secret_value(SecretId=arn)
+    return str(json.loads(secret["SecretString"])["keys"].split(",")[0].strip())
 
 
 def post_record(url: str, marker: str, api_key: str | None) -> str:
@@ -88,10 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs", type=Path, help="stack outputs JSON (default: pulumi)")
     parser.add_argument("--local", action="store_true", help=f"the local stack ({LOCAL_OUTPUTS})")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the item")
-    parser.add_argument("--api-key", help="X-Api-Key, when the producer requires one")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("PRODUCER_API_KEY") or None,
+        help="X-Api-Key (default: $PRODUCER_API_KEY, else the first key in the stack's secret)",
+    )
     args = parser.parse_args(argv)
     outputs = stack_outputs(LOCAL_OUTPUTS if args.local else args.outputs)
-    report = check(outputs, args.timeout, args.api_key)
+    report = check(outputs, args.timeout, api_key_for(outputs, args.api_key))
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0 if report["stored"] and report["lag_metric_exists"] else 1
 
