@@ -122,10 +122,18 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-# every digit and "." as "0", everything else as " ": then 16 in a row is one substring search
+# every digit and "." as "0", "e" and "E" as "e", "+" and "-" as "-", everything else as " ":
+# then 16 digits in a row, or an exponent of three digits or more, is one substring search
 # (ten times faster than a regular expression over a batch)
-_NUMERIC = bytes(0x30 if 0x30 <= i <= 0x39 or i == 0x2E else 0x20 for i in range(256))
+_NUMERIC = bytes(
+    0x30 if 0x30 <= i <= 0x39 or i == 0x2E
+    else 0x65 if i in (0x45, 0x65)
+    else 0x2D if i in (0x2B, 0x2D)
+    else 0x20
+    for i in range(256)
+)  # fmt: skip
 _SIXTEEN = b"0" * 16
+_LONG_EXPONENTS = (b"e000", b"e-000")
 
 
 def parse(body: bytes) -> Any:
@@ -137,9 +145,13 @@ def parse(body: bytes) -> Any:
     that its shortest form (what the storability contract reads, and what orjson writes into
     the envelope) is the same number again (DBL_DIG = 15); an integer of up to 15 digits is
     exact. A body with 16 digits or dots in a row anywhere (a number that may carry more, or a
-    string that looks like one) is left to the exact parser (``common.storable.loads``).
+    string that looks like one) is left to the exact parser (``common.storable.loads``), and so
+    is one with an exponent of three digits: orjson reads 1e-400 as 0.0 without a word (and a
+    subnormal with fewer digits than were sent), which the contract would then store as 0
+    (found by tests/unit/test_fuzz.py); DynamoDB's numbers stop at exponents -130 and 125.
     """
-    if _SIXTEEN in body.translate(_NUMERIC):
+    numeric = body.translate(_NUMERIC)
+    if _SIXTEEN in numeric or any(e in numeric for e in _LONG_EXPONENTS):
         return None
     try:
         return orjson.loads(body)

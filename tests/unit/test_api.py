@@ -519,7 +519,7 @@ def test_the_issues_reproductions_are_refused_or_stored_as_sent_both_ways(
     body, path, status = ISSUE_REPRODUCTIONS[case]
     with _client(kinesis) as client:
         if way == "FastAPI route":
-            client.app.ingest = None  # type: ignore[attr-defined]  # the fast path stands aside
+            client.app.fast_path = False  # type: ignore[attr-defined]  # the fast path stands aside
         # WHEN the issue's request is posted
         response = _post(client, path, body)
     # THEN a 4xx naming the field for what DynamoDB could not store, never a 5xx
