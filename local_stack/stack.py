@@ -299,7 +299,7 @@ class LocalStack(Supervisor):
         self._write_endpoints()
         if cfg.first_record:
             try:
-                self.first_record = FirstRecord.post(cfg.producer_url)
+                self.first_record = FirstRecord.post(cfg.producer_url, cfg.api_key)
             except OSError as exc:  # refused (an HTTP error) or no answer
                 raise StartupError(f"the producer did not take the first record: {exc}") from None
         return consumer
@@ -580,10 +580,13 @@ class FirstRecord:
     id: str
 
     @classmethod
-    def post(cls, producer_url: str) -> FirstRecord:
+    def post(cls, producer_url: str, api_key: str | None = None) -> FirstRecord:
         body = json.dumps({"data": {"source": "local_stack", "check": "first record"}}).encode()
-        request = urllib.request.Request(f"{producer_url}/", body, method="POST",
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        headers = {
+            "Content-Type": "application/json",
+            **({"X-Api-Key": api_key} if api_key else {}),
+        }
+        request = urllib.request.Request(f"{producer_url}/", body, method="POST", headers=headers)
         with urllib.request.urlopen(request, timeout=60) as response:
             return cls(str(json.loads(response.read())["id"]))
 
