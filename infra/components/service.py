@@ -20,7 +20,8 @@ RUN_AS = "10001:10001"  # the images' unprivileged user (docker/*.Dockerfile)
 # without ``host`` on Fargate). The images declare ``VOLUME /tmp`` so it starts as the image's
 # world-writable, sticky /tmp rather than root's 0755. What writes there: the consumer's
 # rendered KCL properties and processor heartbeats, the JVM's hsperfdata and Netty's native
-# libraries (java.io.tmpdir), the scaler's heartbeat.
+# libraries (java.io.tmpdir), the scaler's heartbeat, the producer workers' shared counts
+# (a temporary directory, producer/__main__.py).
 TMP_VOLUME = "tmp"
 TMP_PATH = "/tmp"
 
