@@ -149,8 +149,9 @@ class Ingest(pulumi.ComponentResource):
                 opts=child,
             )
         # /metrics is for the inside (the local dashboard, scrapers in the VPC), never the
-        # internet: the listener answers it itself. Path patterns are case-sensitive and match
-        # the path only (ALB User Guide, "Listener rules": path conditions); the producer
+        # internet: the listener answers it itself. A path pattern is compared case-sensitively
+        # with the path only, not the query string (CloudFormation reference, ListenerRule
+        # PathPatternConfig; ALB User Guide, "Condition types for listener rules"); the producer
         # serves /metrics only for exactly that raw path, so an encoded or differently cased
         # path the ALB forwards is a 404 there too (producer/api/gate.py).
         aws.lb.ListenerRule(
