@@ -291,8 +291,9 @@ class LocalStack(Supervisor):
         # reads, what the throttling alarm watches; from the producer's first record on
         metrics_state = cfg.state_dir / "stream-metrics.json"
         metrics_state.unlink(missing_ok=True)  # an earlier run's: this producer counts from 0
+        key = {"PRODUCER_API_KEY": cfg.api_key} if cfg.api_key else {}  # /metrics needs it
         self._spawn("stream-metrics", self._stream_metrics_argv(metrics_state),
-                    {"AWS_CA_BUNDLE": str(self.tls.cert)})  # fmt: skip
+                    {"AWS_CA_BUNDLE": str(self.tls.cert), **key})  # fmt: skip
         wait_until("the producer", self._producer_healthy, 60, producer)
         say(f"producer healthy: {cfg.producer_url}/ (records posted from now on wait in the "
             "stream until the consumer reads them)")  # fmt: skip

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -39,7 +40,7 @@ from typing import Any
 import boto3
 
 from common.logs import configure_logging
-from scaler.sources import ProducerSource, Scrape, increase, scrape
+from scaler.sources import ProducerSource, Scrape, fetch_with_key, increase, scrape
 from scaler.stream import StreamAdmin
 
 log = logging.getLogger("stream-metrics")
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
         session.client("cloudwatch", endpoint_url=args.cloudwatch_endpoint),
         StreamAdmin(session.client("kinesis", endpoint_url=args.kinesis_endpoint), args.stream),
         args.producer_metrics_url,
+        # the producer answers /metrics only with its key, when it has one (from the
+        # environment, never the command line: ps shows that to everyone)
+        fetch=fetch_with_key(os.environ.get("PRODUCER_API_KEY") or None),
         state=args.state,
     )
     log.info("publishing the stream's metrics", extra={"stream": args.stream,

@@ -313,7 +313,7 @@ def _stream_metrics_drive_the_dry_run_scaler(state: Path) -> None:
     producer_url = f"http://127.0.0.1:{PORTS['producer_port']}"
 
     def put_by_producer() -> int:
-        text = httpx.get(f"{producer_url}/metrics", timeout=5).text
+        text = httpx.get(f"{producer_url}/metrics", headers={"X-Api-Key": API_KEY}, timeout=5).text
         return int(re.search(r"^producer_kinesis_records_put_total (\d+)$", text, re.M)[1])
 
     def published() -> int:
