@@ -232,10 +232,14 @@ class WireTap:
                 if not broken:
                     try:
                         parser.feed(data)
-                    except Exception:
+                    except Exception as exc:  # the connection's framing: say what broke it
                         broken = True
                         self.unreadable += 1
                         self.log.add("<tap>", listener.api, "<unreadable>", {})
+                        what = {"unreadable": "<connection>", "api": listener.api,
+                                "error": f"{type(exc).__name__}: {exc}"[:300],
+                                "bytes": data[:300].hex()}  # fmt: skip
+                        sys.stderr.write(json.dumps(what) + "\n")
             up_writer.write_eof() if up_writer.can_write_eof() else None
 
         async def outbound() -> None:
