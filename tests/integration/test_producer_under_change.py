@@ -164,6 +164,14 @@ def _producer_up(stack: LocalStack) -> None:
                producer)  # fmt: skip
 
 
+def _run_id() -> str:
+    """A random tag for this run's ids, letters only: a hex tag such as ``4e123abc`` looks like
+    a number with a three-digit exponent, which sends the whole body to the exact parser and
+    the FastAPI route, whose /batch refuses a batch with a bad record as a whole (422) where
+    the fast path answers each record (both documented; a test's id must not pick one)."""
+    return uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
 def _nested(levels: int) -> bytes:
     return b'{"a": ' * levels + b"1" + b"}" * levels
 
@@ -172,7 +180,7 @@ def test_poison_cases_are_refused_or_quarantined_whole_and_ordinary_records_flow
     stack: LocalStack,
 ) -> None:
     _producer_up(stack)
-    run = uuid.uuid4().hex[:8]
+    run = _run_id()
     json_type = {"content-type": "application/json"}
     # GIVEN the issue's poison cases, posted to the producer
     posted = {
@@ -267,7 +275,7 @@ def test_retrying_with_the_same_ids_around_a_producer_restart_leaves_one_item_ea
     stack: LocalStack,
 ) -> None:
     _producer_up(stack)
-    run = uuid.uuid4().hex[:8]
+    run = _run_id()
     ids = [f"retry-{run}-{i}" for i in range(300)]
     producer = stack.process("producer")
 
