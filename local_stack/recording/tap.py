@@ -34,6 +34,9 @@ from local_stack.recording.calls import CallLog
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+# RFC 9113 section 6: frame types and flags read after the client's GOAWAY
+_DATA, _GOAWAY, _OPENS_A_REQUEST = 0x0, 0x7, (0x1, 0x5, 0x9)  # HEADERS, PUSH_PROMISE, CONTINUATION
+_END_STREAM, _PADDED = 0x1, 0x8
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class _Reader:
         self._pending = b""
         self._streams: dict[int, tuple[dict[str, str], bytearray]] = {}
         self._h1_request: tuple[dict[str, str], bytearray] | None = None
+        self._frames = b""  # HTTP/2 bytes not yet a whole frame
+        self._goaway = False  # the client sent GOAWAY: h2 reads nothing after it
 
     def feed(self, data: bytes) -> None:
         if self._h2 is not None:
@@ -103,7 +108,8 @@ class _Reader:
             )
             self._h2.max_inbound_frame_size = 2**24 - 1
             self._h2.initiate_connection()
-            data, self._pending = self._pending, b""
+            self._h2.receive_data(PREFACE)
+            data, self._pending = self._pending[len(PREFACE) :], b""
             self._feed_h2(data)
             return
         data, self._pending = self._pending, b""
@@ -133,8 +139,30 @@ class _Reader:
                 return
 
     def _feed_h2(self, data: bytes) -> None:
+        """Whole frames go to h2 up to the client's GOAWAY; h2 then refuses every frame (its
+        connection is closed) while RFC 9113 section 6.8 lets the client still finish its open
+        streams (and Netty resets the ones it gives up), so those frames are read here."""
         assert self._h2 is not None
-        for event in self._h2.receive_data(data):
+        self._frames += data
+        whole = 0
+        while len(self._frames) - whole >= 9:
+            length = int.from_bytes(self._frames[whole : whole + 3], "big")
+            if len(self._frames) - whole < 9 + length:
+                break
+            kind, flags = self._frames[whole + 3], self._frames[whole + 4]
+            stream_id = int.from_bytes(self._frames[whole + 5 : whole + 9], "big") & 0x7FFFFFFF
+            payload = self._frames[whole + 9 : whole + 9 + length]
+            whole += 9 + length
+            if self._goaway:
+                self._after_goaway(kind, flags, stream_id, payload)
+                continue
+            self._h2_events(self._frames[whole - 9 - length : whole])
+            self._goaway = kind == _GOAWAY
+        self._frames = self._frames[whole:]
+
+    def _h2_events(self, frame: bytes) -> None:
+        assert self._h2 is not None
+        for event in self._h2.receive_data(frame):
             if isinstance(event, h2.events.RequestReceived):
                 headers = {str(k).lower(): str(v) for k, v in event.headers}
                 self._streams[event.stream_id] = (headers, bytearray())
@@ -146,6 +174,18 @@ class _Reader:
                 headers, body = self._streams.pop(event.stream_id)
                 self._on_request(headers, bytes(body))
         self._h2.data_to_send()  # never sent: the real server answers the client
+
+    def _after_goaway(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        if kind in _OPENS_A_REQUEST:
+            raise ValueError(f"a request opened after the client's GOAWAY (stream {stream_id})")
+        if kind != _DATA or stream_id not in self._streams:
+            return  # RST_STREAM, WINDOW_UPDATE, PING, SETTINGS...: nothing to record
+        if flags & _PADDED:
+            payload = payload[1 : len(payload) - payload[0]]
+        self._streams[stream_id][1].extend(payload)
+        if flags & _END_STREAM:
+            headers, body = self._streams.pop(stream_id)
+            self._on_request(headers, bytes(body))
 
 
 class WireTap:

@@ -10,6 +10,8 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import hyperframe.frame
+import pytest
 
 from local_stack.recording.calls import CallLog, read_logs, summarize
 from local_stack.recording.tap import _Reader, access_key, parse_request
@@ -92,6 +94,43 @@ def test_cleartext_http2_requests_are_read_from_the_clients_frames() -> None:
         ("SubscribeToShard", {"ConsumerARN": "arn-1"}),
         ("DescribeStreamConsumer", {"ConsumerARN": "arn-3"}),
     ]
+
+
+def test_frames_after_the_clients_goaway_finish_open_requests_and_are_otherwise_ignored() -> None:
+    # GIVEN an HTTP/2 client with one request still sending its body when it closes the
+    # connection (Netty sends GOAWAY, then RST_STREAM for the streams it gives up: CI once saw
+    # "RECV_RST_STREAM in state CLOSED" from h2, which had stopped at the GOAWAY)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    headers = [(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    headers += [("authorization", AUTH), ("x-amz-target", "Kinesis_20131202.ListShards")]
+    client.send_headers(1, headers)
+    client.send_headers(3, headers)
+    client.send_data(3, b'{"StreamName": ', end_stream=False)
+    before = client.data_to_send()
+    goaway = hyperframe.frame.GoAwayFrame(0)
+    goaway.last_stream_id = 3
+    rst = hyperframe.frame.RstStreamFrame(1)
+    rst.error_code = 5  # STREAM_CLOSED
+    window = hyperframe.frame.WindowUpdateFrame(0)
+    window.window_increment = 2**20
+    data = hyperframe.frame.DataFrame(3, flags=["END_STREAM", "PADDED"])
+    data.data, data.pad_length = b'"s"}', 3
+    after = b"".join(f.serialize() for f in (goaway, rst, window, data))
+    reader, seen = _collect()
+    # WHEN the tap reads it all, in pieces that cut frames anywhere
+    stream = before + after
+    for i in range(0, len(stream), 6):
+        reader.feed(stream[i : i + 6])
+    # THEN the open request is read whole and the other frames are skipped
+    assert [parse_request("kinesis", h, b) for h, b in seen] == [
+        ("ListShards", {"StreamName": "s"})
+    ]
+    # AND a new request after the GOAWAY is not silently passed over: the tap says so
+    opened = hyperframe.frame.HeadersFrame(5, flags=["END_HEADERS", "END_STREAM"])
+    opened.data = b"\x82"  # any header block
+    with pytest.raises(ValueError, match="after the client's GOAWAY"):
+        reader.feed(opened.serialize())
 
 
 def test_query_protocol_and_compressed_bodies() -> None:
