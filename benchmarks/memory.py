@@ -44,8 +44,9 @@ from benchmarks.http import (
     write_post_script,
     wrk,
 )  # fmt: skip
-from benchmarks.null_kinesis import _shards
-from producer.shards import Shard, ShardMap
+from benchmarks.null_kinesis import OPEN_SHARDS
+from common.kinesis import Shard
+from producer.shards import ShardMap
 
 MiB = 1024 * 1024
 BOUND = 2_000  # PRODUCER_MAX_BUFFERED_RECORDS for the batch shapes (see _SHAPES)
@@ -156,10 +157,7 @@ def _status(task: asyncio.Task[httpx.Response]) -> int:
 async def _hot_shard_run(
     seconds: int, percent: float
 ) -> tuple[list[tuple[float, float]], list[int], float]:
-    shard_map = ShardMap(
-        [Shard(s["ShardId"], int(s["HashKeyRange"]["StartingHashKey"]),  # type: ignore[index]
-               int(s["HashKeyRange"]["EndingHashKey"])) for s in _shards()]  # type: ignore[index]
-    )  # fmt: skip
+    shard_map = ShardMap(OPEN_SHARDS)
     hot_shard, cold_shard = shard_map.shards[0], shard_map.shards[1]
     hot = _key_on(shard_map, hot_shard, "hot-")
     cold = _key_on(shard_map, cold_shard, "cold-")

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from common.kinesis import even_shards, hash_key
+
 SHARDS = 5  # the reference design's stream
-_STEP = 2**128 // SHARDS
+OPEN_SHARDS = even_shards(SHARDS)
 PAYLOAD_UNIT = 25 * 1024  # provisioned billing: a PUT payload unit per 25 KB of a record
 STATS_TARGET = "NullKinesis.Stats"
 
@@ -33,24 +34,12 @@ class UnsupportedRequest(Exception):
 def _shard_id(entry: dict[str, str]) -> str:
     """Route like Kinesis: the explicit hash key, else the MD5 of the partition key."""
     key = entry.get("ExplicitHashKey")
-    value = (
-        int(key) if key else int.from_bytes(hashlib.md5(entry["PartitionKey"].encode()).digest())
-    )
-    return f"shardId-{min(value // _STEP, SHARDS - 1):012d}"
+    value = int(key) if key else hash_key(entry["PartitionKey"])
+    return next(s.shard_id for s in OPEN_SHARDS if s.owns(value))
 
 
 def _shards() -> list[dict[str, object]]:
-    return [
-        {
-            "ShardId": f"shardId-{i:012d}",
-            "HashKeyRange": {
-                "StartingHashKey": str(i * _STEP),
-                "EndingHashKey": str(2**128 - 1 if i == SHARDS - 1 else (i + 1) * _STEP - 1),
-            },
-            "SequenceNumberRange": {"StartingSequenceNumber": "1"},
-        }
-        for i in range(SHARDS)
-    ]
+    return [shard.listing() for shard in OPEN_SHARDS]
 
 
 def _record_bytes(entry: dict[str, str]) -> int:

@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from common.kinesis import is_open, list_shards
 
 SENTINELS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 MAX_EMPTY_READS = 20  # GetRecords answers may be empty before the first record of a shard
@@ -82,16 +83,6 @@ def _leases(ddb: Any, table: str) -> dict[str, str]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _shards(kinesis: Any, stream: str) -> Iterator[dict[str, Any]]:
-    kwargs: dict[str, Any] = {"StreamName": stream}
-    while True:
-        page = kinesis.list_shards(**kwargs)
-        yield from page["Shards"]
-        if not page.get("NextToken"):
-            return
-        kwargs = {"NextToken": page["NextToken"]}
-
-
 def _next_arrival(kinesis: Any, stream: str, shard_id: str, **position: Any) -> datetime | None:
     """When the first record at ``position`` arrived; None when the shard has none there."""
     iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, **position)[
@@ -112,12 +103,11 @@ def progress(kinesis: Any, ddb: Any, stream: str, application: str, since: datet
     """Each shard of ``stream``: whether the rebuild application has read it up to ``until``."""
     leases = _leases(ddb, application)
     found = []
-    for shard in _shards(kinesis, stream):
-        shard_id = shard["ShardId"]
-        is_open = "EndingSequenceNumber" not in shard["SequenceNumberRange"]
+    for shard in list_shards(kinesis, stream):
+        shard_id, still_open = shard["ShardId"], is_open(shard)
         checkpoint = leases.get(shard_id, "")
         if checkpoint == "SHARD_END":
-            found.append(ShardProgress(shard_id, is_open, checkpoint, True, "read to its end"))
+            found.append(ShardProgress(shard_id, still_open, checkpoint, True, "read to its end"))
             continue
         if checkpoint and checkpoint not in SENTINELS:
             position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
@@ -130,7 +120,7 @@ def progress(kinesis: Any, ddb: Any, stream: str, application: str, since: datet
                   else f"next record unread arrived {arrival:%Y-%m-%d %H:%M:%S}")  # fmt: skip
         if not checkpoint:
             detail += "; not leased yet"
-        found.append(ShardProgress(shard_id, is_open, checkpoint, done, detail))
+        found.append(ShardProgress(shard_id, still_open, checkpoint, done, detail))
     return found
 
 

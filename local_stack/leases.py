@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from scaler.model import Shard
+from common.kinesis import Shard
 
 
 def lease_item(shard: Shard, initial_position: str) -> dict[str, dict[str, str]]:

@@ -13,7 +13,6 @@ import hashlib
 
 MAGIC = b"\xf3\x89\x9a\xc2"
 DIGEST_SIZE = 16
-KINESIS_MAX_RECORD_BYTES = 1024 * 1024  # data + partition key of one Kinesis record
 
 _PARTITION_KEY_TABLE_TAG = b"\x0a"  # AggregatedRecord.partition_key_table = 1, length-delimited
 _RECORDS_TAG = b"\x1a"  # AggregatedRecord.records = 3, length-delimited

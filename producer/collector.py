@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.kinesis import PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_COUNT, KinesisClient, Shard
 from producer.aggregation import AggregateBuilder
 from producer.memory import MemoryBudget, record_cost
 from producer.metrics import ProducerMetrics
@@ -49,7 +50,7 @@ from producer.shardqueue import (
     Ticket,
     UserRecord,
 )
-from producer.shards import KinesisClient, Shard, ShardMap
+from producer.shards import ShardMap
 
 __all__ = [
     "Accepted",
@@ -62,9 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PUT_RECORDS_MAX_COUNT = 500
-PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024
 
 
 class Overloaded(Exception):

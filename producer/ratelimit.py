@@ -13,8 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-SHARD_RECORDS_PER_SECOND = 1000
-SHARD_BYTES_PER_SECOND = 1024 * 1024
+from common.kinesis import SHARD_WRITE_BYTES_PER_S, SHARD_WRITE_RECORDS_PER_S
 
 
 class TokenBucket:
@@ -44,8 +43,8 @@ class ShardRateLimiter:
     """Token buckets per shard id; ``percent`` of the shard write limits."""
 
     def __init__(self, percent: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.records_rate = SHARD_RECORDS_PER_SECOND * percent / 100
-        self.bytes_rate = SHARD_BYTES_PER_SECOND * percent / 100
+        self.records_rate = SHARD_WRITE_RECORDS_PER_S * percent / 100
+        self.bytes_rate = SHARD_WRITE_BYTES_PER_S * percent / 100
         self._clock = clock
         self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
 

@@ -24,8 +24,9 @@ import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from common.kinesis import Shard, hash_key
 from producer.shardqueue import Accepted, Entry, ShardQueue, UserRecord
-from producer.shards import Shard, ShardMap, hash_key
+from producer.shards import ShardMap
 
 if TYPE_CHECKING:
     from producer.collector import KinesisCollector

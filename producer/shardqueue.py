@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from producer.aggregation import KINESIS_MAX_RECORD_BYTES, AggregateBuilder
-from producer.shards import Shard
+from common.kinesis import RECORD_MAX_BYTES, Shard
+from producer.aggregation import AggregateBuilder
 
 
 class RecordNotAccepted(Exception):
@@ -120,7 +120,7 @@ class ShardQueue:
             return None
         entry = build_entry(self.shard, self.open_records, self.builder)
         self.builder, self.open_records = None, []
-        if entry.size > KINESIS_MAX_RECORD_BYTES:
+        if entry.size > RECORD_MAX_BYTES:
             self.oversize = entry.records
             return None
         self.entries.append(entry)

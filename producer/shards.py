@@ -3,31 +3,8 @@
 from __future__ import annotations
 
 import bisect
-import hashlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from mypy_boto3_kinesis import KinesisClient
-else:
-    KinesisClient = Any
-
-
-def hash_key(partition_key: str) -> int:
-    """Kinesis's hash of a partition key: the MD5 digest read as a 128-bit big-endian int."""
-    return int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big")
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """An open shard and its inclusive hash-key range."""
-
-    shard_id: str
-    start: int
-    end: int
-
-    def owns(self, key: int) -> bool:
-        return self.start <= key <= self.end
+from common.kinesis import KinesisClient, Shard, hash_key, open_shards
 
 
 class ShardMap:
@@ -54,18 +31,4 @@ class ShardMap:
     @classmethod
     def load(cls, client: KinesisClient, stream_name: str) -> ShardMap:
         """Read the open shards with ListShards (all pages)."""
-        shards: list[Shard] = []
-        kwargs: dict[str, Any] = {"StreamName": stream_name}
-        while True:
-            page = client.list_shards(**kwargs)
-            for raw in page["Shards"]:
-                if "EndingSequenceNumber" in raw["SequenceNumberRange"]:
-                    continue  # closed by a reshard: takes no more writes
-                rng = raw["HashKeyRange"]
-                shards.append(
-                    Shard(raw["ShardId"], int(rng["StartingHashKey"]), int(rng["EndingHashKey"]))
-                )
-            token = page.get("NextToken")
-            if not token:
-                return cls(shards)
-            kwargs = {"NextToken": token}
+        return cls(open_shards(client, stream_name))

@@ -1,4 +1,5 @@
-"""What the scaler reasons about: shards with hash ranges, per-minute load samples, decisions.
+"""What the scaler reasons about: per-minute load samples and decisions (over the shards of
+``common.kinesis``).
 
 Loads are rates (bytes/s and records/s, averaged over one minute) as Kinesis meters them on
 ingest: an aggregated record counts as one record. A load's *utilisation* on one shard is the
@@ -10,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-SHARD_BYTES_PER_S = 1024 * 1024
-SHARD_RECORDS_PER_S = 1000
-HASH_SPACE = 2**128
+from common.kinesis import SHARD_WRITE_BYTES_PER_S, SHARD_WRITE_RECORDS_PER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,44 +21,14 @@ class Load:
 
     def utilisation(self, shards: float = 1.0) -> float:
         """Fraction of the write limit of ``shards`` shards this load uses (1.0 = at the limit)."""
-        bytes_part = self.bytes_per_s / SHARD_BYTES_PER_S
-        return max(bytes_part, self.records_per_s / SHARD_RECORDS_PER_S) / shards
+        bytes_part = self.bytes_per_s / SHARD_WRITE_BYTES_PER_S
+        return max(bytes_part, self.records_per_s / SHARD_WRITE_RECORDS_PER_S) / shards
 
     def scaled(self, factor: float) -> Load:
         return Load(self.bytes_per_s * factor, self.records_per_s * factor)
 
     def __add__(self, other: Load) -> Load:
         return Load(self.bytes_per_s + other.bytes_per_s, self.records_per_s + other.records_per_s)
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """An open shard and its inclusive hash-key range."""
-
-    shard_id: str
-    start: int
-    end: int
-
-    @property
-    def width(self) -> float:
-        """The fraction of the hash space this shard owns."""
-        return (self.end - self.start + 1) / HASH_SPACE
-
-    @property
-    def midpoint(self) -> int:
-        """The hash key SplitShard gets to halve this shard (the new upper child's start)."""
-        return (self.start + self.end + 1) // 2
-
-
-def adjacent(lower: Shard, upper: Shard) -> bool:
-    return lower.end + 1 == upper.start
-
-
-def uniform_shards(count: int, prefix: str = "shardId-") -> list[Shard]:
-    """``count`` shards splitting the hash space evenly, as CreateStream/UpdateShardCount do."""
-    step = HASH_SPACE // count
-    bounds = [i * step for i in range(count)] + [HASH_SPACE]
-    return [Shard(f"{prefix}{i:012d}", bounds[i], bounds[i + 1] - 1) for i in range(count)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scaler.model import Action, Decision, Load, Sample, Shard, adjacent
+from common.kinesis import Shard, adjacent
+from scaler.model import Action, Decision, Load, Sample
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,14 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from scaler.model import (
+from common.kinesis import (
     HASH_SPACE,
-    SHARD_BYTES_PER_S,
-    SHARD_RECORDS_PER_S,
-    Action,
-    Decision,
-    Load,
-    Sample,
+    SHARD_WRITE_BYTES_PER_S,
+    SHARD_WRITE_RECORDS_PER_S,
     Shard,
-    uniform_shards,
+    even_shards,
 )
+from scaler.model import Action, Decision, Load, Sample
 from scaler.policy import Operation, Policy, PolicyConfig
 from scaler.service import Scaler
 from scaler.state import MemoryStateStore
@@ -93,8 +90,8 @@ def _load(mib: float) -> Load:
 
 def ideal_shards(uniform: Load, hot: Load) -> int:
     """The fewest shards, with perfect boundaries, that keep every shard within its limits."""
-    caps = ((uniform.bytes_per_s, hot.bytes_per_s, SHARD_BYTES_PER_S),
-            (uniform.records_per_s, hot.records_per_s, SHARD_RECORDS_PER_S))  # fmt: skip
+    caps = ((uniform.bytes_per_s, hot.bytes_per_s, SHARD_WRITE_BYTES_PER_S),
+            (uniform.records_per_s, hot.records_per_s, SHARD_WRITE_RECORDS_PER_S))  # fmt: skip
     w_other = min((cap / u if u else math.inf) for u, _, cap in caps)  # widest plain shard
     if not (hot.bytes_per_s or hot.records_per_s):
         return max(1, math.ceil(1 / w_other - 1e-9))
@@ -128,7 +125,7 @@ class SimulatedStream:
     stream_name = "simulated"
 
     def __init__(self, count: int, clock: Callable[[], int]) -> None:
-        self.shards = uniform_shards(count)
+        self.shards = even_shards(count)
         self._next_id = count
         self._clock = clock
         self.pending: tuple[int, Decision] | None = None
@@ -172,7 +169,7 @@ class SimulatedStream:
     def _take_effect(self, decision: Decision) -> None:
         by_id = {s.shard_id: s for s in self.shards}
         if decision.action is Action.UPDATE_SHARD_COUNT:
-            self.shards = [self._new(s.start, s.end) for s in uniform_shards(decision.target)]
+            self.shards = [self._new(s.start, s.end) for s in even_shards(decision.target)]
         elif decision.action is Action.SPLIT:
             parent = by_id[decision.shards[0]]
             assert decision.split_at is not None

@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from scaler.model import Load, Sample, Shard
+from common.kinesis import Shard
+from scaler.model import Load, Sample
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scaler.model import Action, Decision, Shard
+from common.kinesis import Shard, open_shards
+from scaler.model import Action, Decision
 
 
 class StreamNotActive(Exception):
@@ -27,18 +28,7 @@ class StreamAdmin:
 
     def open_shards(self) -> list[Shard]:
         """Shards without an ending sequence number, sorted by hash range."""
-        shards: list[Shard] = []
-        kwargs: dict[str, Any] = {"StreamName": self.stream_name}
-        while True:
-            page = self._client.list_shards(**kwargs)
-            for s in page["Shards"]:
-                if "EndingSequenceNumber" not in s["SequenceNumberRange"]:
-                    hashes = s["HashKeyRange"]
-                    shards.append(Shard(s["ShardId"], int(hashes["StartingHashKey"]),
-                                        int(hashes["EndingHashKey"])))  # fmt: skip
-            if not page.get("NextToken"):
-                return sorted(shards, key=lambda s: s.start)
-            kwargs = {"NextToken": page["NextToken"]}
+        return open_shards(self._client, self.stream_name)
 
     def apply(self, decision: Decision) -> None:
         """Start the decision's operation (the stream turns UPDATING)."""

@@ -9,34 +9,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from producer.shards import Shard, ShardMap, hash_key
+from common.kinesis import (
+    PARTITION_KEY_MAX_CHARS,
+    PUT_RECORDS_MAX_BYTES,
+    PUT_RECORDS_MAX_COUNT,
+    RECORD_MAX_BYTES,
+    Shard,
+    even_shards,
+    hash_key,
+)
+from producer.shards import ShardMap
 
-HASH_SPACE = 2**128
-# PutRecords limits (Kinesis API reference, PutRecords): at most 500 records and 5 MiB a
-# request "including partition keys"; a record's data blob plus its partition key up to 1 MiB;
-# a partition key 1 to 256 Unicode characters (its bytes are what counts toward the sizes).
-PUT_RECORDS_MAX_COUNT = 500
-PUT_RECORDS_MAX_BYTES = 5 * 1024 * 1024
-RECORD_MAX_BYTES = 1024 * 1024
-PARTITION_KEY_MAX_CHARS = 256
-
-
-def even_shards(count: int, prefix: str = "shardId-") -> list[Shard]:
-    """``count`` shards splitting the hash space evenly, as CreateStream does."""
-    return spread(count, prefix, 0, HASH_SPACE - 1)
-
-
-def spread(count: int, prefix: str, start: int, end: int, first: int = 0) -> list[Shard]:
-    """``count`` shards splitting ``start..end`` evenly, numbered from ``first``."""
-    step = (end - start + 1) // count
-    return [
-        Shard(
-            f"{prefix}{first + i:012d}",
-            start + i * step,
-            end if i == count - 1 else start + (i + 1) * step - 1,
-        )
-        for i in range(count)
-    ]
+__all__ = ["FakeKinesis", "StoredRecord", "client_error", "even_shards"]
 
 
 def client_error(code: str, message: str, operation: str = "PutRecords") -> ClientError:
@@ -54,11 +38,14 @@ class StoredRecord:
 
 @dataclass
 class FakeKinesis:
-    """ListShards and PutRecords with Kinesis's routing: an entry lands on the open shard owning
-    its ExplicitHashKey, else the MD5 of its PartitionKey. Sizes are counted as Kinesis counts
-    them, in bytes, and a request over a limit fails whole (InvalidArgumentException).
+    """ListShards, PutRecords and PutRecord with Kinesis's routing: an entry lands on the open
+    shard owning its ExplicitHashKey, else the MD5 of its PartitionKey. Sizes are counted as
+    Kinesis counts them, in bytes, and a request over a limit fails whole
+    (InvalidArgumentException). ListShards answers ``page_size`` shards a page (closed ones
+    first), the next page by its ``NextToken`` alone, as Kinesis does.
 
-    ``fail(entry) -> error code | None`` injects per-entry failures (throttling and the like).
+    ``fail(entry) -> error code | None`` injects per-entry failures (throttling and the like);
+    PutRecord raises them as the ``ClientError`` boto3 raises.
     Reshards the producer has not seen yet: ``split``, ``merge`` and ``update_shard_count``
     close shards and open children with new ids, as Kinesis does (closed shards are listed
     with an ``EndingSequenceNumber``); ``open_shards`` may also be swapped whole.
@@ -71,6 +58,7 @@ class FakeKinesis:
     stored: list[StoredRecord] = field(default_factory=list)
     calls: int = 0
     closed: list[Shard] = field(default_factory=list)
+    page_size: int = 1000  # ListShards' default MaxResults (API Reference, ListShards)
     _next_id: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -91,11 +79,10 @@ class FakeKinesis:
     def split(self, shard_id: str) -> None:
         """SplitShard at the middle of the shard's range."""
         parent = next(s for s in self.open_shards if s.shard_id == shard_id)
-        middle = (parent.start + parent.end) // 2
         self._replace(
             [parent],
-            [Shard(self._child_id(), parent.start, middle),
-             Shard(self._child_id(), middle + 1, parent.end)],
+            [Shard(self._child_id(), parent.start, parent.midpoint - 1),
+             Shard(self._child_id(), parent.midpoint, parent.end)],
         )  # fmt: skip
 
     def merge(self, shard_id: str) -> None:
@@ -109,33 +96,28 @@ class FakeKinesis:
 
     def update_shard_count(self, target: int) -> None:
         """UpdateShardCount (uniform scaling): every open shard closed, ``target`` new ones."""
-        children = [Shard(self._child_id(), 0, 0) for _ in range(target)]
-        even = spread(target, "x", 0, HASH_SPACE - 1)
-        self._replace(
-            list(self.open_shards),
-            [Shard(c.shard_id, e.start, e.end) for c, e in zip(children, even, strict=True)],
-        )
+        first = self._next_id + 1
+        self._next_id += target
+        self._replace(list(self.open_shards), even_shards(target, first=first))
 
     def shard(self, shard_id: str) -> Shard:
         """An open or closed shard by id."""
         return next(s for s in [*self.open_shards, *self.closed] if s.shard_id == shard_id)
 
     # --- the API ------------------------------------------------------------------------
-    def list_shards(self, **_: Any) -> dict[str, Any]:
-        def listed(shard: Shard, closed: bool) -> dict[str, Any]:
-            numbers = {"StartingSequenceNumber": "0"}
-            if closed:
-                numbers["EndingSequenceNumber"] = "9"
-            return {
-                "ShardId": shard.shard_id,
-                "HashKeyRange": {
-                    "StartingHashKey": str(shard.start), "EndingHashKey": str(shard.end)
-                },
-                "SequenceNumberRange": numbers,
-            }  # fmt: skip
-
-        shards = [listed(s, True) for s in self.closed]
-        return {"Shards": shards + [listed(s, False) for s in self.open_shards]}
+    def list_shards(self, **kwargs: Any) -> dict[str, Any]:
+        token = kwargs.get("NextToken")
+        if token is not None and "StreamName" in kwargs:
+            raise client_error("InvalidArgumentException", "NextToken with StreamName",
+                               "ListShards")  # fmt: skip
+        listed = [s.listing(closed=True) for s in self.closed]
+        listed += [s.listing() for s in self.open_shards]
+        start = int(token or 0)
+        end = start + min(kwargs.get("MaxResults", self.page_size), self.page_size)
+        page: dict[str, Any] = {"Shards": listed[start:end]}
+        if end < len(listed):
+            page["NextToken"] = str(end)
+        return page
 
     def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
         Records = [as_sent(entry) for entry in Records]
@@ -159,6 +141,13 @@ class FakeKinesis:
                 )
                 results.append({"ShardId": shard.shard_id, "SequenceNumber": seq})
         return {"FailedRecordCount": failed, "Records": results}
+
+    def put_record(self, StreamName: str, Data: Any, PartitionKey: str) -> dict[str, Any]:
+        answer = self.put_records(StreamName, [{"Data": Data, "PartitionKey": PartitionKey}])
+        result = answer["Records"][0]
+        if "ErrorCode" in result:
+            raise client_error(result["ErrorCode"], result["ErrorMessage"], "PutRecord")
+        return result
 
 
 def as_sent(entry: dict[str, Any]) -> dict[str, Any]:

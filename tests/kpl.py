@@ -7,8 +7,8 @@ import hashlib
 import aws_kinesis_agg.aggregator  # noqa: F401  (fixes the path its messages_pb2 imports need)
 from aws_kinesis_agg import messages_pb2
 
+from common.kinesis import hash_key
 from producer.aggregation import MAGIC
-from producer.shards import hash_key
 
 
 def sub_records(payload: bytes, outer_partition_key: str) -> list[tuple[str, int, bytes]]:

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from common.kinesis import RECORD_MAX_BYTES
 from common.storable import NotStorable, check_record, dumps_exact
-from producer.aggregation import KINESIS_MAX_RECORD_BYTES
 from producer.api.models import ID_PATTERN, RecordIn
 from producer.collector import (
     Accepted,
@@ -119,7 +119,7 @@ class Ingest:
                 answer["id"] = client_id
             return client_id, answer
         payload = envelope(record_id, data, client_id is not None)
-        if len(payload) + len(key.encode()) > KINESIS_MAX_RECORD_BYTES:  # JSON escapes
+        if len(payload) + len(key.encode()) > RECORD_MAX_BYTES:  # JSON escapes
             detail = [{"field": prefix + "data", "problem": "the record exceeds the 1 MiB "
                        "Kinesis record limit once written as JSON"}]  # fmt: skip
             return record_id, {"error": "record_too_large", "detail": detail, "id": record_id}

@@ -18,8 +18,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.kinesis import hash_key
 from producer.collector import Accepted, CollectorConfig, KinesisCollector
-from producer.shards import ShardMap, hash_key
+from producer.shards import ShardMap
 from tests import vtime
 from tests.fakes import FakeKinesis, even_shards
 from tests.kpl import sub_records

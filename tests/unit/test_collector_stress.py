@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import uvloop
 
+from common.kinesis import hash_key
 from producer.collector import Accepted, CollectorConfig, KinesisCollector, Overloaded
-from producer.shards import ShardMap, hash_key
+from producer.shards import ShardMap
 from tests import vtime
-from tests.fakes import FakeKinesis, even_shards, spread
+from tests.fakes import FakeKinesis, even_shards
 from tests.kpl import sub_records
 
 
@@ -220,6 +221,6 @@ def test_an_acknowledged_record_names_a_copy_the_kcl_keeps_after_a_split() -> No
 
 
 def test_spread_covers_the_range() -> None:
-    shards = spread(3, "s", 10, 99)
+    shards = even_shards(3, "s", start=10, end=99)
     assert shards[0].start == 10 and shards[-1].end == 99
     assert all(a.end + 1 == b.start for a, b in itertools.pairwise(shards))

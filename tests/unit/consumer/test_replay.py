@@ -6,10 +6,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from consumer.records import QUARANTINE_PART_BYTES, KinesisRecord, quarantine_items
 from consumer.replay import replay
+from tests.fakes import FakeKinesis, even_shards
 
 
 class FakeDynamoDB:
@@ -38,17 +37,16 @@ class FakeDynamoDB:
         self.deleted.append(Key["id"]["S"])
 
 
-class FakeKinesis:
-    def __init__(self, refuse: bytes = b"") -> None:
-        self.put: list[tuple[bytes, str]] = []
-        self.refuse = refuse
+def refusing(data: bytes) -> FakeKinesis:
+    """A stream that throttles every put of ``data``."""
+    throttle = "ProvisionedThroughputExceededException"
+    return FakeKinesis(
+        even_shards(2), fail=lambda entry: throttle if entry["Data"] == data else None
+    )
 
-    def put_record(self, StreamName: str, Data: bytes, PartitionKey: str) -> dict[str, str]:
-        if Data == self.refuse:
-            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}
-            raise ClientError(error, "PutRecord")
-        self.put.append((Data, PartitionKey))
-        return {"ShardId": "shardId-000000000001", "SequenceNumber": str(len(self.put))}
+
+def put(kinesis: FakeKinesis) -> list[tuple[bytes, str]]:
+    return [(r.data, r.partition_key) for r in kinesis.stored]
 
 
 def _items(data: bytes, key: str, sequence: str, reason: str) -> list[dict[str, Any]]:
@@ -57,9 +55,9 @@ def _items(data: bytes, key: str, sequence: str, reason: str) -> list[dict[str, 
 
 
 def test_every_matching_record_goes_back_whole_with_its_key_and_leaves_the_quarantine() -> None:
-    # GIVEN quarantined records, one of 1 MiB (four items), one refused by Kinesis, one an
-    # older version cut short, and one whose second part is missing
-    big = random.Random(1).randbytes(1024 * 1024)
+    # GIVEN quarantined records, one of 1 MiB with its key (four items), one refused by
+    # Kinesis, one an older version cut short, and one whose second part is missing
+    big = random.Random(1).randbytes(1024 * 1024 - len("p5"))
     cut = _items(b"{cut", "p3", "3", "not JSON: ...")
     cut[0]["data_truncated"] = {"BOOL": True}
     broken = _items(b"x" * (QUARANTINE_PART_BYTES + 5), "p6", "6", "not JSON: ...")[:1]
@@ -67,12 +65,12 @@ def test_every_matching_record_goes_back_whole_with_its_key_and_leaves_the_quara
              *_items(b'{"id": "a"}', "p2", "2", "no 'data'"), *cut,
              *_items(b"refused", "p4", "4", "not JSON: ..."),
              *_items(big, "p5", "5", "not JSON: item too large"), *broken]  # fmt: skip
-    ddb, kinesis, said = FakeDynamoDB(items), FakeKinesis(refuse=b"refused"), []
+    ddb, kinesis, said = FakeDynamoDB(items), refusing(b"refused"), []
     # WHEN the not-JSON ones are replayed
     outcome = replay(kinesis, ddb, "s", "q", reason="not JSON", say=said.append)
     # THEN they went back whole under their partition keys (across scan pages), and their
     # items, every part of them, are gone; the cut, the broken and the refused ones stayed
-    assert sorted(kinesis.put) == [(b"\x00not json", "p1"), (big, "p5")]
+    assert sorted(put(kinesis)) == [(b"\x00not json", "p1"), (big, "p5")]
     big_keys = [f"shardId-000000000000/5/0{suffix}" for suffix in ("", "#1", "#2", "#3")]
     assert sorted(ddb.deleted) == sorted(["shardId-000000000000/1/0", *big_keys])
     assert ddb.deleted.index(big_keys[0]) < ddb.deleted.index(big_keys[1])  # the head first
@@ -82,6 +80,6 @@ def test_every_matching_record_goes_back_whole_with_its_key_and_leaves_the_quara
 
 
 def test_dry_run_lists_and_changes_nothing() -> None:
-    ddb, kinesis = FakeDynamoDB(_items(b"x", "p", "1", "not JSON")), FakeKinesis()
+    ddb, kinesis = FakeDynamoDB(_items(b"x", "p", "1", "not JSON")), FakeKinesis(even_shards(1))
     outcome = replay(kinesis, ddb, "s", "q", dry_run=True, say=lambda _: None)
-    assert outcome.listed == 1 and kinesis.put == [] and ddb.deleted == []
+    assert outcome.listed == 1 and put(kinesis) == [] and ddb.deleted == []

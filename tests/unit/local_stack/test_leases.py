@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from local_stack.leases import create_leases, lease_item
-from scaler.model import Shard
 from tests.fakes import even_shards
 
-SHARDS = [Shard(s.shard_id, s.start, s.end) for s in even_shards(2)]
+SHARDS = even_shards(2)
 
 
 def test_a_lease_is_what_the_kcl_writes_for_a_new_shard() -> None:

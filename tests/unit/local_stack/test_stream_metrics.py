@@ -8,8 +8,9 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
+from common.kinesis import Shard
 from local_stack.stream_metrics import StreamMetrics
-from scaler.model import Load, Shard
+from scaler.model import Load
 from scaler.sources import CloudWatchSource
 
 PROMETHEUS = """producer_shard_kinesis_records_put_total{shard="a"} %d

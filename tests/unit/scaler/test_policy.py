@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from scaler.model import HASH_SPACE, Action, Decision, Load, Sample, Shard, uniform_shards
+from common.kinesis import HASH_SPACE, Shard, even_shards
+from scaler.model import Action, Decision, Load, Sample
 from scaler.policy import Operation, Policy, PolicyConfig, Step
 
 MIB = 1024 * 1024
@@ -36,7 +37,7 @@ def past(minutes_ago: int, action: Action, current: int, target: int) -> Operati
     return Operation(100 - minutes_ago, Decision(action, "earlier", current, target))
 
 
-FOUR = uniform_shards(4)
+FOUR = even_shards(4)
 
 
 @dataclass
@@ -60,7 +61,7 @@ CASES = [
          Action.UPDATE_SHARD_COUNT, 6),
     Case("10x: at most double per call", FOUR, uniform([30.0] * 3),
          Action.UPDATE_SHARD_COUNT, 8),
-    Case("at max shards: hold and say so", uniform_shards(16), uniform([16.0] * 3), Action.HOLD,
+    Case("at max shards: hold and say so", even_shards(16), uniform([16.0] * 3), Action.HOLD,
          16, reason="at max_shards (16) under load"),
     Case("budget spent: split the busiest shard", FOUR, uniform([3.7] * 3), Action.SPLIT, 5,
          history=[past(60 + i, Action.UPDATE_SHARD_COUNT, 3, 4) for i in range(10)]),
@@ -69,22 +70,22 @@ CASES = [
          history=[past(1500 + i, Action.UPDATE_SHARD_COUNT, 3, 4) for i in range(10)]),
     Case("one hot shard: split it, not the stream", FOUR,
          per_shard(FOUR, [[0.3, 0.95, 0.3, 0.3]] * 3), Action.SPLIT, 5),
-    Case("below 65% for 5 min: update down to 75%", uniform_shards(8), uniform([3.0] * 6),
+    Case("below 65% for 5 min: update down to 75%", even_shards(8), uniform([3.0] * 6),
          Action.UPDATE_SHARD_COUNT, 4),
-    Case("at most half per call down", uniform_shards(8), uniform([0.5] * 6),
+    Case("at most half per call down", even_shards(8), uniform([0.5] * 6),
          Action.UPDATE_SHARD_COUNT, 4),
-    Case("below for only 4 min: hold", uniform_shards(8), uniform([6.0, 3, 3, 3, 3]),
+    Case("below for only 4 min: hold", even_shards(8), uniform([6.0, 3, 3, 3, 3]),
          Action.HOLD, 8),
-    Case("scale-down waits 30 min after a scale-up", uniform_shards(8), uniform([3.0] * 6),
+    Case("scale-down waits 30 min after a scale-up", even_shards(8), uniform([3.0] * 6),
          Action.HOLD, 8, history=[past(20, Action.UPDATE_SHARD_COUNT, 4, 8)],
          reason="cooling off after a scale-up (20 min ago)"),
-    Case("down budget keeps 2 calls for scale-ups: merge instead", uniform_shards(8),
+    Case("down budget keeps 2 calls for scale-ups: merge instead", even_shards(8),
          uniform([2.0] * 6), Action.MERGE, 7,
          history=[past(60 + i, Action.UPDATE_SHARD_COUNT, 8, 8) for i in range(8)]),
     Case("a one-shard step down spends no call and merges no pair past 75%", FOUR,
          uniform([2.2] * 6), Action.HOLD, 4),
     Case("no pair cold enough to merge: hold", FOUR, uniform([2.4] * 6), Action.HOLD, 4),
-    Case("at min shards: no scale-down", uniform_shards(2), uniform([0.1] * 6), Action.HOLD, 2,
+    Case("at min shards: no scale-down", even_shards(2), uniform([0.1] * 6), Action.HOLD, 2,
          config=PolicyConfig(min_shards=2)),
     Case("step by count (Scaling Utils' scaleCount)", FOUR, uniform([3.7] * 3),
          Action.UPDATE_SHARD_COUNT, 5, config=PolicyConfig(up_step=Step.parse("1"))),

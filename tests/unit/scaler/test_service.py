@@ -10,18 +10,21 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from common.kinesis import Shard, even_shards
 from scaler.config import ScalerSettings
-from scaler.model import Action, Load, Sample, Shard, uniform_shards
+from scaler.model import Action, Load, Sample
 from scaler.policy import Policy, PolicyConfig
 from scaler.service import Scaler
 from scaler.sources import CloudWatchSource, ProducerSource, parse_shard_counts
 from scaler.stream import StreamAdmin, StreamNotActive
+from tests.fakes import FakeKinesis
 
 MIB = 1024 * 1024
 
 
 class FakeKinesisAdmin:
-    """Just the stream calls the scaler makes, recorded."""
+    """Just the stream calls the scaler makes, recorded (not applied: a test sets the shards a
+    reshard leaves). ListShards is the shared fake's, in pages of two with a closed shard."""
 
     def __init__(self, shards: list[Shard], refuse: str | None = None) -> None:
         self.shards = shards
@@ -34,17 +37,8 @@ class FakeKinesisAdmin:
         return {"StreamDescriptionSummary": {"StreamStatus": status}}
 
     def list_shards(self, **kwargs: Any) -> dict[str, Any]:
-        closed = {
-            "ShardId": "shardId-closed",
-            "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": "1"},
-            "SequenceNumberRange": {"EndingSequenceNumber": "9"},
-        }
-        shards = [{"ShardId": s.shard_id, "SequenceNumberRange": {},
-                   "HashKeyRange": {"StartingHashKey": str(s.start), "EndingHashKey": str(s.end)}}
-                  for s in self.shards]  # fmt: skip
-        if "NextToken" not in kwargs:  # two pages, the closed shard on the first
-            return {"Shards": [closed, *shards[:1]], "NextToken": "page2"}
-        return {"Shards": shards[1:]}
+        closed = [Shard("shardId-closed", 0, 1)]
+        return FakeKinesis(self.shards, closed=closed, page_size=2).list_shards(**kwargs)
 
     def _call(self, name: str, **kwargs: Any) -> None:
         if self.refuse:
@@ -82,7 +76,7 @@ def scaler(kinesis: FakeKinesisAdmin, samples: list[Sample], **kwargs: Any) -> S
 
 
 def test_scale_up_calls_update_shard_count_and_waits_for_active() -> None:
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     kinesis.statuses = ["ACTIVE", "UPDATING", "UPDATING", "ACTIVE"]
     out = io.StringIO()
     decision = scaler(kinesis, busy(3.8), metrics_out=out).check()
@@ -97,7 +91,7 @@ def test_scale_up_calls_update_shard_count_and_waits_for_active() -> None:
 
 
 def test_dry_run_decides_and_logs_but_calls_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     caplog.set_level("INFO")
     decision = scaler(kinesis, busy(3.8), dry_run=True).check()
     assert decision.action is Action.UPDATE_SHARD_COUNT and kinesis.calls == []
@@ -107,7 +101,7 @@ def test_dry_run_decides_and_logs_but_calls_nothing(caplog: pytest.LogCaptureFix
 
 
 def test_a_refused_update_switches_to_split_until_the_budget_returns() -> None:
-    kinesis = FakeKinesisAdmin(uniform_shards(4), refuse="LimitExceededException")
+    kinesis = FakeKinesisAdmin(even_shards(4), refuse="LimitExceededException")
     service = scaler(kinesis, busy(3.8))
     service.check()
     assert not service.policy.update_allowed and service.history == []
@@ -117,14 +111,14 @@ def test_a_refused_update_switches_to_split_until_the_budget_returns() -> None:
 
 
 def test_an_updating_stream_is_left_alone() -> None:
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     kinesis.statuses = ["UPDATING"]
     decision = scaler(kinesis, busy(3.8)).check()
     assert (decision.action, decision.reason) == (Action.HOLD, "stream is UPDATING")
 
 
 def test_wait_active_gives_up_after_its_timeout() -> None:
-    kinesis = FakeKinesisAdmin(uniform_shards(1))
+    kinesis = FakeKinesisAdmin(even_shards(1))
     kinesis.statuses = ["UPDATING"]
     ticks = iter(range(100))
     admin = StreamAdmin(kinesis, "s", sleep=lambda _s: None, clock=lambda: next(ticks))
@@ -133,7 +127,7 @@ def test_wait_active_gives_up_after_its_timeout() -> None:
 
 
 def test_open_shards_skips_closed_ones_across_pages() -> None:
-    shards = uniform_shards(3)
+    shards = even_shards(3)
     assert StreamAdmin(FakeKinesisAdmin(shards), "s").open_shards() == shards
 
 

@@ -13,7 +13,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import ANY, Stubber
 
-from scaler.model import Action, Decision, Load, Sample, uniform_shards
+from common.kinesis import even_shards
+from scaler.model import Action, Decision, Load, Sample
 from scaler.notify import ConsumerCapacity, SnsNotifier, message
 from scaler.policy import Operation, Policy, PolicyConfig
 from scaler.service import Scaler
@@ -119,10 +120,10 @@ def test_the_dynamodb_store_reads_consistently_and_writes_only_over_what_it_read
 # ---- a restart mid-cool-off -------------------------------------------------------------------
 def scaled_up(store: MemoryStateStore) -> FakeKinesisAdmin:
     """A scaler that took 4 shards to 6 at minute 100 (stream at 95%), then went away."""
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     first = service(kinesis, Minutes(100, 3.8), store)
     assert first.check().action is Action.UPDATE_SHARD_COUNT
-    kinesis.shards = uniform_shards(6)
+    kinesis.shards = even_shards(6)
     return kinesis
 
 
@@ -158,7 +159,7 @@ def test_the_rolling_update_budget_survives_a_restart() -> None:
                 for i in range(10))  # fmt: skip
     store.save(ScalerState(ups))
     # WHEN a new scaler sees the stream busy
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     decision = service(kinesis, Minutes(2700, 3.8), store).check()
     # THEN it splits instead of spending a call AWS would refuse
     assert decision.action is Action.SPLIT, decision
@@ -169,7 +170,7 @@ def test_the_rolling_update_budget_survives_a_restart() -> None:
 def test_a_refusal_by_aws_is_remembered_and_the_refused_call_not_counted() -> None:
     # GIVEN AWS refuses UpdateShardCount (its limit counts calls we do not know of)
     store = MemoryStateStore("s")
-    kinesis = FakeKinesisAdmin(uniform_shards(4), refuse="LimitExceededException")
+    kinesis = FakeKinesisAdmin(even_shards(4), refuse="LimitExceededException")
     service(kinesis, Minutes(100, 3.8), store).check()
     state = store.load()
     assert state.operations == () and state.updates_refused_at == 100
@@ -178,7 +179,7 @@ def test_a_refusal_by_aws_is_remembered_and_the_refused_call_not_counted() -> No
     decision = service(kinesis, Minutes(101, 3.8), store).check()
     # THEN it splits until a day has passed since the refusal, then updates again
     assert decision.action is Action.SPLIT
-    kinesis.shards = uniform_shards(4)
+    kinesis.shards = even_shards(4)
     later = service(kinesis, Minutes(100 + 1440, 3.8), store).check()
     assert later.action is Action.UPDATE_SHARD_COUNT and store.load().updates_refused_at is None
 
@@ -186,7 +187,7 @@ def test_a_refusal_by_aws_is_remembered_and_the_refused_call_not_counted() -> No
 def test_an_operation_is_stored_before_its_call_so_a_crash_during_it_is_not_forgotten() -> None:
     # GIVEN the call never answers (the process dies, or the connection breaks)
     store = MemoryStateStore("s")
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
 
     def broken(**_: Any) -> None:
         raise EndpointConnectionError(endpoint_url="https://kinesis")
@@ -201,7 +202,7 @@ def test_an_operation_is_stored_before_its_call_so_a_crash_during_it_is_not_forg
 
 def test_a_second_writer_makes_the_scaler_read_again_and_act_on_nothing_unseen() -> None:
     store = MemoryStateStore("s")
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     scaler = service(kinesis, Minutes(100, 2.8), store)
     scaler.check()
     store.save(store.load())  # another scaler wrote meanwhile
@@ -216,7 +217,7 @@ def test_a_dry_run_reads_the_state_and_writes_nothing() -> None:
     store = MemoryStateStore("s")
     scaled_up(store)
     saves = store.saves
-    dry = service(FakeKinesisAdmin(uniform_shards(6)), Minutes(106, 2.4), store, dry_run=True)
+    dry = service(FakeKinesisAdmin(even_shards(6)), Minutes(106, 2.4), store, dry_run=True)
     assert dry.check().reason.startswith("cooling off")
     assert store.saves == saves
 
@@ -226,18 +227,18 @@ def test_every_operation_refusal_and_dry_run_decision_is_published_once() -> Non
     published = Published()
     store = MemoryStateStore("s")
     # GIVEN an applied scale-up
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     service(kinesis, Minutes(100, 3.8), store, notifier=published).check()
     # AND a refused one (another scaler process, the same topic)
-    refused = FakeKinesisAdmin(uniform_shards(4), refuse="ResourceInUseException")
+    refused = FakeKinesisAdmin(even_shards(4), refuse="ResourceInUseException")
     service(refused, Minutes(200, 3.8), MemoryStateStore("s"), notifier=published).check()
     # AND a dry run that would scale up, three checks in a row
-    dry = service(FakeKinesisAdmin(uniform_shards(4)), Minutes(300, 3.8), MemoryStateStore("s"),
+    dry = service(FakeKinesisAdmin(even_shards(4)), Minutes(300, 3.8), MemoryStateStore("s"),
                   notifier=published, dry_run=True)  # fmt: skip
     for _ in range(3):
         dry.check()
     # AND a stream at max_shards under load
-    capped = Scaler(StreamAdmin(FakeKinesisAdmin(uniform_shards(4)), "s"), Minutes(400, 3.8),
+    capped = Scaler(StreamAdmin(FakeKinesisAdmin(even_shards(4)), "s"), Minutes(400, 3.8),
                     Policy(PolicyConfig(max_shards=4)), notifier=published)  # fmt: skip
     capped.check()
     capped.check()
@@ -272,7 +273,7 @@ def test_the_consumer_maximum_follows_the_open_shards_within_its_bounds() -> Non
     autoscaling = FakeAutoscaling()
     capacity = ConsumerCapacity(autoscaling, "service/c/consumer", 2, 5)
     store = MemoryStateStore("s")
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     # WHEN the scaler starts on 4 shards and scales up to 6
     scaler = service(kinesis, Minutes(100, 3.8), store, consumers=capacity)
     scaler.check()
@@ -282,10 +283,10 @@ def test_the_consumer_maximum_follows_the_open_shards_within_its_bounds() -> Non
                                     "ScalableDimension": "ecs:service:DesiredCount",
                                     "MaxCapacity": 4}  # fmt: skip
     # AND a restarted scaler does not set it again (it is in the state), unless shards change
-    kinesis.shards = uniform_shards(6)
+    kinesis.shards = even_shards(6)
     service(kinesis, Minutes(101, 4.0), store, consumers=capacity).check()
     assert len(autoscaling.calls) == 2
-    kinesis.shards = uniform_shards(1)
+    kinesis.shards = even_shards(1)
     service(kinesis, Minutes(200, 0.1), store, consumers=capacity).check()
     assert autoscaling.calls[-1]["MaxCapacity"] == 2  # never below the minimum
 
@@ -293,13 +294,13 @@ def test_the_consumer_maximum_follows_the_open_shards_within_its_bounds() -> Non
 def test_a_failed_maximum_update_is_tried_again_and_does_not_stop_scaling() -> None:
     autoscaling = FakeAutoscaling(fail=True)
     store = MemoryStateStore("s")
-    kinesis = FakeKinesisAdmin(uniform_shards(4))
+    kinesis = FakeKinesisAdmin(even_shards(4))
     capacity = ConsumerCapacity(autoscaling, "service/c/consumer", 1, 10)
     assert service(kinesis, Minutes(100, 3.8), store, consumers=capacity).check().action is (
         Action.UPDATE_SHARD_COUNT
     )
     assert store.load().consumer_max is None
     autoscaling.fail = False
-    kinesis.shards = uniform_shards(6)
+    kinesis.shards = even_shards(6)
     service(kinesis, Minutes(101, 4.0), store, consumers=capacity).check()
     assert [c["MaxCapacity"] for c in autoscaling.calls] == [6]
