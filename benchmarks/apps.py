@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from producer.api.ingest import envelope
+from common import envelope
 from producer.api.models import RecordIn
 
 
@@ -60,7 +60,7 @@ def naive() -> FastAPI:
         record_id = uuid.uuid4().hex
         answer = client.put_record(
             StreamName=stream,
-            Data=envelope(record_id, record.data, client_id=False),
+            Data=envelope.dump(record_id, record.data, client_id=False),
             PartitionKey=record.partition_key or record_id,
         )
         return {"id": record_id, "shard_id": answer["ShardId"]}

@@ -23,6 +23,7 @@ from decimal import Decimal
 
 import boto3
 
+from common import envelope
 from consumer.config import ConsumerSettings
 from consumer.records import KinesisRecord, to_item
 from consumer.sink import DynamoDBSink, default_client
@@ -39,10 +40,7 @@ def make_records(count: int, client_ids: bool = False) -> list[KinesisRecord]:
     records = []
     for i in range(count):
         data = {"order": i, "item": "x" * 48, "price": i / 7, "tags": ["a", "b"]}
-        body: dict[str, object] = {"id": f"bench-{i}", "ts": 1_700_000_000_000 + i, "data": data}
-        if client_ids:
-            body["client_id"] = True
-        raw = json.dumps(body, separators=(",", ":")).encode()
+        raw = envelope.dump(f"bench-{i}", data, client_ids, now_ms=1_700_000_000_000 + i)
         records.append(
             KinesisRecord(raw, f"pk-{i % 97}", f"{49_000_000 + i}", 0, 1_700_000_000_000)
         )

@@ -1,7 +1,7 @@
 """From a Kinesis user record to a DynamoDB item (pure: no AWS calls, nothing of amazon_kclpy).
 
-The producer's wire format is compact UTF-8 JSON ``{"id": str, "ts": int, "data": any}``, with
-``"client_id": true`` when the client chose the id. Every item this module returns passes the
+The bytes are the producer's record envelope (``common.envelope``: ``id``, ``ts``, ``data``,
+``client_id`` when the client chose the id). Every item this module returns passes the
 storability contract (``common.storable``), the same rules the producer applied before it
 acknowledged the record; what fails them is a ``PoisonRecord``, quarantined whole. (Whatever
 DynamoDB still refuses, the sink isolates item by item: no record can stall a shard.)
@@ -10,20 +10,12 @@ DynamoDB still refuses, the sink isolates item by item: no record can stall a sh
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from common.storable import (
-    MAX_ITEM_BYTES,
-    MAX_KEY_BYTES,
-    NotStorable,
-    SizedItem,
-    attribute,
-    item_size,
-    loads,
-)
+from common import envelope
+from common.storable import MAX_ITEM_BYTES, NotStorable, SizedItem, attribute, item_size
 
 TTL_ATTRIBUTE = "expires_at"  # epoch seconds; the records table's TTL attribute when enabled
 
@@ -61,15 +53,17 @@ def to_item(
     Raises ``PoisonRecord`` when the bytes are not the producer's envelope or DynamoDB could
     not store the item (the storability contract, ``common.storable``).
     """
-    envelope = _envelope(record.data)
-    ingested = envelope.get("ts")
     try:
-        data, data_size = attribute(envelope["data"])
+        body = envelope.load(record.data)
+    except envelope.NotAnEnvelope as exc:
+        raise PoisonRecord(str(exc)) from exc
+    try:
+        data, data_size = attribute(body.data)
     except NotStorable as exc:
         exc.path.insert(0, "data")
         raise PoisonRecord(f"not storable in DynamoDB: {exc}") from exc
     item: dict[str, Any] = {
-        "id": {"S": envelope["id"]},
+        "id": {"S": body.id},
         "data": data,
         "partition_key": {"S": record.partition_key},
         "shard_id": {"S": shard_id},
@@ -78,9 +72,9 @@ def to_item(
         "arrival_time": {"N": str(record.approximate_arrival_timestamp)},
         "stored_at": {"N": str(now_ms if now_ms is not None else time.time_ns() // 1_000_000)},
     }
-    if _is_storable_int(ingested):
-        item["ingested_at"] = {"N": str(ingested)}
-    if envelope.get("client_id") is True:
+    if body.ts is not None and abs(body.ts) < 10**38:  # DynamoDB's 38 significant digits
+        item["ingested_at"] = {"N": str(body.ts)}
+    if body.client_id:
         item["client_id"] = {"BOOL": True}
     if ttl_seconds:
         expires = record.approximate_arrival_timestamp // 1000 + ttl_seconds
@@ -92,33 +86,6 @@ def to_item(
     if size > MAX_ITEM_BYTES:
         raise PoisonRecord(f"item of {size} bytes exceeds DynamoDB's {MAX_ITEM_BYTES}")
     return SizedItem(item, size)
-
-
-def _envelope(raw: bytes) -> dict[str, Any]:
-    """The parsed envelope, with a usable string ``id`` and a ``data`` key."""
-    try:
-        envelope = loads(raw)
-    except json.JSONDecodeError as exc:
-        raise PoisonRecord(f"not JSON: {exc}") from exc
-    if not isinstance(envelope, dict):
-        raise PoisonRecord("not a JSON object")
-    record_id = envelope.get("id")
-    if not isinstance(record_id, str) or not record_id:
-        raise PoisonRecord("no string 'id'")
-    try:
-        id_bytes = len(record_id.encode())
-    except UnicodeEncodeError as exc:
-        raise PoisonRecord("'id' is not valid Unicode (a lone UTF-16 surrogate)") from exc
-    if id_bytes > MAX_KEY_BYTES:
-        raise PoisonRecord(f"'id' longer than {MAX_KEY_BYTES} bytes")
-    if "data" not in envelope:
-        raise PoisonRecord("no 'data'")
-    return envelope
-
-
-def _is_storable_int(value: Any) -> bool:
-    """An int (not a bool) within DynamoDB's 38 significant digits."""
-    return type(value) is int and abs(value) < 10**38
 
 
 QUARANTINE_PART_BYTES = 300 * 1024  # raw bytes per quarantine item (a head item's other

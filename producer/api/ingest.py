@@ -12,14 +12,14 @@ costs more than taking the record.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from common import envelope
 from common.kinesis import RECORD_MAX_BYTES
-from common.storable import NotStorable, check_record, dumps_exact
+from common.storable import NotStorable, check_record
 from producer.api.models import ID_PATTERN, RecordIn
 from producer.collector import (
     Accepted,
@@ -37,21 +37,6 @@ PARTITION_KEY_MAX = 256
 _ID = re.compile(ID_PATTERN)
 
 Fields = tuple[str | None, str | None, Any]  # (id, partition key, data) of a well-formed record
-
-
-def envelope(record_id: str, data: Any, client_id: bool) -> bytes:
-    """The bytes put to Kinesis for one user record; the consumer reads the same shape.
-
-    ``data`` passed the storability contract: numbers are exact (orjson floats of at most 15
-    significant digits, ints, or ``Decimal`` written digit for digit) and nesting is shallow.
-    """
-    body = {"id": record_id, "ts": int(time.time() * 1000), "data": data}
-    if client_id:
-        body["client_id"] = True
-    # orjson's bytes keep the buffer it wrote into: at least 1 KiB, about 8x a larger output
-    # (tracemalloc, orjson 3.11). A record waits for Kinesis holding it, so it is copied to its
-    # size (a memcpy; the buffer goes at once).
-    return bytes(memoryview(dumps_exact(body)))
 
 
 def problems(errors: Any) -> list[dict[str, str]]:
@@ -118,7 +103,7 @@ class Ingest:
             if client_id is not None:
                 answer["id"] = client_id
             return client_id, answer
-        payload = envelope(record_id, data, client_id is not None)
+        payload = envelope.dump(record_id, data, client_id is not None)
         if len(payload) + len(key.encode()) > RECORD_MAX_BYTES:  # JSON escapes
             detail = [{"field": prefix + "data", "problem": "the record exceeds the 1 MiB "
                        "Kinesis record limit once written as JSON"}]  # fmt: skip

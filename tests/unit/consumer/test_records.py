@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
+from fastapi.testclient import TestClient
 
-from common.storable import MAX_ITEM_BYTES, item_size
+from common import envelope
+from common.storable import MAX_ITEM_BYTES, MAX_NAME_BYTES, check_record, item_size, loads
 from consumer.records import (
     QUARANTINE_PART_BYTES,
     KinesisRecord,
@@ -18,6 +20,10 @@ from consumer.records import (
     quarantine_items,
     to_item,
 )
+from producer.config import ProducerSettings
+from producer.main import create_app
+from tests.fakes import FakeKinesis, even_shards
+from tests.kpl import sub_records
 
 SHARD = "shardId-000000000002"
 
@@ -185,3 +191,81 @@ def test_quarantine_keeps_every_byte_where_and_why(size: int) -> None:
                                              range(1, 1 + len(parts))]  # fmt: skip
     assert b"".join(item["data"]["B"] for item in [head, *parts]) == raw
     assert all(item_size(item) <= MAX_ITEM_BYTES for item in [head, *parts])
+
+
+def test_the_envelope_is_the_bytes_the_producer_has_always_written() -> None:
+    # GIVEN a record with a minted id and one with the client's id
+    # WHEN written THEN the bytes are compact JSON, keys in order, client_id only when true
+    assert envelope.dump("r-1", {"a": [1, 0.5]}, False, now_ms=5) == (
+        b'{"id":"r-1","ts":5,"data":{"a":[1,0.5]}}'
+    )
+    assert envelope.dump("order-1", Decimal("0.10"), True, now_ms=5) == (
+        b'{"id":"order-1","ts":5,"data":0.10,"client_id":true}'
+    )
+
+
+def _largest_string(record_id: str, key: str) -> int:
+    """The longest ASCII string ``data`` the producer accepts under this id and key."""
+    room = MAX_ITEM_BYTES - check_record(record_id, key, "")
+    check_record(record_id, key, "x" * room)
+    with pytest.raises(Exception, match="over DynamoDB"):
+        check_record(record_id, key, "x" * (room + 1))
+    return room
+
+
+NUMBER_EDGES = (  # DynamoDB's range and precision, both signs, ints past 64 bits, zeros
+    "[0, -0, 1E-130, -1E-130, 9.9999999999999999999999999999999999999E+125, 0.1, 1e2, -7,"
+    " 12345678901234567890123456789012345678, -0.00000000000000000000000000000000000001,"
+    " 9223372036854775808, 123456789012345678901234567890.5]"
+)
+ROUND_TRIP = {  # name -> one record of a /batch body, as JSON text (numbers as sent)
+    "ordinary": '{"data": "hello"}',
+    "client id and key": '{"id": "order-7", "partition_key": "customer-1", "data": {"n": 1}}',
+    "client id, no key": '{"id": "a.b:c_d-e", "data": [1, "two", {"three": 3}]}',
+    "nested": '{"data": {"a": [1, {"b": [true, false, null, "x"]}], "c": {}, "d": [], "e": ""}}',
+    "31 levels": '{"data": ' + json.dumps(_nested(31)) + "}",
+    "unicode": r'{"data": {"\u00e9t\u00e9": "\ud83d\ude42 \u00fc", "\u65e5": "\u0000"}}',
+    "number edges": '{"data": ' + NUMBER_EDGES + "}",
+    "longest map key": '{"data": {"' + "k" * MAX_NAME_BYTES + '": 1}}',
+    "largest item": '{"id": "big-1", "partition_key": "p", "data": "'
+    + "x" * _largest_string("big-1", "p")
+    + '"}',
+}
+
+
+def test_what_the_producer_puts_the_consumer_stores_as_sent() -> None:
+    # GIVEN the producer (fast path, FastAPI app) against a fake Kinesis, and records of
+    # every kind the storability contract allows, up to its edges
+    kinesis = FakeKinesis(even_shards(3))
+    conf = ProducerSettings(stream_name="s", max_buffered_time_ms=5)  # type: ignore[call-arg]
+    body = '{"records": [' + ", ".join(ROUND_TRIP.values()) + "]}"
+    with TestClient(create_app(conf, client=kinesis)) as client:
+        # WHEN they are posted in one batch, and one of them alone
+        batch = client.post("/batch", content=body, headers={"content-type": "application/json"})
+        single = client.post("/", content=ROUND_TRIP["ordinary"],
+                             headers={"content-type": "application/json"})  # fmt: skip
+    assert batch.status_code == single.status_code == 200, (batch.text, single.text)
+    assert batch.json()["failed_record_count"] == 0
+    answers = [*batch.json()["records"], single.json()]
+    sent = [loads(text) for text in [*ROUND_TRIP.values(), ROUND_TRIP["ordinary"]]]
+    # AND the consumer turns each Kinesis user record (deaggregated as the KCL does) into the
+    # item the sink writes
+    items = {}
+    for stored in kinesis.stored:
+        for sub, (key, _, data) in enumerate(sub_records(stored.data, stored.partition_key)):
+            record = KinesisRecord(data, key, stored.sequence_number, sub, 1_700_000_000_000)
+            item = to_item(record, stored.shard_id, now_ms=1)
+            items[item["id"]["S"]] = (item, stored.shard_id)
+    # THEN every acknowledged record is one item under its id, on the shard the answer named,
+    # its data exactly as sent, its key, and the client's id marked as the client's
+    assert sorted(items) == sorted(a["id"] for a in answers)
+    for record, answer in zip(sent, answers, strict=True):
+        item, shard_id = items[answer["id"]]
+        assert shard_id == answer["shard_id"]
+        assert TypeDeserializer().deserialize(item["data"]) == record["data"]
+        assert item["partition_key"] == {"S": record.get("partition_key", answer["id"])}
+        assert ("client_id" in item) == ("id" in record)
+        if "id" in record:
+            assert answer["id"] == record["id"] and item["client_id"] == {"BOOL": True}
+        assert int(item["ingested_at"]["N"]) > 1_700_000_000_000
+        assert item.size <= MAX_ITEM_BYTES
