@@ -18,21 +18,7 @@ from collections.abc import Callable
 from typing import IO
 
 from common.emf import emf_line
-
-NAMESPACE = "KinesisIngest/Consumer"
-UNITS = {
-    "RecordsWritten": "Count",  # items put to the records table
-    "RecordsQuarantined": "Count",  # poison records put to the quarantine table
-    "RecordsSuperseded": "Count",  # copies not written: a later copy of the id is stored
-    "WriteFailures": "Count",  # batches given up for a reason not about a record: replayed
-    "WriteRetries": "Count",  # BatchWriteItem calls retried (throttling, UnprocessedItems)
-    "BatchWriteLatency": "Milliseconds",  # mean time to write one processRecords batch
-    "BatchWriteLatencyMax": "Milliseconds",
-    "MillisBehindLatest": "Milliseconds",  # the largest the KCL reported in the interval
-    "EndToEndLatency": "Milliseconds",  # stored_at - ingested_at (producer took it), sampled
-    "EndToEndLatencyMax": "Milliseconds",
-}
-
+from common.metric_catalog import CONSUMER
 
 SAMPLE_SIZE = 100  # values per EMF metric at most
 
@@ -143,8 +129,8 @@ class ConsumerMetrics:
             }
             if not self.latency_sample:  # no record carried its ingest time: no latency
                 del values["EndToEndLatency"], values["EndToEndLatencyMax"]
-            metrics = {name: (value, UNITS[name]) for name, value in values.items()}
-            self._out.write(emf_line(NAMESPACE, {"Service": "consumer"}, metrics, now) + "\n")
+            metrics = {CONSUMER[name]: value for name, value in values.items()}
+            self._out.write(emf_line(metrics, CONSUMER.dimensions, now) + "\n")
             self._out.flush()
         self._started = now
         self._reset()

@@ -23,10 +23,12 @@ from typing import Any
 
 import boto3
 
+from common.metric_catalog import KCL, KCL_APPLICATION_LAG
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_OUTPUTS = ROOT / ".local" / "stack" / "outputs.json"
-LAG = {"Namespace": "", "MetricName": "MillisBehindLatest",
-       "Dimensions": [{"Name": "Operation", "Value": "ApplicationTracker"}]}  # fmt: skip
+LAG = {"Namespace": "", "MetricName": KCL["MillisBehindLatest"].name,
+       "Dimensions": [{"Name": k, "Value": v} for k, v in KCL_APPLICATION_LAG.items()]}  # fmt: skip
 
 
 def stack_outputs(path: Path | None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from common.metric_catalog import CONSUMER, PRODUCER, SCALER
 from common.stats import percentile
 from scaler.stream import StreamAdmin
 
@@ -75,13 +76,21 @@ SERIES_KEYS = {key for _, _, _, pairs in PANELS for key, _ in pairs}
 TOTALS = [("producer.received", "received"), ("producer.put", "put to Kinesis"),
           ("consumer.written", "stored"), ("consumer.quarantined", "quarantined"),
           ("producer.r503", "answered 503")]  # fmt: skip
+# the producer's counters charted (their Prometheus names) -> short name
 PRODUCER_COUNTERS = {
-    "producer_requests_total": "requests", "producer_user_records_received_total": "received",
-    "producer_user_records_put_total": "put", "producer_responses4xx_total": "r4xx",
-    "producer_responses503_total": "r503", "producer_responses5xx_total": "r5xx",
-    "producer_kinesis_records_put_total": "kinesis_records", "producer_put_records_calls_total":
-    "calls",
-}  # fmt: skip
+    PRODUCER[name].prometheus: short
+    for name, short in (
+        ("Requests", "requests"),
+        ("UserRecordsReceived", "received"),
+        ("UserRecordsPut", "put"),
+        ("Responses4xx", "r4xx"),
+        ("Responses503", "r503"),
+        ("Responses5xx", "r5xx"),
+        ("KinesisRecordsPut", "kinesis_records"),
+        ("PutRecordsCalls", "calls"),
+    )
+}
+ERRORS = PRODUCER["Errors"].prometheus  # by code: the throttling codes are summed
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
@@ -94,7 +103,7 @@ def parse_prometheus(text: str) -> dict[str, float]:
         name, code, value = match.group(1), match.group(2), float(match.group(3))
         if name in PRODUCER_COUNTERS:
             values[PRODUCER_COUNTERS[name]] = value
-        elif name == "producer_errors_total" and code and "Throughput" in code:
+        elif name == ERRORS and code and "Throughput" in code:
             values["throttled"] += value
     return values
 
@@ -147,11 +156,14 @@ class ConsumerState:
     latencies: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=20_000))
 
     def add(self, document: dict[str, Any], source: str, now: float) -> None:
-        self.written += document.get("RecordsWritten", 0)
-        self.quarantined += document.get("RecordsQuarantined", 0)
-        self.retries += document.get("WriteRetries", 0)
-        self.behind[source] = (now, float(document.get("MillisBehindLatest", 0)))
-        sample = document.get("EndToEndLatency", [])
+        def value(name: str, default: Any = 0) -> Any:
+            return document.get(CONSUMER[name].name, default)
+
+        self.written += value("RecordsWritten")
+        self.quarantined += value("RecordsQuarantined")
+        self.retries += value("WriteRetries")
+        self.behind[source] = (now, float(value("MillisBehindLatest")))
+        sample = value("EndToEndLatency", [])
         for value in sample if isinstance(sample, list) else [sample]:
             self.latencies.append((now, float(value)))
 
@@ -250,11 +262,11 @@ class Sampler:
         except OSError:
             pass  # the producer is restarting: its series have a gap
         for source, lines in self._new_lines("consumer*.log").items():
-            for document in emf_documents(lines, "KinesisIngest/Consumer"):
+            for document in emf_documents(lines, CONSUMER.name):
                 self.consumer.add(document, source, now)
         for lines in self._new_lines("scaler.log").values():
-            for document in emf_documents(lines, "KinesisIngest/Scaler"):
-                self.scaler_target = float(document.get("TargetShards", 0))
+            for document in emf_documents(lines, SCALER.name):
+                self.scaler_target = float(document.get(SCALER["TargetShards"].name, 0))
         state = self.consumer
         values.update({
             "consumer.written": state.written, "consumer.quarantined": state.quarantined,

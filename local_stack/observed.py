@@ -27,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from common.metric_catalog import ALB
 from infra.kcl_tables import kcl_tables
 from infra.settings import InfraSettings
 from local_stack.recording.calls import CALLS_DIR_ENV, SERVICE_ENV
@@ -274,7 +275,7 @@ def create_alarms(cloudwatch: Any, cfg: Any) -> list[str]:
     for spec in alarm_specs(cfg.stream_name, cfg.application_name, "", "", cfg.records_table,
                             retention_hours=RETENTION_HOURS,
                             retrieval_mode=cfg.retrieval_mode):  # fmt: skip
-        if spec.namespace == "AWS/ApplicationELB":
+        if spec.namespace == ALB.name:
             continue
         name = f"{cfg.stream_name}-{spec.key}"
         cloudwatch.put_metric_alarm(

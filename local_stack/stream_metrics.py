@@ -40,17 +40,18 @@ from typing import Any
 import boto3
 
 from common.logs import configure_logging
+from common.metric_catalog import KINESIS
 from scaler.sources import ProducerSource, Scrape, fetch_with_key, increase, scrape
 from scaler.stream import StreamAdmin
 
 log = logging.getLogger("stream-metrics")
 
-NAMESPACE = "AWS/Kinesis"
-# the producers' counter -> the Kinesis metric and its CloudWatch unit
+NAMESPACE = KINESIS.name
+# the producers' counter -> the Kinesis metric it stands in for
 METRICS = {
-    ProducerSource.BYTES: ("IncomingBytes", "Bytes"),
-    ProducerSource.RECORDS: ("IncomingRecords", "Count"),
-    ProducerSource.THROTTLED: ("WriteProvisionedThroughputExceeded", "Count"),
+    ProducerSource.BYTES: KINESIS["IncomingBytes"],
+    ProducerSource.RECORDS: KINESIS["IncomingRecords"],
+    ProducerSource.THROTTLED: KINESIS["WriteProvisionedThroughputExceeded"],
 }
 BATCH = 1000  # metric data items per PutMetricData (CloudWatch API Reference: 1,000 at most)
 
@@ -61,9 +62,10 @@ def metric_data(stream: str, open_shards: Sequence[str], delta: dict[str, Counte
     every shard something was put to (a shard closed during the interval keeps its share)."""
     shards = sorted(set(open_shards).union(*(set(c) for c in delta.values())))
     data = []
-    for counter, (name, unit) in METRICS.items():
+    for counter, metric in METRICS.items():
         per_shard = delta.get(counter, Counter())
         stream_dims = [{"Name": "StreamName", "Value": stream}]
+        name, unit = metric.name, metric.unit
         data.append({"MetricName": name, "Dimensions": stream_dims, "Timestamp": at,
                      "Value": float(sum(per_shard.values())), "Unit": unit})  # fmt: skip
         for shard in shards:

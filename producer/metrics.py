@@ -14,34 +14,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from common.emf import emf_line
+from common.metric_catalog import PRODUCER, Kind, Metric
 
-NAMESPACE = "KinesisIngest/Producer"
-
-# name -> (CloudWatch unit, help); counters unless listed in DISTRIBUTIONS
-COUNTERS = {
-    "UserRecordsReceived": ("Count", "user records taken by the producer"),
-    "UserRecordsPut": ("Count", "user records Kinesis accepted"),
-    "UserRecordsNotAccepted": ("Count", "user records answered 503 after the record TTL"),
-    "UserRecordsOverloaded": ("Count", "user records refused with 503 by back-pressure"),
-    "RequestsOverloaded": (
-        "Count",
-        "requests refused with 503 before their body was read or parsed (memory bound)",
-    ),
-    "KinesisRecordsPut": ("Count", "Kinesis records (aggregates) accepted"),
-    "PutRecordsCalls": ("Count", "PutRecords requests made"),
-    "Retries": ("Count", "PutRecords entries or calls retried"),
-    "Reroutes": ("Count", "aggregates re-sent after a reshard"),
-    "ShardMapRefreshes": ("Count", "shard maps adopted after a reshard"),
-    "KinesisRecordsRateLimited": ("Count", "Kinesis records held back by the per-shard rate limit"),
-    "Requests": ("Count", "requests to the record endpoints (POST / and /batch)"),
-    "Responses4xx": ("Count", "record requests refused as bad input (4xx)"),
-    "Responses503": ("Count", "record requests answered 503 (overloaded, not accepted, draining)"),
-    "Responses5xx": ("Count", "record requests answered with another 5xx (a bug)"),
-}
-DISTRIBUTIONS = {
-    "BufferingTime": ("Milliseconds", "time from taking a record to Kinesis accepting it"),
-    "UserRecordsPerKinesisRecord": ("Count", "user records in each accepted Kinesis record"),
-}
+# the metrics of the producer's EMF lines, counters and distributions, in the catalogue's order
+COUNTERS = {m.name: m for m in PRODUCER if m.cloudwatch and m.kind is Kind.COUNTER}
+DISTRIBUTIONS = {m.name: m for m in PRODUCER if m.cloudwatch and m.kind is Kind.DISTRIBUTION}
+# the per-shard counters of the Prometheus text (what the scaler's producer source reads)
+SHARD_RECORDS, SHARD_BYTES, SHARD_THROTTLED, ERRORS = (
+    PRODUCER[name]
+    for name in ("ShardKinesisRecordsPut", "ShardKinesisBytesPut", "ShardThrottled", "Errors")
+)
 
 
 @dataclass
@@ -107,26 +89,22 @@ class ProducerMetrics:
 
     def prometheus(self) -> str:
         lines = []
-        for name, (_, text) in COUNTERS.items():
-            metric = f"producer_{_snake(name)}_total"
-            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} counter",
-                      f"{metric} {self.counters[name]}"]  # fmt: skip
-        for name, (_, text) in DISTRIBUTIONS.items():
-            metric, dist = f"producer_{_snake(name)}", self.distributions[name]
-            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} summary",
-                      f"{metric}_count {dist.count}", f"{metric}_sum {dist.total:g}"]  # fmt: skip
-        lines += ["# HELP producer_errors_total PutRecords errors by code",
-                  "# TYPE producer_errors_total counter"]  # fmt: skip
-        lines += [
-            f'producer_errors_total{{code="{c}"}} {n}' for c, n in sorted(self.errors.items())
-        ]
-        for metric, counts, text in (
-            ("producer_shard_kinesis_records_put_total", self.shard_records, "records put"),
-            ("producer_shard_kinesis_bytes_put_total", self.shard_bytes, "bytes put"),
-            ("producer_shard_throttled_total", self.shard_throttled, "entries throttled"),
+        for name, m in COUNTERS.items():
+            lines += _family(m, "counter")
+            lines.append(f"{m.prometheus} {self.counters[name]}")
+        for name, m in DISTRIBUTIONS.items():
+            dist = self.distributions[name]
+            lines += _family(m, "summary")
+            lines += [f"{m.prometheus}_count {dist.count}", f"{m.prometheus}_sum {dist.total:g}"]
+        for m, counts in (
+            (ERRORS, self.errors),
+            (SHARD_RECORDS, self.shard_records),
+            (SHARD_BYTES, self.shard_bytes),
+            (SHARD_THROTTLED, self.shard_throttled),
         ):
-            lines += [f"# HELP {metric} Kinesis {text} by shard", f"# TYPE {metric} counter"]
-            lines += [f'{metric}{{shard="{s}"}} {n}' for s, n in sorted(counts.items())]
+            (label,) = m.dimensions[0]
+            lines += _family(m, "counter")
+            lines += [f'{m.prometheus}{{{label}="{k}"}} {n}' for k, n in sorted(counts.items())]
         return "\n".join(lines) + "\n"
 
     def snapshot(self) -> dict[str, Any]:
@@ -156,17 +134,16 @@ class ProducerMetrics:
         """An EMF line with the counters' increase since the previous call (or since the counts
         in ``since``, which it then updates), and the averages."""
         last = self._last_emf if since is None else since
-        values: dict[str, float] = {}
-        for name in COUNTERS:
-            values[name] = self.counters[name] - last[name]
+        values: dict[Metric, float | list[float]] = {}
+        for name, metric in COUNTERS.items():
+            values[metric] = self.counters[name] - last[name]
             last[name] = self.counters[name]
         for name, dist in self.distributions.items():
-            values[name] = dist.total / dist.count if dist.count else 0.0
-        units = {name: unit for name, (unit, _) in (COUNTERS | DISTRIBUTIONS).items()}
-        metrics = {name: (value, units[name]) for name, value in values.items()}
+            values[DISTRIBUTIONS[name]] = dist.total / dist.count if dist.count else 0.0
         stamp = now if now is not None else time.time()
-        return emf_line(NAMESPACE, {"Service": "producer"}, metrics, stamp)
+        return emf_line(values, PRODUCER.dimensions, stamp)
 
 
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+def _family(metric: Metric, kind: str) -> list[str]:
+    """The HELP and TYPE lines of a Prometheus metric family."""
+    return [f"# HELP {metric.prometheus} {metric.meaning}", f"# TYPE {metric.prometheus} {kind}"]

@@ -25,6 +25,7 @@ from typing import IO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common.emf import emf_line
+from common.metric_catalog import SCALER
 from scaler.model import Action, Decision
 from scaler.notify import ConsumerCapacity, Notifier, message
 from scaler.policy import Operation, Policy
@@ -34,9 +35,6 @@ from scaler.stream import StreamAdmin
 
 log = logging.getLogger("scaler")
 
-NAMESPACE = "KinesisIngest/Scaler"
-METRICS = {"OpenShards": "Count", "TargetShards": "Count", "Utilisation": "Percent",
-           "ScalingOperations": "Count", "ThrottledWrites": "Count"}  # fmt: skip
 REFUSALS = ("ResourceInUseException", "LimitExceededException")
 
 
@@ -195,9 +193,9 @@ class Scaler:
         values = {"OpenShards": decision.current, "TargetShards": decision.target,
                   "Utilisation": round(utilisation * 100, 2),
                   "ScalingOperations": int(applied), "ThrottledWrites": throttled}  # fmt: skip
-        metrics = {name: (value, METRICS[name]) for name, value in values.items()}
-        line = emf_line(NAMESPACE, {"StreamName": self.admin.stream_name}, metrics,
-                        self._clock(), {"Action": str(decision.action)})  # fmt: skip
+        metrics = {SCALER[name]: value for name, value in values.items()}
+        dimensions = {"StreamName": self.admin.stream_name}
+        line = emf_line(metrics, dimensions, self._clock(), {"Action": str(decision.action)})
         self._metrics_out.write(line + "\n")
         self._metrics_out.flush()
 

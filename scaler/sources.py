@@ -22,12 +22,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from common.kinesis import Shard
+from common.metric_catalog import KINESIS, PRODUCER, Metric
 from scaler.model import Load, Sample
 
 log = logging.getLogger(__name__)
 
-_NAMESPACE = "AWS/Kinesis"
-_METRICS = {"b": "IncomingBytes", "r": "IncomingRecords", "t": "WriteProvisionedThroughputExceeded"}
+_METRICS = {
+    "b": KINESIS["IncomingBytes"],
+    "r": KINESIS["IncomingRecords"],
+    "t": KINESIS["WriteProvisionedThroughputExceeded"],
+}
 
 
 class MetricSource(Protocol):
@@ -47,12 +51,13 @@ class CloudWatchSource:
         self._clock = clock
 
     def _queries(self, shards: Sequence[Shard]) -> list[dict[str, Any]]:
-        def query(qid: str, metric: str, shard: str | None) -> dict[str, Any]:
+        def query(qid: str, metric: Metric, shard: str | None) -> dict[str, Any]:
             dims = [{"Name": "StreamName", "Value": self._stream}]
             if shard is not None:
                 dims.append({"Name": "ShardId", "Value": shard})
-            stat = {"Metric": {"Namespace": _NAMESPACE, "MetricName": metric, "Dimensions": dims},
-                    "Period": 60, "Stat": "Sum"}  # fmt: skip
+            assert metric.published_under(d["Name"] for d in dims), metric
+            named = {"Namespace": metric.namespace, "MetricName": metric.name, "Dimensions": dims}
+            stat = {"Metric": named, "Period": 60, "Stat": "Sum"}
             return {"Id": qid, "MetricStat": stat, "ReturnData": True}
 
         queries = [query(f"s{k}", metric, None) for k, metric in _METRICS.items()]
@@ -96,7 +101,7 @@ class CloudWatchSource:
         return samples
 
 
-_LINE = re.compile(r'^(producer_shard_\w+)_total\{shard="([^"]+)"\} (\d+)$', re.MULTILINE)
+_LINE = re.compile(r'^(producer_shard_\w+)\{shard="([^"]+)"\} (\d+)$', re.MULTILINE)
 
 
 def parse_shard_counts(text: str) -> dict[str, Counter[str]]:
@@ -149,9 +154,9 @@ def increase(before: Scrape, after: Scrape, names: Sequence[str]) -> dict[str, C
 class ProducerSource:
     """Samples from the producers' per-shard counters, one per call to ``samples``."""
 
-    RECORDS = "producer_shard_kinesis_records_put"
-    BYTES = "producer_shard_kinesis_bytes_put"
-    THROTTLED = "producer_shard_throttled"
+    RECORDS = PRODUCER["ShardKinesisRecordsPut"].prometheus
+    BYTES = PRODUCER["ShardKinesisBytesPut"].prometheus
+    THROTTLED = PRODUCER["ShardThrottled"].prometheus
 
     def __init__(
         self,

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from common.metric_catalog import KINESIS
 from consumer.records import TTL_ATTRIBUTE
 from infra.kcl_tables import LEASE_OWNER_INDEX, kcl_tables
 
-STREAM_SHARD_METRICS = ["IncomingBytes", "IncomingRecords", "WriteProvisionedThroughputExceeded"]
+# the Kinesis metrics the catalogue reads per shard (enhanced shard-level monitoring)
+STREAM_SHARD_METRICS = [m.name for m in KINESIS if m.published_under(("StreamName", "ShardId"))]
 
 
 @dataclass

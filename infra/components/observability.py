@@ -3,18 +3,35 @@
 Widgets and alarms use only metrics something really publishes: AWS/Kinesis, AWS/DynamoDB,
 AWS/ECS, ECS/ContainerInsights and AWS/ApplicationELB from AWS itself, the KCL's own (namespace
 = application name), and the EMF metrics of the producer (``KinesisIngest/Producer``), the
-consumer (``KinesisIngest/Consumer``) and the scaler (``KinesisIngest/Scaler``). The infra
-tests check every metric and dimension against the code that publishes it.
+consumer (``KinesisIngest/Consumer``) and the scaler (``KinesisIngest/Scaler``): each an entry
+of the metric catalogue (``common.metric_catalog``), named there with its unit and dimensions.
+The infra tests check every metric and dimension against the catalogue and the code that
+publishes it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+
+from common.metric_catalog import (
+    ALB,
+    CONSUMER,
+    CONTAINER_INSIGHTS,
+    DYNAMODB,
+    ECS,
+    KCL,
+    KCL_APPLICATION_LAG,
+    KINESIS,
+    PRODUCER,
+    SCALER,
+    Metric,
+)
 
 SERVICES = ("producer", "consumer", "scaler")
 
@@ -39,24 +56,14 @@ class DashboardInputs:
     scaler: bool = True  # provisioned stream: the shard scaler's panel; on demand: stream load
 
 
-# The KCL publishes MillisBehindLatest twice (KCL 3.1.3 ProcessTask.java): per shard with
-# Operation=ProcessTask + ShardId, and for the whole application with
-# Operation=ApplicationTracker alone. Only the latter is one series an alarm can watch; a
-# metric with Operation=ProcessTask and no ShardId does not exist (CloudWatch matches the
-# full set of dimensions).
-KCL_APPLICATION_LAG = {"Operation": "ApplicationTracker"}
-
-PRODUCER, CONSUMER, SCALER = (
-    "KinesisIngest/Producer",
-    "KinesisIngest/Consumer",
-    "KinesisIngest/Scaler",
-)
-
-
 def _metric(
-    namespace: str, name: str, stat: str = "Sum", ref: str = "", visible: bool = True, **dims: str
+    metric: Metric, stat: str = "Sum", ref: str = "", visible: bool = True, **dims: str
 ) -> list[Any]:
-    row: list[Any] = [namespace, name]
+    """A dashboard row: the catalogue's ``metric`` under ``dims`` (one of its dimension sets)."""
+    if not metric.published_under(dims):
+        raise ValueError(f"{metric.namespace} {metric.name} is not published under {set(dims)}")
+    name = metric.name
+    row: list[Any] = [metric.namespace, name]
     for key, value in dims.items():
         row += [key, value]
     options: dict[str, Any] = {"stat": stat}
@@ -95,90 +102,91 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
     """The dashboard's JSON body (pure: tests read it). Three widgets a row, read left to right:
     is it keeping up (ingest, lag, latency), is anything lost (put vs stored, refusals,
     quarantine, throttling), what does it cost (shards, CPU, tasks)."""
-    kinesis, ecs = "AWS/Kinesis", "AWS/ECS"
-    prod, cons = {"Service": "producer"}, {"Service": "consumer"}
+    prod, cons = PRODUCER.dimensions, CONSUMER.dimensions
     stream = {"StreamName": d.stream}
     alb = {"LoadBalancer": d.alb_suffix}
     panels: list[tuple[str, list[list[Any]]]] = [
         (
             "Ingest: requests and user records per minute",
             [
-                _metric(PRODUCER, "Requests", **prod),
-                _metric(PRODUCER, "UserRecordsReceived", **prod),
-                _metric(PRODUCER, "UserRecordsPut", **prod),
+                _metric(PRODUCER["Requests"], **prod),
+                _metric(PRODUCER["UserRecordsReceived"], **prod),
+                _metric(PRODUCER["UserRecordsPut"], **prod),
             ],
         ),
         (
             "Consumer lag: millis behind latest",
             [
-                _metric(d.application, "MillisBehindLatest", "Maximum", **KCL_APPLICATION_LAG),
-                _metric(CONSUMER, "MillisBehindLatest", "Maximum", **cons),
+                _metric(
+                    KCL["MillisBehindLatest"].of(d.application), "Maximum", **KCL_APPLICATION_LAG
+                ),
+                _metric(CONSUMER["MillisBehindLatest"], "Maximum", **cons),
             ],
         ),
         (
             "End-to-end latency, ingest to stored (ms)",
             [
-                _metric(CONSUMER, "EndToEndLatency", "p50", **cons),
-                _metric(CONSUMER, "EndToEndLatency", "p99", **cons),
-                _metric(CONSUMER, "EndToEndLatencyMax", "Maximum", **cons),
+                _metric(CONSUMER["EndToEndLatency"], "p50", **cons),
+                _metric(CONSUMER["EndToEndLatency"], "p99", **cons),
+                _metric(CONSUMER["EndToEndLatencyMax"], "Maximum", **cons),
             ],
         ),
         (
             "Records put to Kinesis vs stored and quarantined",
             [
-                _metric(PRODUCER, "UserRecordsPut", **prod),
-                _metric(CONSUMER, "RecordsWritten", **cons),
-                _metric(CONSUMER, "RecordsQuarantined", **cons),
+                _metric(PRODUCER["UserRecordsPut"], **prod),
+                _metric(CONSUMER["RecordsWritten"], **cons),
+                _metric(CONSUMER["RecordsQuarantined"], **cons),
             ],
         ),
         (
             "Producer answers: 4xx, 503, other 5xx",
             [
-                _metric(PRODUCER, "Responses4xx", **prod),
-                _metric(PRODUCER, "Responses503", **prod),
-                _metric(PRODUCER, "Responses5xx", **prod),
-                _metric(PRODUCER, "UserRecordsNotAccepted", **prod),
-                _metric("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", **alb),
+                _metric(PRODUCER["Responses4xx"], **prod),
+                _metric(PRODUCER["Responses503"], **prod),
+                _metric(PRODUCER["Responses5xx"], **prod),
+                _metric(PRODUCER["UserRecordsNotAccepted"], **prod),
+                _metric(ALB["HTTPCode_ELB_5XX_Count"], **alb),
             ],
         ),
         (
             "Aggregation: user records per Kinesis record and per PutRecords call",
             [
-                _metric(PRODUCER, "UserRecordsPerKinesisRecord", "Average", **prod),
-                _metric(PRODUCER, "UserRecordsPut", ref="put", visible=False, **prod),
-                _metric(PRODUCER, "PutRecordsCalls", ref="calls", visible=False, **prod),
+                _metric(PRODUCER["UserRecordsPerKinesisRecord"], "Average", **prod),
+                _metric(PRODUCER["UserRecordsPut"], ref="put", visible=False, **prod),
+                _metric(PRODUCER["PutRecordsCalls"], ref="calls", visible=False, **prod),
                 _expression("put / calls", "user records per PutRecords call"),
             ],
         ),
         (
             "Throttling: Kinesis writes, DynamoDB writes",
             [
-                _metric(kinesis, "WriteProvisionedThroughputExceeded", **stream),
-                _metric(PRODUCER, "Retries", **prod),
-                _metric("AWS/DynamoDB", "WriteThrottleEvents", TableName=d.records_table),
-                _metric(CONSUMER, "WriteRetries", **cons),
+                _metric(KINESIS["WriteProvisionedThroughputExceeded"], **stream),
+                _metric(PRODUCER["Retries"], **prod),
+                _metric(DYNAMODB["WriteThrottleEvents"], TableName=d.records_table),
+                _metric(CONSUMER["WriteRetries"], **cons),
             ],
         ),
         (
             "Shards: open vs scaler target, utilisation %",
             [
-                _metric(SCALER, "OpenShards", "Maximum", **stream),
-                _metric(SCALER, "TargetShards", "Maximum", **stream),
-                _metric(SCALER, "Utilisation", "Maximum", **stream),
+                _metric(SCALER["OpenShards"], "Maximum", **stream),
+                _metric(SCALER["TargetShards"], "Maximum", **stream),
+                _metric(SCALER["Utilisation"], "Maximum", **stream),
             ],
         )
         if d.scaler
         else (
             "Stream (on demand): incoming bytes and records",
             [
-                _metric(kinesis, "IncomingBytes", **stream),
-                _metric(kinesis, "IncomingRecords", **stream),
+                _metric(KINESIS["IncomingBytes"], **stream),
+                _metric(KINESIS["IncomingRecords"], **stream),
             ],
         ),
         (
             "CPU per service (%)",
             [
-                _metric(ecs, "CPUUtilization", "Average", ClusterName=d.cluster, ServiceName=n)
+                _metric(ECS["CPUUtilization"], "Average", ClusterName=d.cluster, ServiceName=n)
                 for n in d.services.values()
             ],
         ),
@@ -186,8 +194,7 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
             "Running tasks per service",
             [
                 _metric(
-                    "ECS/ContainerInsights",
-                    "RunningTaskCount",
+                    CONTAINER_INSIGHTS["RunningTaskCount"],
                     "Average",
                     ClusterName=d.cluster,
                     ServiceName=n,
@@ -198,16 +205,16 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
         (
             "Consumer: batch write latency (ms)",
             [
-                _metric(CONSUMER, "BatchWriteLatency", "Average", **cons),
-                _metric(CONSUMER, "BatchWriteLatencyMax", "Maximum", **cons),
+                _metric(CONSUMER["BatchWriteLatency"], "Average", **cons),
+                _metric(CONSUMER["BatchWriteLatencyMax"], "Maximum", **cons),
             ],
         ),
         (
             "Producer: buffering time (ms), records held by the rate limit",
             [
-                _metric(PRODUCER, "BufferingTime", "Average", **prod),
-                _metric(PRODUCER, "KinesisRecordsRateLimited", **prod),
-                _metric(PRODUCER, "UserRecordsOverloaded", **prod),
+                _metric(PRODUCER["BufferingTime"], "Average", **prod),
+                _metric(PRODUCER["KinesisRecordsRateLimited"], **prod),
+                _metric(PRODUCER["UserRecordsOverloaded"], **prod),
             ],
         ),
     ]
@@ -303,7 +310,7 @@ class AlarmSpec:
     dimensions: dict[str, Any]
 
 
-def unread_age_metric(stream: Any, application: str, retrieval_mode: str) -> tuple[str, dict]:
+def unread_age_metric(stream: Any, application: str, retrieval_mode: str) -> tuple[Metric, dict]:
     """The age of the oldest record the consumer has not read, as Kinesis itself publishes it
     (Kinesis Data Streams Developer Guide, "Monitor the Amazon Kinesis Data Streams service with
     Amazon CloudWatch", basic stream-level metrics): with enhanced fan-out
@@ -311,9 +318,9 @@ def unread_age_metric(stream: Any, application: str, retrieval_mode: str) -> tup
     ConsumerName; the consumer's name is the application's), polling
     ``GetRecords.IteratorAgeMilliseconds`` (StreamName)."""
     if retrieval_mode == "FANOUT":
-        return "SubscribeToShardEvent.MillisBehindLatest", {
-            "StreamName": stream, "ConsumerName": application}  # fmt: skip
-    return "GetRecords.IteratorAgeMilliseconds", {"StreamName": stream}
+        fan_out = KINESIS["SubscribeToShardEvent.MillisBehindLatest"]
+        return fan_out, {"StreamName": stream, "ConsumerName": application}
+    return KINESIS["GetRecords.IteratorAgeMilliseconds"], {"StreamName": stream}
 
 
 def consumer_lag_metric(application: str) -> tuple[str, str, dict[str, str], str]:
@@ -321,7 +328,8 @@ def consumer_lag_metric(application: str) -> tuple[str, str, dict[str, str], str
     application (namespace, metric, dimensions, statistic). The KCL publishes it at every
     ProcessTask, also for empty fetches (KCL 3.1.3 ProcessTask.java), so it is there whenever
     the workers run."""
-    return application, "MillisBehindLatest", dict(KCL_APPLICATION_LAG), "Maximum"
+    lag = KCL["MillisBehindLatest"].of(application)
+    return lag.namespace, lag.name, dict(KCL_APPLICATION_LAG), "Maximum"
 
 
 def alarm_specs(
@@ -336,36 +344,54 @@ def alarm_specs(
     """Falling behind, records nearing expiry (half the stream's retention), sustained
     throttling, anything quarantined, producer errors, unhealthy targets: each says in its
     description what it means."""
-    prod, cons = {"Service": "producer"}, {"Service": "consumer"}
+    prod, cons = PRODUCER.dimensions, CONSUMER.dimensions
     unread_metric, unread_dims = unread_age_metric(stream, application, retrieval_mode)
     half = retention_hours * 3600 * 1000 // 2
     return [
-        AlarmSpec("consumer-behind", "consumer more than 60 s behind the stream for 5 minutes",
-                  application, "MillisBehindLatest", "Maximum", 60_000, 5,
-                  KCL_APPLICATION_LAG),
-        AlarmSpec("records-expiring", f"the oldest unread record is older than half the "
-                  f"stream's retention ({retention_hours // 2} h): unread records expire at "
-                  f"{retention_hours} h, lost. The consumer is stuck or far behind: see its log "
-                  "(README, Troubleshooting)", "AWS/Kinesis", unread_metric, "Maximum", half, 5,
-                  unread_dims),
-        AlarmSpec("kinesis-throttling", "Kinesis throttled writes for 5 minutes in a row "
-                  "(the scaler is not keeping up, or one key is hot)", "AWS/Kinesis",
-                  "WriteProvisionedThroughputExceeded", "Sum", 0, 5, {"StreamName": stream}),
-        AlarmSpec("dynamodb-throttling", "DynamoDB throttled writes to the records table for 5 "
-                  "minutes in a row (the consumer retries; lag grows)", "AWS/DynamoDB",
-                  "WriteThrottleEvents", "Sum", 0, 5, {"TableName": records_table}),
-        AlarmSpec("quarantine", "records were quarantined: look at the quarantine table, fix, "
-                  "replay (README, Operating)", CONSUMER, "RecordsQuarantined", "Sum", 0, 1, cons),
-        AlarmSpec("consumer-write-failures", "a record processor gave up a batch for a reason "
-                  "not about a record (DynamoDB throttling past the write deadline, network, "
-                  "AccessDenied, a missing table): the shard replays from its checkpoint until "
-                  "it is fixed", CONSUMER, "WriteFailures", "Sum", 0, 1, cons),
-        AlarmSpec("records-not-accepted", "the producer answered 503: records not accepted by "
-                  "Kinesis within their TTL", PRODUCER, "UserRecordsNotAccepted", "Sum", 0, 1,
-                  prod),
-        AlarmSpec("producer-errors", "the producer answered 5xx other than 503 (a bug: see its "
-                  "log)", PRODUCER, "Responses5xx", "Sum", 0, 1, prod),
-        AlarmSpec("unhealthy-targets", "producer targets failing the load balancer's health "
-                  "check", "AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", 0, 3,
-                  {"TargetGroup": target_group_suffix, "LoadBalancer": alb_suffix}),
+        _alarm("consumer-behind", "consumer more than 60 s behind the stream for 5 minutes",
+               KCL["MillisBehindLatest"].of(application), "Maximum", 60_000, 5,
+               KCL_APPLICATION_LAG),
+        _alarm("records-expiring", f"the oldest unread record is older than half the "
+               f"stream's retention ({retention_hours // 2} h): unread records expire at "
+               f"{retention_hours} h, lost. The consumer is stuck or far behind: see its log "
+               "(README, Troubleshooting)", unread_metric, "Maximum", half, 5, unread_dims),
+        _alarm("kinesis-throttling", "Kinesis throttled writes for 5 minutes in a row "
+               "(the scaler is not keeping up, or one key is hot)",
+               KINESIS["WriteProvisionedThroughputExceeded"], "Sum", 0, 5,
+               {"StreamName": stream}),
+        _alarm("dynamodb-throttling", "DynamoDB throttled writes to the records table for 5 "
+               "minutes in a row (the consumer retries; lag grows)",
+               DYNAMODB["WriteThrottleEvents"], "Sum", 0, 5, {"TableName": records_table}),
+        _alarm("quarantine", "records were quarantined: look at the quarantine table, fix, "
+               "replay (README, Operating)", CONSUMER["RecordsQuarantined"], "Sum", 0, 1, cons),
+        _alarm("consumer-write-failures", "a record processor gave up a batch for a reason "
+               "not about a record (DynamoDB throttling past the write deadline, network, "
+               "AccessDenied, a missing table): the shard replays from its checkpoint until "
+               "it is fixed", CONSUMER["WriteFailures"], "Sum", 0, 1, cons),
+        _alarm("records-not-accepted", "the producer answered 503: records not accepted by "
+               "Kinesis within their TTL", PRODUCER["UserRecordsNotAccepted"], "Sum", 0, 1,
+               prod),
+        _alarm("producer-errors", "the producer answered 5xx other than 503 (a bug: see its "
+               "log)", PRODUCER["Responses5xx"], "Sum", 0, 1, prod),
+        _alarm("unhealthy-targets", "producer targets failing the load balancer's health "
+               "check", ALB["UnHealthyHostCount"], "Maximum", 0, 3,
+               {"TargetGroup": target_group_suffix, "LoadBalancer": alb_suffix}),
     ]  # fmt: skip
+
+
+def _alarm(
+    key: str,
+    text: str,
+    metric: Metric,
+    stat: str,
+    threshold: float,
+    minutes: int,
+    dimensions: Mapping[str, Any],
+) -> AlarmSpec:
+    """The alarm on the catalogue's ``metric`` under ``dimensions`` (one of its sets)."""
+    if not metric.published_under(dimensions):
+        raise ValueError(
+            f"{metric.namespace} {metric.name} is not published under {set(dimensions)}"
+        )
+    dims = dict(dimensions)  # a plain dict for Pulumi (the catalogue's are read-only)
+    return AlarmSpec(key, text, metric.namespace, metric.name, stat, threshold, minutes, dims)

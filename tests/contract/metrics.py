@@ -4,7 +4,8 @@ the alarms (rendered with the local stack's names) ask only for that.
 Published = the KCL's own metrics as CloudWatch (moto) has them after its PutMetricData calls
 (ListMetrics: namespace, name, every dimension value), and our services' EMF lines in their
 logs (the lines CloudWatch Logs would turn into metrics). AWS's own metrics cannot be
-published locally: they must be in ``AWS_METRICS``, each from its service's documentation.
+published locally: they must be in the metric catalogue (``common.metric_catalog``), which
+cites each one's documentation.
 """
 
 from __future__ import annotations
@@ -14,33 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from common.metric_catalog import AWS, KCL, NAMESPACES
+
 Metric = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, name, dimensions
 
-# AWS's metrics the dashboard and alarms use: namespace -> metric -> dimension names, with the
-# documentation page that lists them.
-AWS_METRICS: dict[str, dict[str, set[str]]] = {
-    # Kinesis Data Streams Developer Guide, "Monitor the Amazon Kinesis Data Streams service
-    # with Amazon CloudWatch" (stream-level metrics, dimension StreamName; the enhanced fan-out
-    # consumer's metrics are per StreamName and ConsumerName)
-    "AWS/Kinesis": {
-        "WriteProvisionedThroughputExceeded": {"StreamName"},
-        "IncomingBytes": {"StreamName"},
-        "IncomingRecords": {"StreamName"},
-        "GetRecords.IteratorAgeMilliseconds": {"StreamName"},
-        "SubscribeToShardEvent.MillisBehindLatest": {"StreamName", "ConsumerName"},
-    },
-    # DynamoDB Developer Guide, "DynamoDB Metrics and dimensions" (TableName)
-    "AWS/DynamoDB": {"WriteThrottleEvents": {"TableName"}},
-    # Amazon ECS Developer Guide, "Amazon ECS CloudWatch metrics" (ClusterName, ServiceName)
-    "AWS/ECS": {"CPUUtilization": {"ClusterName", "ServiceName"}},
-    # CloudWatch User Guide, "Amazon ECS Container Insights metrics"
-    "ECS/ContainerInsights": {"RunningTaskCount": {"ClusterName", "ServiceName"}},
-    # Elastic Load Balancing, "CloudWatch metrics for your Application Load Balancer"
-    "AWS/ApplicationELB": {
-        "HTTPCode_ELB_5XX_Count": {"LoadBalancer"},
-        "UnHealthyHostCount": {"TargetGroup", "LoadBalancer"},
-    },
-}
+# what AWS itself publishes (each namespace's documentation is cited in the catalogue)
+AWS_PUBLISHED = {namespace.name for namespace in AWS if namespace is not KCL}
 
 
 def from_cloudwatch(cloudwatch: Any) -> set[Metric]:
@@ -90,13 +70,19 @@ def dashboard_rows(body: dict[str, Any]) -> list[tuple[str, Metric]]:
 
 
 def unpublished(wanted: Iterable[tuple[str, Metric]], published: set[Metric]) -> list[str]:
-    """Each (where, metric) that neither something published nor AWS documents."""
+    """Each (where, metric) that is not in the catalogue under those dimensions, or that
+    nothing published (AWS's own cannot be published locally: the catalogue vouches for them);
+    a namespace the catalogue does not name is the KCL application's."""
     problems = []
     for where, (namespace, name, dims) in wanted:
-        if namespace in AWS_METRICS:
-            names = AWS_METRICS[namespace].get(name)
-            if names is None or {k for k, _ in dims} != names:
-                problems.append(f"{where}: {namespace} {name} {dict(dims)} is not AWS's")
-        elif (namespace, name, dims) not in published:
-            problems.append(f"{where}: {namespace} {name} {dict(dims)} was never published")
+        what = f"{where}: {namespace} {name} {dict(dims)}"
+        try:
+            entry = NAMESPACES[namespace][name] if namespace in NAMESPACES else KCL[name]
+        except KeyError:
+            problems.append(f"{what} is not in the metric catalogue")
+            continue
+        if not entry.published_under(k for k, _ in dims):
+            problems.append(f"{what} is not under dimensions the catalogue gives")
+        elif namespace not in AWS_PUBLISHED and (namespace, name, dims) not in published:
+            problems.append(f"{what} was never published")
     return problems

@@ -1,6 +1,7 @@
-"""The dashboard and the alarms show only metrics something really publishes, with the
-dimensions it publishes them under: our services' metrics are read from the EMF lines their
-code writes; AWS's (and the KCL's) from the list below, each checked against AWS's docs."""
+"""The dashboard and the alarms show only metrics of the catalogue (``common.metric_catalog``)
+that something really publishes, with the dimensions it publishes them under: our services'
+metrics are read from the EMF lines their code writes; AWS's (and the KCL's) from the
+catalogue, which cites AWS's docs for each."""
 
 from __future__ import annotations
 
@@ -10,19 +11,12 @@ from typing import Any
 
 import pytest
 
+from common.metric_catalog import KCL_APPLICATION, KINESIS, SCALER, lookup
 from consumer.metrics import ConsumerMetrics
 from producer.metrics import ProducerMetrics
-from scaler import service as scaler_service
-from tests.contract.metrics import AWS_METRICS as DOCUMENTED
 from tests.infra.conftest import ACCOUNT, CONFIG, REGION, Built, build_stack
 
-APPLICATION = "<application>"  # the consumer task's CONSUMER_APPLICATION_NAME
-# What AWS publishes (namespace -> metric -> its dimension names, each from its docs), and
-# the KCL's own metric (the integration tests check its dimension values as published)
-AWS_METRICS = {
-    **DOCUMENTED,
-    APPLICATION: {"MillisBehindLatest": {"Operation"}},
-}
+APPLICATION = KCL_APPLICATION  # the consumer task's CONSUMER_APPLICATION_NAME
 
 
 def _emf(line: str) -> tuple[str, dict[str, str], set[str]]:
@@ -42,8 +36,9 @@ def published() -> dict[str, tuple[dict[str, str], set[str]]]:
     consumer_metrics.emit()
     consumer = _emf(out.getvalue())
     found = {ns: (dims, names) for ns, dims, names in (producer, consumer)}
-    # the scaler's line (its unit test checks the namespace and values) under StreamName
-    found[scaler_service.NAMESPACE] = ({"StreamName": "<stream>"}, set(scaler_service.METRICS))
+    # the scaler's line under StreamName (tests/unit/test_metric_catalog.py checks that the
+    # scaler writes exactly these)
+    found[SCALER.name] = ({"StreamName": "<stream>"}, {m.name for m in SCALER})
     return found
 
 
@@ -55,18 +50,19 @@ def _application(built: Built) -> str:
 
 
 def _check(namespace: str, metric: str, dimensions: dict[str, Any], built: Built) -> None:
+    """The metric is the catalogue's, under one of its dimension sets; ours, also as our
+    services' code writes it."""
     stream = built.outputs["stream"]
     if namespace == _application(built):
-        namespace = APPLICATION
+        namespace = APPLICATION  # the KCL's, whose namespace the catalogue writes so
+    entry = lookup(namespace, metric)  # KeyError: not in the catalogue
+    assert entry.published_under(dimensions), (namespace, metric, dimensions)
     ours = published()
     if namespace in ours:
         expected_dims, names = ours[namespace]
         assert metric in names, f"{namespace} {metric}: no service publishes it"
         expected = {k: (stream if v == "<stream>" else v) for k, v in expected_dims.items()}
         assert dimensions == expected, f"{namespace} {metric}: {dimensions} != {expected}"
-    else:
-        assert namespace in AWS_METRICS and metric in AWS_METRICS[namespace], (namespace, metric)
-        assert set(dimensions) == AWS_METRICS[namespace][metric], (namespace, metric, dimensions)
 
 
 def _dashboard(built: Built) -> dict[str, Any]:
@@ -176,3 +172,27 @@ def test_alarms_notify_the_topic_when_an_email_is_configured(with_email: Built) 
     arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic.name}"
     for alarm in _alarms(with_email).values():
         assert alarm["alarmActions"] == alarm["okActions"] == [arn]
+
+
+def test_every_metric_the_stack_reads_or_enables_is_in_the_catalogue(built: Built) -> None:
+    # GIVEN the stack as Pulumi builds it (dashboard and alarms: the tests above)
+    # THEN the consumer's lag scaling tracks a catalogued metric under its dimensions
+    customized = [
+        spec
+        for policy in built.of("aws:appautoscaling/policy:Policy")
+        for spec in [
+            policy.inputs.get("targetTrackingScalingPolicyConfiguration", {}).get(
+                "customizedMetricSpecification"
+            )
+        ]
+        if spec
+    ]
+    assert customized, "no lag scaling policy"
+    for spec in customized:
+        dims = {d["name"]: d["value"] for d in spec["dimensions"]}
+        _check(spec["namespace"], spec["metricName"], dims, built)
+    # AND the stream's shard-level metrics are the catalogue's per-shard Kinesis metrics
+    (stream,) = built.of("aws:kinesis/stream:Stream")
+    enabled = stream.inputs["shardLevelMetrics"]
+    per_shard = ("StreamName", "ShardId")
+    assert enabled and all(KINESIS[name].published_under(per_shard) for name in enabled)

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from producer.collector import CollectorConfig, KinesisCollector
-from producer.metrics import COUNTERS, DISTRIBUTIONS, NAMESPACE, ProducerMetrics
+from producer.metrics import COUNTERS, DISTRIBUTIONS, ProducerMetrics
 from producer.shards import ShardMap
 from tests.fakes import FakeKinesis, even_shards
 
@@ -88,6 +88,6 @@ def test_emf_reports_the_increase_since_the_last_line() -> None:
     second = json.loads(metrics.emf(now=2.0))
     assert (first["UserRecordsPut"], second["UserRecordsPut"]) == (5, 2)
     directive = second["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == NAMESPACE
+    assert directive["Namespace"] == "KinesisIngest/Producer"
     assert {m["Name"] for m in directive["Metrics"]} == set(COUNTERS) | set(DISTRIBUTIONS)
     assert second["_aws"]["Timestamp"] == 2000

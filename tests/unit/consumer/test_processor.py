@@ -19,8 +19,9 @@ import pytest
 from amazon_kclpy import kcl
 
 from common.logs import configure_logging
+from common.metric_catalog import CONSUMER
 from consumer import processor as processor_module
-from consumer.metrics import UNITS, ConsumerMetrics
+from consumer.metrics import ConsumerMetrics
 from consumer.processor import RecordProcessor
 from consumer.records import QUARANTINE_PART_BYTES
 from consumer.sink import SinkWriteError, WriteOutcome
@@ -374,7 +375,7 @@ def test_metrics_go_to_stderr_as_emf_once_an_interval_and_at_shutdown() -> None:
     assert len(line["EndToEndLatency"]) == 3 and min(line["EndToEndLatency"]) > 0
     assert line["BatchWriteLatencyMax"] >= 0
     declared = {m["Name"] for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert declared == set(UNITS)
+    assert declared == {m.name for m in CONSUMER}
     assert (line["RecordsSuperseded"], line["WriteFailures"]) == (0, 0)
     # AND the protocol channel carried only protocol lines
     protocol = [json.loads(x) for x in sink.stdout.getvalue().splitlines() if x]

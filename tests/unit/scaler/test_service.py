@@ -179,8 +179,9 @@ def test_producer_source_does_not_count_a_producer_again_after_a_missed_scrape()
 
 def test_parse_shard_counts_ignores_other_metrics() -> None:
     counts = parse_shard_counts(PROMETHEUS % (1, 2, 3))
-    assert set(counts) == {"producer_shard_kinesis_records_put", "producer_shard_kinesis_bytes_put",
-                           "producer_shard_throttled"}  # fmt: skip
+    assert set(counts) == {"producer_shard_kinesis_records_put_total",
+                           "producer_shard_kinesis_bytes_put_total",
+                           "producer_shard_throttled_total"}  # fmt: skip
 
 
 class FakeCloudWatch:
