@@ -46,6 +46,7 @@ from benchmarks.http import (
 )  # fmt: skip
 from benchmarks.null_kinesis import OPEN_SHARDS
 from common.kinesis import Shard
+from common.metric_catalog import PRODUCER
 from producer.shards import ShardMap
 
 MiB = 1024 * 1024
@@ -67,6 +68,11 @@ SHAPES = [  # name, path, body, connections, extra environment
 def _status_kib(pid: int, key: str) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(rf"{key}:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+# what it reads of the producer's /metrics (their Prometheus names, from the catalogue)
+PUT = PRODUCER["UserRecordsPut"].prometheus
+SHARD_BYTES = PRODUCER["ShardKinesisBytesPut"].prometheus
 
 
 def _metric(text: str, name: str, label: str = "") -> float:
@@ -114,7 +120,7 @@ def memory_shape(
             "peak": _status_kib(server.pid, "VmHWM"),
             "requests_per_s": rate,
             "non_2xx": rejected,
-            "put": _metric(text, "producer_user_records_put_total"),
+            "put": _metric(text, PUT),
         }
     finally:
         if server is not None:
@@ -186,8 +192,8 @@ async def _hot_shard_run(
             text = (await client.get("/metrics")).text
             at = time.monotonic()
             now = (
-                _metric(text, "producer_user_records_put_total"),
-                _metric(text, "producer_shard_kinesis_bytes_put_total", label),
+                _metric(text, PUT),
+                _metric(text, SHARD_BYTES, label),
             )
             # per second of the time between the two reads (the loaded server answers late)
             samples.append(((now[0] - before[0]) / (at - then), (now[1] - before[1]) / (at - then)))
