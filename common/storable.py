@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import threading
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -95,12 +97,42 @@ def _integer(text: str) -> int | Decimal:
     return int(text) if len(text) < 19 else Decimal(text)
 
 
+# orjson reads JSON nested up to 1,024 levels; Python's parser counts each level against the
+# recursion limit (1,000 by default on 3.11, shared with the caller's frames), so it stopped
+# short of that (at ~990 levels on an empty stack, fewer inside a server). ``loads`` must read
+# at least what orjson reads: a body the producer's fast path reads and the exact parser could
+# not was refused whole by the FastAPI route where the fast path answered it record by record.
+ORJSON_MAX_DEPTH = 1024
+_DEEPER = threading.Lock()
+
+
+def _exact(raw: bytes | str) -> Any:
+    return json.loads(raw, parse_float=Decimal, parse_int=_integer)
+
+
+def _exact_deep(raw: bytes | str) -> Any:
+    """``_exact`` with room for ``ORJSON_MAX_DEPTH`` levels more than the caller's stack has
+    used (one body at a time: the recursion limit is the interpreter's)."""
+    with _DEEPER:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit + ORJSON_MAX_DEPTH + 64)
+        try:
+            return _exact(raw)
+        finally:
+            sys.setrecursionlimit(limit)
+
+
 def loads(raw: bytes | str) -> Any:
     """The JSON value of ``raw`` with every number exact: fractions and long integers as
-    ``Decimal``. Raises ``json.JSONDecodeError`` for anything that is not JSON it can read,
-    including nesting deeper than Python's parser goes and exponents beyond any range."""
+    ``Decimal``. Reads whatever orjson reads (and more: NaN, Infinity, any exponent or length).
+    Raises ``json.JSONDecodeError`` for anything that is not JSON it can read, including
+    nesting deeper than the parser goes (beyond 1,024 levels at the least) and exponents
+    beyond any range."""
     try:
-        return json.loads(raw, parse_float=Decimal, parse_int=_integer)
+        try:
+            return _exact(raw)
+        except RecursionError:
+            return _exact_deep(raw)  # rare: a second read with room for orjson's depth
     except json.JSONDecodeError:
         raise
     except RecursionError:

@@ -9,6 +9,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
@@ -295,6 +296,26 @@ def test_loads_keeps_numbers_exact_and_dumps_writes_them_back(text: str, value: 
 def test_loads_refuses_what_it_cannot_read_with_a_decode_error(raw: bytes, problem: str) -> None:
     with pytest.raises(json.JSONDecodeError, match=problem):
         loads(raw)
+
+
+@pytest.mark.parametrize("stack", [0, 400])
+def test_loads_reads_every_nesting_orjson_reads_from_any_depth_of_call_stack(stack: int) -> None:
+    # GIVEN the deepest nesting orjson reads (1,024 levels), and one level more
+    deepest = b"[" * 1024 + b"1" + b"]" * 1024
+    orjson.loads(deepest)
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(b"[" + deepest + b"]")
+
+    def nested_call(levels: int) -> Any:
+        return loads(deepest) if levels == 0 else nested_call(levels - 1)
+
+    # WHEN the exact parser reads it from a call stack already ``stack`` frames deep (a
+    # request is read inside a server's, Python's own parser stops short of 1,000 levels)
+    value = nested_call(stack)
+    # THEN it reads it too: whatever the fast path reads, the FastAPI route reads
+    for _ in range(1024):
+        (value,) = value
+    assert value == 1
 
 
 def test_a_refusal_names_the_path_down_to_the_value() -> None:
