@@ -2,9 +2,11 @@
 5 -> 10 -> 5 shards during traffic, the producer SIGTERMed under load, poison records (posted,
 and put into the stream behind the producer's back), and a client retrying with its own ids
 around a producer restart. Every acknowledged record must end up in DynamoDB, once; through
-the reshards each partition key's records are stored in the order they were sent (their
-sequence numbers increase, across parent and child shards); a poison record is refused at the
-door or quarantined whole, and the stack keeps running.
+the reshards each partition key's records are in the stream in the order they were sent
+(their first copies' sequence numbers increase, across parent and child shards) and each item
+holds one of its copies (a PutRecords call retried after a timeout may have been taken too:
+the item then holds the copy the consumer wrote last, minted ids being written unconditionally);
+a poison record is refused at the door or quarantined whole, and the stack keeps running.
 
 For the order check each key sends its next record only once the previous one is
 acknowledged, so the order Kinesis accepted them in is the order they were sent.
@@ -26,12 +28,15 @@ from typing import Any
 import httpx
 import pytest
 
+from common import envelope
+from common.kinesis import list_shards
 from consumer.replay import replay, scan_all, whole
 from loadgen.stored import stored_items
 from local_stack.processes import wait_until
 from local_stack.stack import LocalStack, StackConfig
 from tests.integration.chaos import leftovers
 from tests.integration.traffic import open_shards, send, wait_stored
+from tests.kpl import sub_records
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +91,8 @@ def _reshard(stack: LocalStack, target: int, timeout: float = 60) -> None:
 def test_reshard_5_10_5_under_traffic_keeps_every_record_and_per_key_order(
     stack: LocalStack,
 ) -> None:
+    started = time.time()
+
     async def scenario() -> dict[str, list[str]]:
         stop = asyncio.Event()
         async with httpx.AsyncClient(base_url=stack.config.producer_url, timeout=60) as client:
@@ -115,14 +122,54 @@ def test_reshard_5_10_5_under_traffic_keeps_every_record_and_per_key_order(
     assert len(shards) >= 18, sorted(shards)
     sys.stderr.write(f"fault table: reshard 5-10-5: {len(acked)} acknowledged, {len(items)} "
                      f"stored, {len(shards)} shards, {KEYS} keys\n")  # fmt: skip
-    # AND per key, the stored sequence numbers increase in the order the records were sent
+    # AND per key, the records are in the stream in the order they were sent (the first copy
+    # of each: a PutRecords call the producer retried after a timeout may have been taken as
+    # well, so a record can be in the stream twice), and each item holds one of its copies
+    copies = _copies_in_stream(stack, set(acked), since=started)
+    stored_later = 0
     for key, ids in sent.items():
-        positions = [
-            (int(items[i]["sequence_number"]["S"]), int(items[i]["sub_sequence_number"]["N"]))
-            for i in ids
-        ]
-        assert positions == sorted(set(positions)), key
+        firsts = [copies[i][0] for i in ids]
+        assert firsts == sorted(set(firsts)), (key, [(i, copies[i]) for i in ids])
+        for i in ids:
+            stored = (
+                int(items[i]["sequence_number"]["S"]),
+                int(items[i]["sub_sequence_number"]["N"]),
+            )
+            assert stored in copies[i], (i, stored, copies[i])
+            stored_later += stored != copies[i][0]
         assert {items[i]["partition_key"]["S"] for i in ids} == {key}
+    twice = sum(len(c) > 1 for c in copies.values())
+    sys.stderr.write(f"fault table: reshard 5-10-5: {twice} records in the stream twice, "
+                     f"{stored_later} stored from a later copy\n")  # fmt: skip
+
+
+def _copies_in_stream(
+    stack: LocalStack, ids: set[str], since: float
+) -> dict[str, list[tuple[int, int]]]:
+    """Every position (sequence number, sub-record index) each of ``ids`` holds in the stream,
+    in order, read from every shard (open or closed) from ``since`` on."""
+    kinesis, stream = stack.client("kinesis"), stack.config.stream_name
+    copies: dict[str, list[tuple[int, int]]] = {i: [] for i in ids}
+    for shard in list_shards(kinesis, stream):
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="AT_TIMESTAMP",
+            Timestamp=since)["ShardIterator"]  # fmt: skip
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            for record in page["Records"]:
+                for index, (_, _, data) in enumerate(
+                    sub_records(record["Data"], record["PartitionKey"])
+                ):
+                    with contextlib.suppress(envelope.NotAnEnvelope):  # another test's poison
+                        found = copies.get(envelope.load(data).id)
+                        if found is not None:
+                            found.append((int(record["SequenceNumber"]), index))
+            caught_up = not page["Records"] and page.get("MillisBehindLatest", 0) == 0
+            iterator = None if caught_up else page.get("NextShardIterator")
+            time.sleep(0.2)  # 5 GetRecords per second per shard (Kinesis quotas)
+    missing = [i for i, found in copies.items() if not found]
+    assert missing == [], f"{len(missing)} acknowledged records not in the stream: {missing[:5]}"
+    return {i: sorted(found) for i, found in copies.items()}
 
 
 def _items(stack: LocalStack, ids: list[str]) -> dict[str, dict[str, dict[str, str]]]:
