@@ -6,14 +6,14 @@ Memory: the producer's peak RSS (VmHWM) per request shape, loaded by wrk:
 - ``batch 100 x 100 B``: batches of 100 small records at a nominal load (4 connections), then
   at 10x that (40): the records awaiting Kinesis must stay within the bound, the rest 503;
 - ``huge body, many small records``: /batch bodies of 500 records whose data are lists of
-  empty objects (5.7 MiB each, ~25x that once parsed), 6 connections (issue 14);
+  empty objects (5.7 MiB each, ~25x that once parsed), 6 connections;
 - ``many concurrent huge bodies``: the same body on 64 connections;
 - ``POST / on 2,048 connections``: one small record a request.
 The producer must stay bounded (``PRODUCER_MAX_BUFFERED_BYTES``: bodies, their parse and the
 records held) and answer 503 for what does not fit, instead of growing.
 
 Hot shard: one partition key at ~3x its shard's rate limit (``PRODUCER_RATE_LIMIT_PERCENT``
-10, a 1 s TTL: the issue's reproduction) while another shard gets a trickle; every second,
+10, a 1 s TTL) while another shard gets a trickle; every second,
 the records the producer put on the hot shard against its limit, and 503s for the other.
 
 ``PYTHONPATH`` selects the producer under test (the servers inherit the environment): point
@@ -49,7 +49,6 @@ from common.kinesis import Shard
 from common.metric_catalog import PRODUCER
 from producer.shards import ShardMap
 
-MiB = 1024 * 1024
 BOUND = 2_000  # PRODUCER_MAX_BUFFERED_RECORDS for the batch shapes (see _SHAPES)
 
 # wrk's load is closed-loop (a connection waits for its answer), so the records awaiting

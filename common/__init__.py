@@ -1,1 +1,2 @@
-"""Code the services share (JSON logging)."""
+"""Code the services share (they import nothing from each other): each module says what it
+holds."""

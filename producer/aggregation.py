@@ -37,11 +37,6 @@ def varint_size(value: int) -> int:
     return (max(value.bit_length(), 1) + 6) // 7
 
 
-def _field_size(payload_len: int) -> int:
-    """Bytes of a length-delimited field with ``payload_len`` bytes: tag, length, payload."""
-    return 1 + varint_size(payload_len) + payload_len
-
-
 _SMALL = 1 << 14  # values with one or two byte varints: nearly every length and index here
 _SMALL_VARINTS = tuple(varint(i) for i in range(_SMALL))
 # Precomputed field prefixes: "records" tag + length, "partition_key_index" tag + index + "data"

@@ -202,7 +202,7 @@ class Scaler:
     def run(self, interval: float, stop: threading.Event, heartbeat: Path | None = None) -> None:
         """Check every ``interval`` seconds until ``stop`` is set; a failed check is logged
         and retried at the next interval (the scaler must outlive a throttled API).
-        ``heartbeat`` is touched at the start and after every check (``scaler.health``)."""
+        ``heartbeat`` is touched before every check (``scaler.health``)."""
         while not stop.is_set():
             if heartbeat is not None:
                 heartbeat.touch()

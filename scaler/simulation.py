@@ -211,8 +211,9 @@ def simulate(trace: Trace, config: PolicyConfig, seed: int = 7,
 
     ``restart_after_up``: the scaler is replaced by a new one (as ECS replaces a task) that many
     minutes after each scale-up, i.e. in the middle of its cool-off; ``keep_state``: the new
-    one reads what the old one stored (``scaler.state``), else it starts from nothing (the
-    scaler before issue 19). Its metric source is CloudWatch, which a restart does not lose.
+    one reads what the old one stored (``scaler.state``), else it starts from nothing (as
+    a scaler without ``scaler.state`` did). Its metric source is CloudWatch, which a restart
+    does not lose.
     """
     rng = random.Random(seed)
     minute = 0
@@ -286,7 +287,7 @@ RESTART_AFTER_UP = 10  # minutes: mid-way through the 30-minute cool-off after a
 
 def restart_table(lost: list[Result], kept: list[Result]) -> str:
     """Each trace with the scaler replaced ``RESTART_AFTER_UP`` minutes after every scale-up,
-    its state lost (before issue 19) vs kept (``scaler.state``)."""
+    its state lost (no ``scaler.state``) vs kept (``scaler.state``)."""
     head = ("trace", "restarts", "reversals <30 min", "UpdateShardCount refused",
             "min over limit", "ratio")  # fmt: skip
     rows = [head]

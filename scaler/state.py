@@ -1,7 +1,8 @@
 """What the scaler remembers across restarts, in one DynamoDB item per stream.
 
 - the resharding operations it started in the last 24 h: the UpdateShardCount budget is a
-  rolling 24 h count (AWS allows a limited number of calls, FACTS.md), and the cool-offs count
+  rolling 24 h count (Kinesis API Reference, UpdateShardCount: at most ten scalings per
+  rolling 24 h per stream), and the cool-offs count
   from the last scale-up and the last scale-down;
 - when AWS last refused UpdateShardCount (LimitExceeded: split and merge until a day passed);
 - the last decision and when it was taken, and the consumer's maximum task count last set.

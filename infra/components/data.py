@@ -82,7 +82,6 @@ class Data(pulumi.ComponentResource):
         self.kcl_tables, self.efo_consumer = self._kcl_application(
             f"{name}-efo", args.application_name, args.fan_out, child
         )
-        self.lease_table = self.kcl_tables[0]
         self.rebuild_tables: list[aws.dynamodb.Table] = []
         self.rebuild_efo_consumer: aws.kinesis.StreamConsumer | None = None
         if args.rebuild_application:

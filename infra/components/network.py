@@ -49,7 +49,6 @@ class Network(pulumi.ComponentResource):
         # (terraform-provider-aws docs for aws_eip and aws_nat_gateway recommend depends_on
         # the internet gateway).
         after_igw = child.merge(pulumi.ResourceOptions(depends_on=[igw]))
-        self.internet_gateway = igw
         public_rt = aws.ec2.RouteTable(
             f"{name}-public",
             vpc_id=self.vpc.id,

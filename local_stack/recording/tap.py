@@ -6,7 +6,7 @@ bodies) with h11, cleartext HTTP/2 (prior knowledge, as the KCL's Netty client s
 kinesis-mock's h2c port) with h2, its frames decoded and never answered. The operation comes
 from ``X-Amz-Target`` (JSON and CBOR protocols) or the form's ``Action`` (query protocol);
 the caller from the access key id in ``Authorization`` (SigV4's ``Credential=KEY/...``).
-A request the tap cannot read is counted as unreadable (the contract fails on any).
+A request the tap cannot read is logged as ``<unreadable>`` (the contract fails on any).
 """
 
 from __future__ import annotations
@@ -195,7 +195,6 @@ class WireTap:
         self.listeners = listeners
         self.log = log
         self.keys = dict(keys)  # access key id -> service name
-        self.unreadable = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._servers: list[asyncio.AbstractServer] = []
@@ -242,7 +241,6 @@ class WireTap:
         try:
             operation, params = parse_request(api, headers, body)
         except Exception as exc:  # what it was, to find out why (the contract fails on it)
-            self.unreadable += 1
             self.log.add(service, api, "<unreadable>", {})
             sys.stderr.write(json.dumps({"unreadable": service, "api": api,
                                          "error": f"{type(exc).__name__}: {exc}"[:300],
@@ -274,7 +272,6 @@ class WireTap:
                         parser.feed(data)
                     except Exception as exc:  # the connection's framing: say what broke it
                         broken = True
-                        self.unreadable += 1
                         self.log.add("<tap>", listener.api, "<unreadable>", {})
                         what = {"unreadable": "<connection>", "api": listener.api,
                                 "error": f"{type(exc).__name__}: {exc}"[:300],
