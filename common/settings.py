@@ -10,8 +10,9 @@ import argparse
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, fields
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_origin
 
 import annotated_types
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
@@ -20,6 +21,7 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound=BaseSettings)
+C = TypeVar("C")
 EXIT_CONFIG = 2  # a usage error, as argparse exits for a bad option
 
 
@@ -46,6 +48,47 @@ def region_field(prefix: str, **constraints: Any) -> Any:
 
 def log_level_field() -> Any:
     return Field("INFO", description="the least level logged (JSON lines on stderr)")
+
+
+# ---- settings that feed a core dataclass ---------------------------------------------------
+class CoreFields(Generic[C]):
+    """The settings that configure a service's core dataclass (which imports no settings code):
+    each setting's default is the core field's default, in the setting's unit, so it is written
+    once, in the core; ``build`` makes the core's config from the settings.
+
+    ``fields``: setting name -> (core field name, setting units per core unit), e.g.
+    ``{"record_ttl_ms": ("record_ttl", 1000)}`` for seconds set in milliseconds, or
+    ``{"scale_up_pct": ("scale_up_pct", 100)}`` for a fraction set as a percentage.
+    """
+
+    def __init__(self, core: type[C], fields_: Mapping[str, tuple[str, float]]) -> None:
+        self.core = core
+        self.fields = dict(fields_)
+        defaults = {f.name: f.default for f in fields(core)}  # type: ignore[arg-type]
+        self._defaults = {
+            setting: _scaled(defaults[name], per)
+            for setting, (name, per) in self.fields.items()
+            if defaults[name] is not MISSING  # a required field: the setting is required too
+        }
+
+    def default(self, setting: str) -> Any:
+        """The default of ``setting``: the core field's, in the setting's unit."""
+        return self._defaults[setting]
+
+    def build(self, settings: BaseSettings, **others: Any) -> C:
+        """The core's config from ``settings``; ``others``: its fields no setting maps to."""
+        values = {name: _scaled(getattr(settings, setting), 1 / per)
+                  for setting, (name, per) in self.fields.items()}  # fmt: skip
+        return self.core(**values, **others)
+
+
+def _scaled(value: Any, factor: float) -> Any:
+    """``value`` times ``factor``, without float noise (0.9 x 100 is 90, not 90.00000000000001);
+    a whole number stays an int when it was one or when it is a count of finer units."""
+    if factor == 1:
+        return value
+    scaled = round(value * factor, 9)
+    return int(scaled) if factor > 1 and scaled == int(scaled) else scaled
 
 
 # ---- names --------------------------------------------------------------------------------

@@ -21,7 +21,10 @@ class ConsumerSettings(BaseSettings):
     properties file).
     """
 
-    model_config = SettingsConfigDict(env_prefix="CONSUMER_", frozen=True, validate_by_name=True)
+    # a variable set to "" is unset (its default), e.g. an endpoint left empty means AWS
+    model_config = SettingsConfigDict(
+        env_prefix="CONSUMER_", env_ignore_empty=True, frozen=True, validate_by_name=True
+    )
 
     stream_name: str = Field(min_length=1, max_length=128, description="the Kinesis stream")
     application_name: str = Field(
@@ -134,14 +137,6 @@ class ConsumerSettings(BaseSettings):
         "after its arrival in Kinesis, for DynamoDB's TTL; 0: no expiry",
     )
     log_level: LogLevel = log_level_field()
-
-    @field_validator(
-        "kinesis_endpoint", "dynamodb_endpoint", "cloudwatch_endpoint", "worker_id",
-        "initial_timestamp", mode="before",
-    )  # fmt: skip
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @model_validator(mode="after")
     def _timestamp_with_at_timestamp(self) -> ConsumerSettings:

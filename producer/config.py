@@ -9,8 +9,29 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import LogLevel, log_level_field, region_field
+from common.settings import CoreFields, LogLevel, log_level_field, region_field
+from producer.collector import CollectorConfig
 from producer.memory import CONNECTION_COST
+
+# The settings the collector runs on; their defaults are CollectorConfig's (in ms where it
+# counts seconds), stated there once.
+COLLECTOR = CoreFields(
+    CollectorConfig,
+    {
+        "stream_name": ("stream_name", 1),
+        "aggregation_max_bytes": ("aggregation_max_bytes", 1),
+        "aggregation_max_count": ("aggregation_max_count", 1),
+        "rate_limit_percent": ("rate_limit_percent", 1),
+        "shard_refresh_seconds": ("shard_refresh_interval", 1),
+        "max_buffered_time_ms": ("max_buffered_time", 1000),
+        "record_ttl_ms": ("record_ttl", 1000),
+        "shard_queue_ms": ("shard_queue_seconds", 1000),
+        "max_in_flight": ("max_in_flight", 1),
+        "max_buffered_bytes": ("max_buffered_bytes", 1),
+        "max_buffered_records": ("max_buffered_records", 1),
+    },
+)
+_default = COLLECTOR.default
 
 
 class ProducerSettings(BaseSettings):
@@ -30,29 +51,39 @@ class ProducerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="listen address (0.0.0.0 in a container)")
     port: int = Field(8080, ge=1, le=65535, description="listen port")
     aggregation_max_bytes: int = Field(
-        51_200, ge=1024, le=1024 * 1024, description="KPL AggregationMaxSize: bytes per aggregate"
+        _default("aggregation_max_bytes"),
+        ge=1024,
+        le=1024 * 1024,
+        description="KPL AggregationMaxSize: bytes per aggregate",
     )
     aggregation_max_count: int = Field(
-        4_294_967_295, ge=1, description="KPL AggregationMaxCount: user records per aggregate"
+        _default("aggregation_max_count"),
+        ge=1,
+        description="KPL AggregationMaxCount: user records per aggregate",
     )
     rate_limit_percent: float = Field(
-        150.0,
+        _default("rate_limit_percent"),
         gt=0,
         le=1000,
         description="KPL RateLimit: what one producer sends a shard, as a percentage of 1 MiB/s "
         "and 1,000 records/s; held records stay buffered (and count toward the 503 bound)",
     )
     shard_refresh_seconds: float = Field(
-        60.0,
+        _default("shard_refresh_seconds"),
         ge=0,
         description="ListShards this often to follow reshards (also at once when a record lands "
         "on another shard); 0: only then",
     )
     max_buffered_time_ms: int = Field(
-        100, ge=1, le=60_000, description="KPL RecordMaxBufferedTime: flush an aggregate after"
+        _default("max_buffered_time_ms"),
+        ge=1,
+        le=60_000,
+        description="KPL RecordMaxBufferedTime: flush an aggregate after",
     )
     record_ttl_ms: int = Field(
-        30_000, ge=100, description="KPL RecordTtl: a record Kinesis has not taken by then: 503"
+        _default("record_ttl_ms"),
+        ge=100,
+        description="KPL RecordTtl: a record Kinesis has not taken by then: 503",
     )
     kinesis_timeout_ms: int = Field(
         6_000,
@@ -61,20 +92,24 @@ class ProducerSettings(BaseSettings):
         "RequestTimeout), at most half the TTL; one attempt per call: the collector retries",
     )
     shard_queue_ms: int = Field(
-        5_000,
+        _default("shard_queue_ms"),
         ge=100,
         description="a shard's queue, in time at its rate limit (min with half the TTL): past "
         "it, 503 at once for that shard",
     )
-    max_in_flight: int = Field(8, ge=1, le=256, description="PutRecords calls at once")
+    max_in_flight: int = Field(
+        _default("max_in_flight"), ge=1, le=256, description="PutRecords calls at once"
+    )
     max_buffered_bytes: int = Field(
-        64 * 1024 * 1024,
+        _default("max_buffered_bytes"),
         ge=1024 * 1024,
         description="back-pressure bound on everything held for waiting requests (bodies, their "
         "parse, records): past it, 503",
     )
     max_buffered_records: int = Field(
-        200_000, ge=100, description="back-pressure bound on records awaiting Kinesis: past it, 503"
+        _default("max_buffered_records"),
+        ge=100,
+        description="back-pressure bound on records awaiting Kinesis: past it, 503",
     )
     max_body_bytes: int = Field(
         6 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
@@ -164,6 +199,9 @@ class ProducerSettings(BaseSettings):
         if self.api_keys:
             given += self.api_keys.get_secret_value().split(",")
         return tuple(dict.fromkeys(k.strip().encode() for k in given if k.strip()))
+
+    def collector_config(self) -> CollectorConfig:
+        return COLLECTOR.build(self)
 
     @property
     def kinesis_timeout(self) -> float:

@@ -22,7 +22,7 @@ from producer.api.docs import add_docs
 from producer.api.fastpath import ProducerApp
 from producer.api.ingest import Ingest, problems
 from producer.api.routes import router
-from producer.collector import CollectorConfig, KinesisCollector
+from producer.collector import KinesisCollector
 from producer.config import ProducerSettings, get_settings
 from producer.ids import IdGenerator
 from producer.shards import ShardMap
@@ -99,19 +99,7 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
         shard_map = await asyncio.to_thread(ShardMap.load, kinesis, conf.stream_name)
         collector = KinesisCollector(
             kinesis,
-            CollectorConfig(
-                stream_name=conf.stream_name,
-                aggregation_max_bytes=conf.aggregation_max_bytes,
-                aggregation_max_count=conf.aggregation_max_count,
-                rate_limit_percent=conf.rate_limit_percent,
-                shard_queue_seconds=conf.shard_queue_ms / 1000,
-                shard_refresh_interval=conf.shard_refresh_seconds,
-                max_buffered_time=conf.max_buffered_time_ms / 1000,
-                record_ttl=conf.record_ttl_ms / 1000,
-                max_in_flight=conf.max_in_flight,
-                max_buffered_bytes=conf.max_buffered_bytes,
-                max_buffered_records=conf.max_buffered_records,
-            ),
+            conf.collector_config(),
             shard_map,
         )
         collector.start()

@@ -14,14 +14,30 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.settings import LogLevel, log_level_field, region_field
+from common.settings import CoreFields, LogLevel, log_level_field, region_field
 from scaler.policy import PolicyConfig, Step
+
+# The settings the policy runs on; their defaults are PolicyConfig's (percentages where it holds
+# fractions), stated there once.
+_POLICY_NAMES = (
+    "min_shards", "max_shards", "scale_up_after", "scale_down_after", "cool_off_after_up",
+    "cool_off_after_down", "max_updates_per_day", "reserved_updates", "update_min_step",
+)  # fmt: skip
+_POLICY_PERCENTAGES = ("scale_up_pct", "target_pct", "scale_down_pct", "merge_below_pct")
+POLICY = CoreFields(
+    PolicyConfig,
+    {**{n: (n, 1) for n in _POLICY_NAMES}, **{n: (n, 100) for n in _POLICY_PERCENTAGES}},
+)
+_default = POLICY.default
 
 
 class ScalerSettings(BaseSettings):
     """The shard scaler's settings (``python -m scaler --help`` lists them)."""
 
-    model_config = SettingsConfigDict(env_prefix="SCALER_", frozen=True, validate_by_name=True)
+    # a variable set to "" is unset (its default), e.g. an endpoint left empty means AWS
+    model_config = SettingsConfigDict(
+        env_prefix="SCALER_", env_ignore_empty=True, frozen=True, validate_by_name=True
+    )
 
     stream_name: str = Field(min_length=1, max_length=128, description="the Kinesis stream")
     region: str = region_field("SCALER_", min_length=1)
@@ -43,38 +59,73 @@ class ScalerSettings(BaseSettings):
         60.0, gt=0, le=3600, description="a check (sample and decision) this often"
     )
     dry_run: bool = Field(False, description="decide and log, call nothing")
-    min_shards: int = Field(1, ge=1, le=10_000, description="never fewer open shards")
-    max_shards: int = Field(64, ge=1, le=10_000, description="never more open shards")
+    min_shards: int = Field(
+        _default("min_shards"), ge=1, le=10_000, description="never fewer open shards"
+    )
+    max_shards: int = Field(
+        _default("max_shards"), ge=1, le=10_000, description="never more open shards"
+    )
     scale_up_pct: float = Field(
-        90, gt=0, le=100, description="above this utilisation for scale_up_after samples: up"
+        _default("scale_up_pct"),
+        gt=0,
+        le=100,
+        description="above this utilisation for scale_up_after samples: up",
     )
     scale_up_after: int = Field(
-        2, ge=1, le=1440, description="samples above scale_up_pct (or throttled) before a scale-up"
+        _default("scale_up_after"),
+        ge=1,
+        le=1440,
+        description="samples above scale_up_pct (or throttled) before a scale-up",
     )
-    target_pct: float = Field(75, gt=0, le=100, description="utilisation a resize aims at")
+    target_pct: float = Field(
+        _default("target_pct"), gt=0, le=100, description="utilisation a resize aims at"
+    )
     scale_down_pct: float = Field(
-        65, gt=0, le=100, description="below this for scale_down_after samples: down"
+        _default("scale_down_pct"),
+        gt=0,
+        le=100,
+        description="below this for scale_down_after samples: down",
     )
     scale_down_after: int = Field(
-        5, ge=1, le=1440, description="samples below scale_down_pct before a scale-down"
+        _default("scale_down_after"),
+        ge=1,
+        le=1440,
+        description="samples below scale_down_pct before a scale-down",
     )
     merge_below_pct: float = Field(
-        75, gt=0, le=100, description="merge an adjacent pair only if together they peaked below"
+        _default("merge_below_pct"),
+        gt=0,
+        le=100,
+        description="merge an adjacent pair only if together they peaked below",
     )
     cool_off_after_up: int = Field(
-        30, ge=0, le=1440, description="samples after a scale-up before a scale-down"
+        _default("cool_off_after_up"),
+        ge=0,
+        le=1440,
+        description="samples after a scale-up before a scale-down",
     )
     cool_off_after_down: int = Field(
-        2, ge=0, le=1440, description="samples after a scale-down before another one"
+        _default("cool_off_after_down"),
+        ge=0,
+        le=1440,
+        description="samples after a scale-down before another one",
     )
     max_updates_per_day: int = Field(
-        10, ge=1, le=100, description="UpdateShardCount calls per rolling 24 h (the AWS limit)"
+        _default("max_updates_per_day"),
+        ge=1,
+        le=100,
+        description="UpdateShardCount calls per rolling 24 h (the AWS limit)",
     )
     reserved_updates: int = Field(
-        2, ge=0, le=99, description="of those, kept for scale-ups; beyond, split and merge"
+        _default("reserved_updates"),
+        ge=0,
+        le=99,
+        description="of those, kept for scale-ups; beyond, split and merge",
     )
     update_min_step: int = Field(
-        2, ge=1, description="smaller scale-downs merge instead of spending an UpdateShardCount"
+        _default("update_min_step"),
+        ge=1,
+        description="smaller scale-downs merge instead of spending an UpdateShardCount",
     )
     scale_up_step: str = Field(
         "auto", description="auto (to the target), a count (2) or a percentage (50%)"
@@ -114,14 +165,6 @@ class ScalerSettings(BaseSettings):
     )
     log_level: LogLevel = log_level_field()
 
-    @field_validator(
-        "kinesis_endpoint", "cloudwatch_endpoint", "dynamodb_endpoint", "sns_endpoint",
-        "application_autoscaling_endpoint", mode="before",
-    )  # fmt: skip
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
-
     @field_validator("scale_up_step", "scale_down_step")
     @classmethod
     def _step(cls, value: str) -> str:
@@ -144,20 +187,8 @@ class ScalerSettings(BaseSettings):
         return [u.strip() for u in self.producer_metrics_urls.split(",") if u.strip()]
 
     def policy_config(self) -> PolicyConfig:
-        return PolicyConfig(
-            min_shards=self.min_shards,
-            max_shards=self.max_shards,
-            scale_up_pct=self.scale_up_pct / 100,
-            scale_up_after=self.scale_up_after,
-            target_pct=self.target_pct / 100,
-            scale_down_pct=self.scale_down_pct / 100,
-            scale_down_after=self.scale_down_after,
-            merge_below_pct=self.merge_below_pct / 100,
-            cool_off_after_up=self.cool_off_after_up,
-            cool_off_after_down=self.cool_off_after_down,
-            max_updates_per_day=self.max_updates_per_day,
-            reserved_updates=self.reserved_updates,
-            update_min_step=self.update_min_step,
+        return POLICY.build(
+            self,
             up_step=Step.parse(self.scale_up_step),
             down_step=Step.parse(self.scale_down_step),
             update_window=max(1, round(24 * 3600 / self.sample_seconds)),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from common.settings import env_names, variables_help
 from consumer import config as consumer_config
 from consumer.config import ConsumerSettings
 from producer import config as producer_config
+from producer.collector import CollectorConfig
 from producer.config import ProducerSettings
 from scaler import config as scaler_config
 from scaler.config import ScalerSettings
@@ -198,3 +200,87 @@ def test_every_variable_is_in_the_readme(cls: type[BaseSettings]) -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [env_names(cls, n)[0] for n in cls.model_fields if env_names(cls, n)[0] not in readme]
     assert missing == []
+
+
+def _readme_defaults(prefix: str) -> list[tuple[str, str]]:
+    """(variable, its default as the README's configuration table gives it) for each variable
+    of ``prefix``; a row naming two variables (``A`` / ``B``) gives their defaults likewise."""
+    found = []
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith(f"| `{prefix}") or len(cells) < 2:
+            continue
+        names = re.findall(r"`([A-Z0-9_]+)`", cells[0])
+        defaults = cells[1].split(" / ") if len(names) > 1 else [cells[1]]
+        assert len(defaults) in (1, len(names)), line
+        found += zip(names, defaults * len(names) if len(defaults) == 1 else defaults, strict=False)
+    return found
+
+
+def _as_readme(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@pytest.mark.parametrize("cls", SETTINGS)
+def test_the_readme_gives_each_variables_default_as_the_code_has_it(
+    cls: type[BaseSettings],
+) -> None:
+    # GIVEN the README's configuration table of a service
+    prefix = str(cls.model_config.get("env_prefix"))
+    by_variable = {env_names(cls, n)[0]: n for n in cls.model_fields}
+    rows = _readme_defaults(prefix)
+    assert rows
+    wrong = []
+    for variable, text in rows:
+        info = cls.model_fields[by_variable[variable]]
+        default = info.get_default(call_default_factory=True)
+        fallback = env_names(cls, by_variable[variable])[1:]
+        # WHEN its default column is read THEN it says what the settings class does
+        if info.is_required():
+            ok = text == "(required)"
+        elif fallback:  # read from the SDK's variables first, then the default
+            ok = text == ", ".join(f"`{v}`" for v in [*fallback, default])
+        elif text.startswith(("unset", "AWS", "system CAs", "bound")):
+            ok = default in (None, "")
+        elif text == "empty":
+            ok = default == ""
+        else:
+            ok = text == f"`{_as_readme(default)}`"
+        if not ok:
+            wrong.append(f"{variable}: README {text!r}, code {default!r}")
+    assert wrong == []
+
+
+def test_the_collector_runs_on_the_producer_settings_in_its_own_units() -> None:
+    # GIVEN the producer's settings, by default and with every collector setting changed
+    changed = ProducerSettings(
+        stream_name="s", aggregation_max_bytes=2048, aggregation_max_count=7,
+        rate_limit_percent=80, shard_refresh_seconds=5, max_buffered_time_ms=250,
+        record_ttl_ms=9_000, shard_queue_ms=1_500, max_in_flight=3,
+        max_buffered_bytes=2 * 1024 * 1024, max_buffered_records=900,
+    )  # fmt: skip
+    # WHEN the collector's config is made from them
+    # THEN the defaults are the collector's own (stated once, in CollectorConfig)
+    assert ProducerSettings(stream_name="s").collector_config() == CollectorConfig("s")
+    # AND each setting arrives, milliseconds as seconds
+    assert changed.collector_config() == CollectorConfig(
+        "s", aggregation_max_bytes=2048, aggregation_max_count=7, rate_limit_percent=80,
+        shard_refresh_interval=5, max_buffered_time=0.25, record_ttl=9.0,
+        shard_queue_seconds=1.5, max_in_flight=3, max_buffered_bytes=2 * 1024 * 1024,
+        max_buffered_records=900,
+    )  # fmt: skip
+
+
+def test_an_empty_variable_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN endpoints set to "" (as a template leaves a variable it has no value for)
+    monkeypatch.setenv("CONSUMER_KINESIS_ENDPOINT", "")
+    monkeypatch.setenv("CONSUMER_WORKER_ID", "")
+    monkeypatch.setenv("SCALER_CLOUDWATCH_ENDPOINT", "")
+    # WHEN the settings are read THEN they are unset (AWS; the KCL's own worker id)
+    consumer = ConsumerSettings(stream_name="s")
+    assert (consumer.kinesis_endpoint, consumer.worker_id) == (None, None)
+    assert ScalerSettings(stream_name="s").cloudwatch_endpoint is None
