@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +15,12 @@ import pulumi_aws as aws
 from consumer.rebuild import rebuild_application, rebuild_environment
 from infra import iam
 from infra.components.data import Data, DataArgs
-from infra.components.images import Images, ImagesArgs
-from infra.components.ingest import PRODUCER_PORT, Ingest, IngestArgs
+from infra.components.images import SERVICES, Images, ImagesArgs
+from infra.components.ingest import PRODUCER_PORT, LoadBalancer, LoadBalancerArgs
+from infra.components.logs import Logs, LogsArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.notifications import Notifications, NotificationsArgs
-from infra.components.observability import (
-    SERVICES,
-    DashboardInputs,
-    Observability,
-    ObservabilityArgs,
-    consumer_lag_metric,
-)
+from infra.components.observability import Observability, ObservabilityArgs, consumer_lag_metric
 from infra.components.secrets import KEYS_VARIABLE, ApiKeys, ApiKeysArgs
 from infra.components.service import FargateService, ServiceArgs
 from infra.settings import (
@@ -150,67 +146,130 @@ def _version() -> str:
 
 
 def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
+    """The stack: its components wired together, each given what it needs by name."""
     if not s.application_name:
         s = s.model_copy(update={"application_name": f"{name}-consumer"})
     # Every AWS resource gets the stack's tags through this provider's default_tags; the
     # region is explicit (an explicit provider ignores the stack's aws:region).
     provider = aws.Provider(f"{name}-aws", region=region, default_tags={"tags": tags(name)})
     opts = pulumi.ResourceOptions(providers=[provider])
-    network = Network(
-        name, NetworkArgs(s.vpc_cidr, s.az_count, s.single_nat_gateway, s.interface_endpoints), opts
-    )
-    provisioned = s.stream_mode == "provisioned"
-    fan_out = s.consumer_retrieval_mode == "FANOUT"
+    provisioned = s.stream_mode == "provisioned"  # on demand: Kinesis sizes it, no scaler
     since = s.rebuild_moment()
     rebuild_app = rebuild_application(s.application_name, since) if since else ""
+    network = Network(
+        name,
+        NetworkArgs(
+            cidr=s.vpc_cidr,
+            az_count=s.az_count,
+            single_nat_gateway=s.single_nat_gateway,
+            interface_endpoints=s.interface_endpoints,
+        ),
+        opts,
+    )
     data = Data(
         name,
         DataArgs(
-            s.shard_count,
-            s.retention_hours,
-            s.shard_level_metrics,
-            s.application_name,
+            shard_count=s.shard_count,
+            retention_hours=s.retention_hours,
+            shard_level_metrics=s.shard_level_metrics,
+            application_name=s.application_name,
             on_demand=not provisioned,
-            fan_out=fan_out,
+            fan_out=s.consumer_retrieval_mode == "FANOUT",
             item_ttl=s.item_ttl_days > 0,
             scaler_state=provisioned,
             rebuild_application=rebuild_app,
         ),
         opts,
     )
-    architecture = ARCHITECTURES[s.cpu_architecture]
-    images = Images(name, ImagesArgs(version, s.cpu_architecture), opts)
-    log_services = (*SERVICES, "rebuild") if rebuild_app else SERVICES
-    observe = Observability(
+    images = Images(name, ImagesArgs(version=version, architecture=s.cpu_architecture), opts)
+    logs = Logs(
         name,
-        ObservabilityArgs(s.log_retention_days, cluster_name=name, services=log_services),
+        LogsArgs(
+            retention_days=s.log_retention_days,
+            services=(*SERVICES, "rebuild") if rebuild_app else SERVICES,
+            cluster_name=name,
+        ),
         opts,
     )
     notify = Notifications(
-        name, NotificationsArgs(s.alarm_email, provisioned, s.scaling_email), opts
-    )
-    ingest = Ingest(
         name,
-        IngestArgs(
-            network.vpc_id,
-            [x.id for x in network.public_subnets],
-            s.allowed_cidr,
-            s.certificate_arn,
-            s.waf_rate_limit,
+        NotificationsArgs(
+            alarm_email=s.alarm_email, scaling=provisioned, scaling_email=s.scaling_email
+        ),
+        opts,
+    )
+    entry = LoadBalancer(
+        name,
+        LoadBalancerArgs(
+            vpc_id=network.vpc_id,
+            public_subnet_ids=[x.id for x in network.public_subnets],
+            allowed_cidr=s.allowed_cidr,
+            certificate_arn=s.certificate_arn,
+            waf_rate_limit=s.waf_rate_limit,
             depends_on=network.public_ready,
         ),
         opts,
     )
+    keys = ApiKeys(name, ApiKeysArgs(s.api_key_secret_arn), opts) if s.require_api_key else None
+    platform = _platform(name, provider, network, logs)
+    wiring = Wiring(
+        s=s, name=name, region=region, opts=opts, platform=platform, data=data, images=images,
+        logs=logs, entry=entry, notify=notify, keys=keys, since=since, rebuild_app=rebuild_app,
+    )  # fmt: skip
+    services = _services(wiring)
+    observe = Observability(
+        name,
+        ObservabilityArgs(
+            region=region,
+            application=s.application_name,
+            stream=data.stream.name,
+            records_table=data.records.name,
+            cluster=platform.cluster.name,
+            services={svc: x.service.name for svc, x in services.items()},
+            alb_suffix=entry.alb.arn_suffix,
+            target_group_suffix=entry.target_group.arn_suffix,
+            scaler=provisioned,
+            alarm_topic=notify.alarm_topic,
+            retention_hours=s.retention_hours,
+            retrieval_mode=s.consumer_retrieval_mode,
+        ),
+        opts,
+    )
+    return Stack(
+        url=entry.url,
+        dashboard_url=observe.dashboard_url,
+        stream_name=data.stream.name,
+        records_table=data.records.name,
+        quarantine_table=data.quarantine.name,
+        services=services,
+        region=region,
+        application_name=s.application_name,
+        alarm_names=pulumi.Output.all(*[a.name for a in observe.alarms]),
+        scaling_topic_arn=notify.scaling_topic.arn if notify.scaling_topic is not None else None,
+        rebuild_application=rebuild_app,
+        api_key_secret_arn=keys.secret_arn if keys else None,
+        cluster_name=platform.cluster.name,
+    )
+
+
+@dataclass
+class Platform:
+    """Where the services run: the ECS cluster and the security group of the tasks nothing
+    calls (consumer, scaler)."""
+
+    cluster: aws.ecs.Cluster
+    worker_sg: aws.ec2.SecurityGroup
+    subnet_ids: list[pulumi.Input[str]]
+
+
+def _platform(name: str, provider: aws.Provider, network: Network, logs: Logs) -> Platform:
     own = pulumi.ResourceOptions(provider=provider)
-    # Container Insights writes to /aws/ecs/containerinsights/<cluster>/performance, a log
-    # group it creates unless it exists: created first here (Observability), it has our
-    # retention and goes with `pulumi destroy` (Amazon CloudWatch User Guide, "Container
-    # Insights": the performance log events' log group).
+    # Container Insights writes to its log group, created first (``Logs``) to be the stack's
     cluster = aws.ecs.Cluster(
         name,
         name=name,
         settings=[{"name": "containerInsights", "value": "enabled"}],
-        opts=own.merge(pulumi.ResourceOptions(depends_on=[observe.container_insights])),
+        opts=own.merge(pulumi.ResourceOptions(depends_on=[logs.container_insights])),
     )
     worker_sg = aws.ec2.SecurityGroup(
         f"{name}-workers",
@@ -221,144 +280,129 @@ def build(s: InfraSettings, name: str, version: str, region: str) -> Stack:
         ],
         opts=own,
     )
-    stream_arn = data.stream.arn
+    return Platform(cluster, worker_sg, [x.id for x in network.private_subnets])
 
-    def consumer_policy(efo: aws.kinesis.StreamConsumer | None, tables: list, app: str) -> Any:
-        return pulumi.Output.all(
-            stream_arn,
-            efo.arn if efo is not None else None,
-            [t.arn for t in tables],
-            [data.records.arn, data.quarantine.arn],
-        ).apply(lambda a: json.dumps(iam.consumer_policy(a[0], a[1], a[2], a[3], app)))
 
-    env = environments(s, region, data)
-    keys = ApiKeys(name, ApiKeysArgs(s.api_key_secret_arn), opts) if s.require_api_key else None
-    private = [x.id for x in network.private_subnets]
-    common = dict(cluster_arn=cluster.arn, subnet_ids=private, cpu_architecture=architecture)
-    services: dict[str, FargateService] = {}
+@dataclass
+class Wiring:
+    """What the services are made from: the settings and the components they run on."""
 
-    def service(svc: str, image: str, policy: Any, environment: dict, **spec: Any) -> None:
-        services[svc] = FargateService(
-            f"{name}-{svc}",
+    s: InfraSettings
+    name: str
+    region: str
+    opts: pulumi.ResourceOptions
+    platform: Platform
+    data: Data
+    images: Images
+    logs: Logs
+    entry: LoadBalancer
+    notify: Notifications
+    keys: ApiKeys | None
+    since: datetime | None
+    rebuild_app: str
+
+    def service(
+        self, svc: str, image: str, policy: Any, environment: dict, **spec: Any
+    ) -> FargateService:
+        return FargateService(
+            f"{self.name}-{svc}",
             ServiceArgs(
-                image=images.refs[image],
-                repository_arn=images.repositories[image].arn,
-                log_group=observe.log_groups[svc],
+                image=self.images.refs[image],
+                repository_arn=self.images.repositories[image].arn,
+                log_group=self.logs.groups[svc],
                 task_policy=policy,
                 environment=environment,
-                **common,
+                cluster_arn=self.platform.cluster.arn,
+                subnet_ids=self.platform.subnet_ids,
+                cpu_architecture=ARCHITECTURES[self.s.cpu_architecture],
                 **spec,
             ),
-            opts,
+            self.opts,
         )
 
-    service(
-        "producer", "producer", stream_arn.apply(lambda a: json.dumps(iam.producer_policy(a))),
-        env["producer"], cpu=s.producer_cpu, memory=s.producer_memory,
-        min_tasks=s.producer_min_tasks, max_tasks=s.producer_max_tasks,
-        cpu_target_percent=s.cpu_target_percent, security_group_id=ingest.producer_sg.id,
-        health_check=PRODUCER_HEALTH_CHECK, port=PRODUCER_PORT,
-        target_group_arn=ingest.target_group.arn,
-        depends_on=[ingest.listener, *(keys.ready if keys else [])],
-        secrets={KEYS_VARIABLE: keys.value_from} if keys else {},
-        secret_arns=[keys.secret_arn] if keys else [],
-    )  # fmt: skip
+    def consumer_policy(
+        self, efo: aws.kinesis.StreamConsumer | None, tables: list, application: str
+    ) -> pulumi.Output[str]:
+        data = self.data
+        return pulumi.Output.all(
+            stream=data.stream.arn,
+            efo=efo.arn if efo is not None else None,
+            tables=[t.arn for t in tables],
+            writes=[data.records.arn, data.quarantine.arn],
+        ).apply(
+            lambda a: json.dumps(
+                iam.consumer_policy(a["stream"], a["efo"], a["tables"], a["writes"], application)
+            )
+        )
+
+
+def _services(w: Wiring) -> dict[str, FargateService]:
+    """The producer and the consumer; the scaler with a provisioned stream; the rebuild
+    application's consumer while one runs."""
+    s, data, keys = w.s, w.data, w.keys
+    env = environments(s, w.region, data)
+    services = {
+        "producer": w.service(
+            "producer", "producer",
+            data.stream.arn.apply(lambda a: json.dumps(iam.producer_policy(a))), env["producer"],
+            cpu=s.producer_cpu, memory=s.producer_memory, min_tasks=s.producer_min_tasks,
+            max_tasks=s.producer_max_tasks, cpu_target_percent=s.cpu_target_percent,
+            security_group_id=w.entry.producer_sg.id, health_check=PRODUCER_HEALTH_CHECK,
+            port=PRODUCER_PORT, target_group_arn=w.entry.target_group.arn,
+            depends_on=[w.entry.listener, *(keys.ready if keys else [])],
+            secrets={KEYS_VARIABLE: keys.value_from} if keys else {},
+            secret_arns=[keys.secret_arn] if keys else [],
+        ),
+    }  # fmt: skip
     consumer_spec: dict[str, Any] = dict(
-        cpu=s.consumer_cpu, memory=s.consumer_memory, security_group_id=worker_sg.id,
+        cpu=s.consumer_cpu, memory=s.consumer_memory, security_group_id=w.platform.worker_sg.id,
         health_check=CONSUMER_HEALTH_CHECK,
     )  # fmt: skip
-    service(
+    provisioned = data.scaler_state is not None
+    services["consumer"] = w.service(
         "consumer", "consumer",
-        consumer_policy(data.efo_consumer, data.kcl_tables, s.application_name),
+        w.consumer_policy(data.efo_consumer, data.kcl_tables, s.application_name),
         env["consumer"], min_tasks=s.consumer_min_tasks, max_tasks=s.consumer_max_tasks,
         cpu_target_percent=s.cpu_target_percent,
         lag_metric=consumer_lag_metric(s.application_name),
         lag_target_ms=s.consumer_lag_target_seconds * 1000, max_tasks_followed=provisioned,
         **consumer_spec,
     )  # fmt: skip
-    if provisioned:  # on demand: Kinesis sizes the stream, there is nothing to scale
-        consumer = services["consumer"]
-        assert consumer.scaling_target is not None and data.scaler_state is not None
-        assert notify.scaling_topic is not None
-        # Application Auto Scaling's name for it, and its ARN for ecs:* (cluster/ -> service/)
-        resource_id = pulumi.Output.concat("service/", cluster.name, "/", consumer.service.name)
-        service_arn = pulumi.Output.all(cluster.arn, consumer.service.name).apply(
-            lambda a: a[0].replace(":cluster/", ":service/", 1) + "/" + a[1]
-        )
-        scaler_policy = pulumi.Output.all(
-            stream_arn, data.scaler_state.arn, notify.scaling_topic.arn,
-            consumer.scaling_target.arn, service_arn,
-        ).apply(lambda a: json.dumps(iam.scaler_policy(*a)))  # fmt: skip
-        scaler_env = {**env["scaler"], "SCALER_NOTIFICATION_TOPIC_ARN": notify.scaling_topic.arn,
-                      "SCALER_CONSUMER_SERVICE": resource_id}  # fmt: skip
-        service(
-            "scaler", "scaler", scaler_policy, scaler_env, cpu=256, memory=512, min_tasks=1,
-            max_tasks=1, cpu_target_percent=None, security_group_id=worker_sg.id,
-            health_check=SCALER_HEALTH_CHECK,
-            single_instance=True,  # two scalers must never reshard at once
-        )  # fmt: skip
-    if since is not None:  # a second application reading from `since` into the same table
-        service(
+    if provisioned:
+        services["scaler"] = _scaler(w, services["consumer"], env["scaler"])
+    if w.since is not None:  # a second application reading from `since` into the same table
+        services["rebuild"] = w.service(
             "rebuild", "consumer",
-            consumer_policy(data.rebuild_efo_consumer, data.rebuild_tables, rebuild_app),
-            {**env["consumer"], **rebuild_environment(s.application_name, since)},
+            w.consumer_policy(data.rebuild_efo_consumer, data.rebuild_tables, w.rebuild_app),
+            {**env["consumer"], **rebuild_environment(s.application_name, w.since)},
             min_tasks=s.rebuild_tasks, max_tasks=s.rebuild_tasks, cpu_target_percent=None,
             **consumer_spec,
         )  # fmt: skip
-    inputs = pulumi.Output.all(
-        data.stream.name,
-        cluster.name,
-        ingest.alb.arn_suffix,
-        ingest.target_group.arn_suffix,
-        data.records.name,
-        *[x.service.name for x in services.values()],
-    ).apply(
-        lambda a: DashboardInputs(
-            region,
-            a[0],
-            s.application_name,
-            a[1],
-            dict(zip(services, a[5:], strict=True)),
-            a[2],
-            a[3],
-            a[4],
-            scaler=provisioned,
-        )
+    return services
+
+
+def _scaler(w: Wiring, consumer: FargateService, env: dict[str, Any]) -> FargateService:
+    """The shard scaler: it reshards the stream and sets the consumer's maximum task count."""
+    data, cluster, topic = w.data, w.platform.cluster, w.notify.scaling_topic
+    assert consumer.scaling_target is not None and data.scaler_state is not None
+    assert topic is not None
+    # Application Auto Scaling's name for it, and its ARN for ecs:* (cluster/ -> service/)
+    resource_id = pulumi.Output.concat("service/", cluster.name, "/", consumer.service.name)
+    service_arn = pulumi.Output.all(cluster.arn, consumer.service.name).apply(
+        lambda a: a[0].replace(":cluster/", ":service/", 1) + "/" + a[1]
     )
-    dashboard = observe.add_dashboard(inputs)
-    alarms = observe.add_alarms(
-        data.stream.name,
-        s.application_name,
-        ingest.target_group.arn_suffix,
-        ingest.alb.arn_suffix,
-        data.records.name,
-        notify.alarm_topic,
-        retention_hours=s.retention_hours,
-        retrieval_mode=s.consumer_retrieval_mode,
-    )
-    dashboard_url = pulumi.Output.concat(
-        "https://",
-        region,
-        ".console.aws.amazon.com/cloudwatch/home?region=",
-        region,
-        "#dashboards:name=",
-        dashboard.dashboard_name,
-    )
-    return Stack(
-        ingest.url,
-        dashboard_url,
-        data.stream.name,
-        data.records.name,
-        data.quarantine.name,
-        services,
-        region,
-        s.application_name,
-        pulumi.Output.all(*[a.name for a in alarms]),
-        notify.scaling_topic.arn if notify.scaling_topic is not None else None,
-        rebuild_app,
-        keys.secret_arn if keys else None,
-        cluster.name,
-    )
+    policy = pulumi.Output.all(
+        data.stream.arn, data.scaler_state.arn, topic.arn, consumer.scaling_target.arn,
+        service_arn,
+    ).apply(lambda a: json.dumps(iam.scaler_policy(*a)))  # fmt: skip
+    return w.service(
+        "scaler", "scaler", policy,
+        {**env, "SCALER_NOTIFICATION_TOPIC_ARN": topic.arn,
+         "SCALER_CONSUMER_SERVICE": resource_id},
+        cpu=256, memory=512, min_tasks=1, max_tasks=1, cpu_target_percent=None,
+        security_group_id=w.platform.worker_sg.id, health_check=SCALER_HEALTH_CHECK,
+        single_instance=True,  # two scalers must never reshard at once
+    )  # fmt: skip
 
 
 def export(stack: Stack) -> None:

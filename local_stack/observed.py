@@ -280,9 +280,9 @@ def create_alarms(cloudwatch: Any, cfg: Any) -> list[str]:
         name = f"{cfg.stream_name}-{spec.key}"
         cloudwatch.put_metric_alarm(
             AlarmName=name, AlarmDescription=spec.text, Namespace=spec.namespace,
-            MetricName=spec.metric, Statistic=spec.stat, Period=60,
-            EvaluationPeriods=spec.minutes, Threshold=spec.threshold,
-            ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching",
+            MetricName=spec.metric, Statistic=spec.stat, Period=spec.period,
+            EvaluationPeriods=spec.periods, Threshold=spec.threshold,
+            ComparisonOperator=spec.comparison, TreatMissingData="notBreaching",
             Dimensions=[{"Name": k, "Value": str(v)} for k, v in spec.dimensions.items()],
         )  # fmt: skip
         names.append(name)

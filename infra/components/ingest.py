@@ -30,7 +30,7 @@ WAF_WINDOW_SECONDS = 300
 
 
 @dataclass
-class IngestArgs:
+class LoadBalancerArgs:
     vpc_id: pulumi.Input[str]
     public_subnet_ids: list[pulumi.Input[str]]
     allowed_cidr: str
@@ -40,8 +40,12 @@ class IngestArgs:
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
-class Ingest(pulumi.ComponentResource):
-    def __init__(self, name: str, args: IngestArgs, opts: pulumi.ResourceOptions | None = None):
+class LoadBalancer(pulumi.ComponentResource):
+    def __init__(
+        self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        # the type token predates the class's name (the API's ``Ingest`` is the other one):
+        # changing it would change every child's URN, i.e. replace the deployed load balancer
         super().__init__("kinesis-ingest:ingest:Ingest", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         https = bool(args.certificate_arn)

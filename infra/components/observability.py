@@ -1,4 +1,4 @@
-"""Log groups (one per service, with retention), the CloudWatch dashboard and the alarms.
+"""The CloudWatch dashboard and the alarms (the log groups: ``infra.components.logs``).
 
 Widgets and alarms use only metrics something really publishes: AWS/Kinesis, AWS/DynamoDB,
 AWS/ECS, ECS/ContainerInsights and AWS/ApplicationELB from AWS itself, the KCL's own (namespace
@@ -33,14 +33,23 @@ from common.metric_catalog import (
     Metric,
 )
 
-SERVICES = ("producer", "consumer", "scaler")
-
 
 @dataclass
 class ObservabilityArgs:
-    retention_days: int
-    cluster_name: str = ""  # the ECS cluster whose Container Insights log group we own
-    services: tuple[str, ...] = SERVICES  # a log group each
+    """What the dashboard and the alarms watch; ``services``: service -> its ECS service name."""
+
+    region: str
+    application: str
+    stream: pulumi.Input[str]
+    records_table: pulumi.Input[str]
+    cluster: pulumi.Input[str]
+    services: dict[str, pulumi.Input[str]]
+    alb_suffix: pulumi.Input[str]
+    target_group_suffix: pulumi.Input[str]
+    scaler: bool = True  # provisioned stream: the shard scaler's panel; on demand: stream load
+    alarm_topic: aws.sns.Topic | None = None  # where the alarms (and their recoveries) go
+    retention_hours: int = 168  # the stream's: records-expiring alarms at half of it
+    retrieval_mode: str = "FANOUT"
 
 
 @dataclass
@@ -230,72 +239,62 @@ class Observability(pulumi.ComponentResource):
         self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("kinesis-ingest:observability:Observability", name, None, opts)
-        self._child = pulumi.ResourceOptions(parent=self)
-        self._name = name
-        self.log_groups = {
-            service: aws.cloudwatch.LogGroup(
-                f"{name}-{service}",
-                name=f"/ecs/{name}/{service}",
-                retention_in_days=args.retention_days,
-                opts=self._child,
-            )
-            for service in args.services
-        }
-        self.container_insights: aws.cloudwatch.LogGroup | None = None
-        if args.cluster_name:
-            self.container_insights = aws.cloudwatch.LogGroup(
-                f"{name}-container-insights",
-                name=f"/aws/ecs/containerinsights/{args.cluster_name}/performance",
-                retention_in_days=args.retention_days,
-                opts=self._child,
-            )
-        self.dashboard: aws.cloudwatch.Dashboard | None = None
-        self.register_outputs({})
-
-    def add_dashboard(self, inputs: pulumi.Output[DashboardInputs]) -> aws.cloudwatch.Dashboard:
-        self.dashboard = aws.cloudwatch.Dashboard(
-            f"{self._name}-dashboard",
-            dashboard_name=self._name,
-            dashboard_body=inputs.apply(lambda d: json.dumps(dashboard_body(d))),
-            opts=self._child,
+        child = pulumi.ResourceOptions(parent=self)
+        watched = pulumi.Output.all(
+            stream=args.stream,
+            cluster=args.cluster,
+            services=pulumi.Output.all(**args.services),
+            alb_suffix=args.alb_suffix,
+            target_group_suffix=args.target_group_suffix,
+            records_table=args.records_table,
         )
-        return self.dashboard
-
-    def add_alarms(
-        self,
-        stream: pulumi.Input[str],
-        application: str,
-        target_group_suffix: pulumi.Input[str],
-        alb_suffix: pulumi.Input[str],
-        records_table: pulumi.Input[str],
-        topic: aws.sns.Topic | None = None,
-        **streaming: Any,
-    ) -> list[aws.cloudwatch.MetricAlarm]:
-        """The alarms (to ``topic`` when given); see ``alarm_specs`` (``streaming``: its
-        retention and retrieval keywords)."""
-        actions = [topic.arn] if topic is not None else []
-        alarms = []
-        for spec in alarm_specs(
-            stream, application, target_group_suffix, alb_suffix, records_table, **streaming
-        ):
-            alarm = aws.cloudwatch.MetricAlarm(
-                f"{self._name}-{spec.key}",
-                alarm_description=spec.text,
-                namespace=spec.namespace,
-                metric_name=spec.metric,
-                statistic=spec.stat,
-                period=60,
-                evaluation_periods=spec.minutes,
-                threshold=spec.threshold,
-                comparison_operator="GreaterThanThreshold",
-                dimensions=spec.dimensions,
-                treat_missing_data="notBreaching",
-                alarm_actions=actions,
-                ok_actions=actions,
-                opts=self._child,
+        inputs = watched.apply(
+            lambda w: DashboardInputs(
+                region=args.region, application=args.application, scaler=args.scaler, **w
             )
-            alarms.append(alarm)
-        return alarms
+        )
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=name,
+            dashboard_body=inputs.apply(lambda d: json.dumps(dashboard_body(d))),
+            opts=child,
+        )
+        self.dashboard_url = pulumi.Output.concat(
+            f"https://{args.region}.console.aws.amazon.com/cloudwatch/home?region={args.region}",
+            "#dashboards:name=",
+            self.dashboard.dashboard_name,
+        )
+        specs = alarm_specs(
+            args.stream, args.application, args.target_group_suffix, args.alb_suffix,
+            args.records_table, retention_hours=args.retention_hours,
+            retrieval_mode=args.retrieval_mode,
+        )  # fmt: skip
+        actions = [args.alarm_topic.arn] if args.alarm_topic is not None else []
+        self.alarms = [_metric_alarm(f"{name}-{spec.key}", spec, actions, child) for spec in specs]
+        self.register_outputs(
+            {"dashboard_url": self.dashboard_url, "alarms": [a.name for a in self.alarms]}
+        )
+
+
+def _metric_alarm(
+    name: str, spec: AlarmSpec, actions: list[Any], opts: pulumi.ResourceOptions
+) -> aws.cloudwatch.MetricAlarm:
+    return aws.cloudwatch.MetricAlarm(
+        name,
+        alarm_description=spec.text,
+        namespace=spec.namespace,
+        metric_name=spec.metric,
+        statistic=spec.stat,
+        period=spec.period,
+        evaluation_periods=spec.periods,
+        threshold=spec.threshold,
+        comparison_operator=spec.comparison,
+        dimensions=spec.dimensions,
+        treat_missing_data="notBreaching",
+        alarm_actions=actions,
+        ok_actions=actions,
+        opts=opts,
+    )
 
 
 @dataclass(frozen=True)
@@ -306,8 +305,10 @@ class AlarmSpec:
     metric: str
     stat: str
     threshold: float
-    minutes: int  # consecutive one-minute periods over the threshold
+    periods: int  # consecutive periods beyond the threshold
     dimensions: dict[str, Any]
+    comparison: str = "GreaterThanThreshold"  # the metric against the threshold
+    period: int = 60  # seconds
 
 
 def unread_age_metric(stream: Any, application: str, retrieval_mode: str) -> tuple[Metric, dict]:
@@ -385,7 +386,7 @@ def _alarm(
     metric: Metric,
     stat: str,
     threshold: float,
-    minutes: int,
+    periods: int,  # one-minute periods in a row beyond the threshold
     dimensions: Mapping[str, Any],
 ) -> AlarmSpec:
     """The alarm on the catalogue's ``metric`` under ``dimensions`` (one of its sets)."""
@@ -394,4 +395,4 @@ def _alarm(
             f"{metric.namespace} {metric.name} is not published under {set(dimensions)}"
         )
     dims = dict(dimensions)  # a plain dict for Pulumi (the catalogue's are read-only)
-    return AlarmSpec(key, text, metric.namespace, metric.name, stat, threshold, minutes, dims)
+    return AlarmSpec(key, text, metric.namespace, metric.name, stat, threshold, periods, dims)

@@ -25,6 +25,7 @@ class Recorded:
     provider: str = ""
     depends_on: set[str] = field(default_factory=set)  # names of the resources it waits for
     ignore_changes: list[str] = field(default_factory=list)  # properties `pulumi up` leaves
+    alias_parents: list[str] = field(default_factory=list)  # the parents it was a child of
 
 
 SECRET_SUFFIX = "Ab12Cd"
@@ -65,11 +66,15 @@ class DependencyMonitor(pulumi.runtime.mocks.MockMonitor):  # type: ignore[misc]
         super().__init__(mocks)
         self.dependencies: dict[tuple[str, str], set[str]] = {}
         self.ignored: dict[tuple[str, str], list[str]] = {}
+        self.alias_parents: dict[tuple[str, str], list[str]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         names = {urn.split("::")[-1] for urn in request.dependencies}
         self.dependencies[(request.type, request.name)] = names
         self.ignored[(request.type, request.name)] = list(request.ignoreChanges)
+        self.alias_parents[(request.type, request.name)] = [
+            a.spec.parentUrn for a in request.aliases if a.HasField("spec")
+        ]
         return super().RegisterResource(request)
 
 
@@ -201,6 +206,7 @@ def build_stack(values: dict[str, str], region: str = REGION) -> Built:
     for resource in recorder.resources:
         resource.depends_on = monitor.dependencies.get((resource.type, resource.name), set())
         resource.ignore_changes = monitor.ignored.get((resource.type, resource.name), [])
+        resource.alias_parents = monitor.alias_parents.get((resource.type, resource.name), [])
     # Pulumi's runtime leaves event loops and sockets of its own behind; collect them here,
     # where their ResourceWarnings are known noise, not in whichever test runs next.
     with warnings.catch_warnings():

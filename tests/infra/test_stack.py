@@ -260,3 +260,32 @@ def test_the_consumer_may_put_records_with_client_ids_conditionally(built: Built
     # THEN the records table allows it, the quarantine table (written in batches) does not
     assert verdict("ingest-test-records") == ALLOW
     assert verdict("ingest-test-records-quarantine") != ALLOW
+
+
+def test_the_log_groups_keep_their_deployed_identity_under_their_own_component(
+    built: Built,
+) -> None:
+    # GIVEN the stack: the log groups have a component of their own (Logs), created before the
+    # services; they were children of Observability, which now holds the dashboard and alarms
+    groups = built.of("aws:cloudwatch/logGroup:LogGroup")
+    assert {g.name for g in groups} == {
+        "ingest-test-producer", "ingest-test-consumer", "ingest-test-scaler",
+        "ingest-test-container-insights",
+    }  # fmt: skip
+    # WHEN a deployed stack is updated THEN each group is aliased to its former parent, so the
+    # engine keeps it (and its logs) instead of replacing it
+    former = "urn:pulumi:test::kinesis-ingest::kinesis-ingest:observability:Observability::"
+    assert {tuple(g.alias_parents) for g in groups} == {(former + "ingest-test",)}
+
+
+def test_each_alarm_has_its_specs_comparison_and_period(built: Built) -> None:
+    # GIVEN the alarm specs (comparison and period are theirs, not fixed by the component)
+    from infra.components.observability import alarm_specs
+
+    specs = {s.key: s for s in alarm_specs("s", "app", "tg", "alb", "records")}
+    # WHEN the stack is built THEN every alarm carries its spec's
+    for key, spec in specs.items():
+        alarm = built.named(f"ingest-test-{key}")
+        assert alarm.inputs["comparisonOperator"] == spec.comparison
+        assert (alarm.inputs["period"], alarm.inputs["evaluationPeriods"]) == (
+            spec.period, spec.periods)  # fmt: skip
