@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -119,39 +120,16 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         forward = [{"type": "forward", "target_group_arn": self.target_group.arn}]
+        redirect = {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}
+        # HTTP forwards, or with a certificate redirects to HTTPS, which forwards
+        http = [{"type": "redirect", "redirect": redirect}] if https else forward
+        self.listener = self._listener(f"{name}-http", 80, http, child)
         if https:
-            self.listener = aws.lb.Listener(
-                f"{name}-https",
-                load_balancer_arn=self.alb.arn,
-                port=443,
-                protocol="HTTPS",
+            self.listener = self._listener(
+                f"{name}-https", 443, forward, child,
                 ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06",
                 certificate_arn=args.certificate_arn,
-                default_actions=forward,
-                opts=child,
-            )
-            aws.lb.Listener(
-                f"{name}-http",
-                load_balancer_arn=self.alb.arn,
-                port=80,
-                protocol="HTTP",
-                default_actions=[
-                    {
-                        "type": "redirect",
-                        "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"},
-                    }
-                ],
-                opts=child,
-            )
-        else:
-            self.listener = aws.lb.Listener(
-                f"{name}-http",
-                load_balancer_arn=self.alb.arn,
-                port=80,
-                protocol="HTTP",
-                default_actions=forward,
-                opts=child,
-            )
+            )  # fmt: skip
         # /metrics is for the inside (the local dashboard, scrapers in the VPC), never the
         # internet: the listener answers it itself. A path pattern is compared case-sensitively
         # with the path only, not the query string (CloudFormation reference, ListenerRule
@@ -180,6 +158,20 @@ class LoadBalancer(pulumi.ComponentResource):
         scheme = "https" if https else "http"
         self.url = pulumi.Output.concat(scheme, "://", self.alb.dns_name, "/")
         self.register_outputs({"url": self.url})
+
+    def _listener(
+        self, name: str, port: int, actions: list[Any], opts: pulumi.ResourceOptions, **tls: Any
+    ) -> aws.lb.Listener:
+        """A listener of the load balancer; ``tls``: its certificate and policy (HTTPS)."""
+        return aws.lb.Listener(
+            name,
+            load_balancer_arn=self.alb.arn,
+            port=port,
+            protocol="HTTPS" if tls else "HTTP",
+            default_actions=actions,
+            opts=opts,
+            **tls,
+        )
 
     def _rate_limit(self, name: str, limit: int, child: pulumi.ResourceOptions) -> None:
         """A regional web ACL on the ALB blocking a client IP over ``limit`` requests in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -61,15 +62,7 @@ class Network(pulumi.ComponentResource):
         nats: list[aws.ec2.NatGateway] = []
         public_routes: list[aws.ec2.RouteTableAssociation] = []
         for i in range(args.az_count):
-            az = zones[i]
-            public = aws.ec2.Subnet(
-                f"{name}-public-{i}",
-                vpc_id=self.vpc.id,
-                cidr_block=str(subnets[i]),
-                availability_zone=az,
-                map_public_ip_on_launch=False,
-                opts=child,
-            )
+            public = self._subnet(f"{name}-public-{i}", subnets[i], zones[i], child)
             public_routes.append(
                 aws.ec2.RouteTableAssociation(
                     f"{name}-public-{i}",
@@ -78,14 +71,7 @@ class Network(pulumi.ComponentResource):
                     opts=child,
                 )
             )
-            private = aws.ec2.Subnet(
-                f"{name}-private-{i}",
-                vpc_id=self.vpc.id,
-                cidr_block=str(subnets[half + i]),
-                availability_zone=az,
-                map_public_ip_on_launch=False,
-                opts=child,
-            )
+            private = self._subnet(f"{name}-private-{i}", subnets[half + i], zones[i], child)
             if i == 0 or not args.single_nat_gateway:
                 eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", opts=after_igw)
                 nats.append(
@@ -148,3 +134,16 @@ class Network(pulumi.ComponentResource):
         # what an internet-facing load balancer in the public subnets must wait for
         self.public_ready: list[pulumi.Resource] = [igw, public_rt, *public_routes]
         self.register_outputs({"vpc_id": self.vpc.id})
+
+    def _subnet(
+        self, name: str, cidr: Any, zone: pulumi.Input[str], opts: pulumi.ResourceOptions
+    ) -> aws.ec2.Subnet:
+        """A subnet of the VPC in ``zone``; no instance in it gets a public IP by default."""
+        return aws.ec2.Subnet(
+            name,
+            vpc_id=self.vpc.id,
+            cidr_block=str(cidr),
+            availability_zone=zone,
+            map_public_ip_on_launch=False,
+            opts=opts,
+        )
