@@ -1,4 +1,4 @@
-"""Each way a first real ``pulumi up`` would have failed or run blind (issue 13), as a test
+"""Each way a first real ``pulumi up`` would have failed or run blind, as a test
 of the program under mocks. Every test here failed against the program before its fix."""
 
 from __future__ import annotations

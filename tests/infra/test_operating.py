@@ -1,4 +1,4 @@
-"""Operating it at scale (issue 19), under Pulumi mocks: the consumer scales on lag too and its
+"""Operating it at scale, under Pulumi mocks: the consumer scales on lag too and its
 maximum follows the shards (the scaler may set it, nothing else); the scaler's state table,
 notification topic and their grants; the alarm topic CloudWatch can really publish to;
 retention and its alarm; item expiry; the rebuild from a moment."""

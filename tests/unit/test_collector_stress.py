@@ -2,7 +2,7 @@
 a hot shard over its rate limit, reshards with many records of a key in flight, PutRecords
 sizes counted in bytes, ``close()`` right after a ``put``, a Kinesis call that hangs.
 
-Each test reproduces a finding of issue 14 and failed before its fix.
+Each test reproduces an overload finding (a hot shard, huge bodies) and failed before its fix.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fuzzing the producer's API (issue 15): hypothesis drives both ways in (the ASGI fast path and,
+"""Fuzzing the producer's API: hypothesis drives both ways in (the ASGI fast path and,
 with it stood aside, the FastAPI routes), with and without an API key; then a hostile-body
 corpus, in process and over raw sockets against ``python -m producer``.
 

@@ -1,4 +1,4 @@
-"""Auth and limits before the body (issue 15): against ``python -m producer`` itself (uvicorn,
+"""Auth and limits before the body: against ``python -m producer`` itself (uvicorn,
 httptools, uvloop) over raw sockets, so what the server reads and holds is what it would in
 production."""
 

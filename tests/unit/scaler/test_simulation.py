@@ -1,6 +1,6 @@
 """The policy over a day of synthetic traffic, against an ideal scaler that knows the future.
 
-Goals (issue 6): no sustained throttling, within 1.3x of the ideal shard-hours, no flapping.
+Goals: no sustained throttling, within 1.3x of the ideal shard-hours, no flapping.
 "Sustained" here: longer than the AWS API needs to get there (a 10x spike from 4 shards takes
 three doublings of UpdateShardCount, about 8 minutes in the model). Several noise seeds, so a
 lucky seed cannot carry the result. The printed table is ``python -m scaler.simulation``.
@@ -54,7 +54,7 @@ def test_a_restart_mid_cool_off_changes_nothing_when_the_state_is_kept(
 @pytest.mark.parametrize("seed", [1, 2, 7])
 def test_a_restart_that_loses_the_state_flaps(seed: int) -> None:
     # the same harness must be able to fail: without the stored cool-off, a scaler restarted
-    # during it scales straight back down after a burst (the scaler before issue 19)
+    # during it scales straight back down after a burst (a scaler that forgets its state)
     bursts = restart_traces()[-1]
     lost = simulate(bursts, PolicyConfig(), seed, RESTART_AFTER_UP, keep_state=False)
     assert lost.reversals >= 3
