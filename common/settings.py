@@ -12,7 +12,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields
-from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, get_args, get_origin
 
 import annotated_types
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
@@ -20,8 +20,11 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 S = TypeVar("S", bound=BaseSettings)
-C = TypeVar("C")
+C = TypeVar("C", bound="DataclassInstance")
 EXIT_CONFIG = 2  # a usage error, as argparse exits for a bad option
 
 
@@ -64,7 +67,7 @@ class CoreFields(Generic[C]):
     def __init__(self, core: type[C], fields_: Mapping[str, tuple[str, float]]) -> None:
         self.core = core
         self.fields = dict(fields_)
-        defaults = {f.name: f.default for f in fields(core)}  # type: ignore[arg-type]
+        defaults = {f.name: f.default for f in fields(core)}
         self._defaults = {
             setting: _scaled(defaults[name], per)
             for setting, (name, per) in self.fields.items()
