@@ -217,6 +217,7 @@ KNOWN = {
     "local_stack/observed.py": {"put_metric_alarm"},  # alarm_specs: test_observability
     "infra/components/observability.py": {"MetricAlarm", "Dashboard"},  # test_observability
     "infra/components/data.py": {"shard_level_metrics"},  # test_observability
+    "infra/program.py": {"shard_level_metrics"},  # the setting, passed on to Data by keyword
     "infra/components/service.py": {"customized_metric_specification"},  # test_observability
     "infra/smoke.py": {"list_metrics"},  # the KCL's lag, by its catalogue entry
 }
