@@ -160,7 +160,7 @@ def _type_text(info: FieldInfo) -> str:
         annotation = args[0]
     if get_origin(annotation) is Literal:
         return " | ".join(str(a) for a in get_args(annotation))
-    names = {int: "integer", float: "number", bool: "true | false", str: "text"}
+    names: dict[Any, str] = {int: "integer", float: "number", bool: "true | false", str: "text"}
     text = names.get(annotation, getattr(annotation, "__name__", str(annotation)).lower())
     return "text (secret)" if text == "secretstr" else text
 

@@ -163,4 +163,4 @@ class ConsumerSettings(BaseSettings):
 @lru_cache
 def get_settings() -> ConsumerSettings:
     """The process's settings, read from the environment on first use (not at import)."""
-    return ConsumerSettings()  # type: ignore[call-arg]  # values come from the environment
+    return ConsumerSettings()  # values come from the environment

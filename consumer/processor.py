@@ -161,15 +161,15 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
                 superseded += 1  # a later copy in the batch: the last one counts
             items[item["id"]["S"]] = (item, record)
         outcome = self._sink.write([item for item, _ in items.values()])
-        for item, why in outcome.refused:
-            poison += self._quarantined(items.pop(item["id"]["S"])[1], f"refused: {why}")
+        for refused, why in outcome.refused:
+            poison += self._quarantined(items.pop(refused["id"]["S"])[1], f"refused: {why}")
             quarantined += 1
         if poison:
             failed = self._quarantine.write(poison)
             if failed.refused:  # nowhere else to keep it: replay (and see the log)
                 raise SinkWriteError(f"the quarantine refused an item: {failed.refused[0][1]}")
-        for item in outcome.superseded:
-            items.pop(item["id"]["S"])
+        for superseded_item in outcome.superseded:
+            items.pop(superseded_item["id"]["S"])
         written = [item for item, _ in items.values()]
         return Stored(written, quarantined, superseded + len(outcome.superseded))
 

@@ -110,7 +110,7 @@ def progress(kinesis: Any, ddb: Any, stream: str, application: str, since: datet
             found.append(ShardProgress(shard_id, still_open, checkpoint, True, "read to its end"))
             continue
         if checkpoint and checkpoint not in SENTINELS:
-            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+            position: dict[str, Any] = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
                         "StartingSequenceNumber": checkpoint}  # fmt: skip
         else:
             position = {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": since}

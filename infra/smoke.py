@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 
@@ -33,13 +33,15 @@ LAG = {"Namespace": "", "MetricName": KCL["MillisBehindLatest"].name,
 
 def stack_outputs(path: Path | None) -> dict[str, Any]:
     if path is not None:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        return json.loads(path.read_text())
     done = subprocess.run(["pulumi", "stack", "output", "--json"], cwd=ROOT / "infra",
                           capture_output=True, text=True, check=True)  # fmt: skip
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return json.loads(done.stdout)
 
 
-def _client(service: str, outputs: dict[str, Any]) -> Any:
+def _client(
+    service: Literal["cloudwatch", "dynamodb", "secretsmanager"], outputs: dict[str, Any]
+) -> Any:
     endpoint = outputs.get("endpoints", {}).get(service)
     verify = outputs.get("ca_bundle") if service == "kinesis" else None
     credentials = outputs.get("credentials", {})  # local stack only: its dummy key

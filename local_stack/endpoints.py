@@ -14,13 +14,13 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from local_stack.ownership import PidFile
 
 DEFAULT_STATE_DIR = Path(__file__).resolve().parent.parent / ".local" / "stack"
 FILE = "endpoints.json"
-LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+LOCAL_CREDENTIALS: dict[str, Any] = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Endpoints:
     records_table: str
     quarantine_table: str
 
-    def client(self, service: str) -> Any:
+    def client(self, service: Literal["kinesis", "dynamodb"]) -> Any:
         """A boto3 client for the stack's Kinesis (verified TLS) or DynamoDB."""
         import boto3
 

@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -50,7 +51,7 @@ class DrainingServer(uvicorn.Server):
 def main(argv: Sequence[str] | None = None) -> None:
     settings = load(ProducerSettings, "python -m producer", __doc__, argv, get_settings)
     configure_logging("producer", level=settings.log_level)
-    common = {
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",

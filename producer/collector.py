@@ -34,7 +34,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.kinesis import PUT_RECORDS_MAX_BYTES, PUT_RECORDS_MAX_COUNT, KinesisClient, Shard
 from producer.aggregation import AggregateBuilder
@@ -51,6 +51,9 @@ from producer.shardqueue import (
     UserRecord,
 )
 from producer.shards import ShardMap
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis.type_defs import PutRecordsOutputTypeDef, PutRecordsResultEntryTypeDef
 
 __all__ = [
     "Accepted",
@@ -396,14 +399,17 @@ class KinesisCollector(Resharding):
         self._flying.pop(id(entry), None)
         self._shard_free(entry.shard)
 
-    def _put_records(self, batch: list[Entry]) -> dict[str, Any]:
+    def _put_records(self, batch: list[Entry]) -> PutRecordsOutputTypeDef:
         self.metrics.count("PutRecordsCalls")
         return self._client.put_records(
             StreamName=self._config.stream_name,
-            Records=[{"Data": e.payload, "PartitionKey": e.partition_key} for e in batch],
+            # botocore takes a bytearray as a blob (its validator allows bytes, bytearray, file)
+            Records=[{"Data": e.payload, "PartitionKey": e.partition_key} for e in batch],  # type: ignore[typeddict-item]
         )
 
-    def _settle(self, batch: list[Entry], results: list[dict[str, Any]]) -> list[Entry]:
+    def _settle(
+        self, batch: list[Entry], results: list[PutRecordsResultEntryTypeDef]
+    ) -> list[Entry]:
         """Answer accepted entries; return the entries to retry."""
         retry: list[Entry] = []
         for entry, result in zip(batch, results, strict=True):

@@ -215,4 +215,4 @@ class ProducerSettings(BaseSettings):
 
 @lru_cache
 def get_settings() -> ProducerSettings:
-    return ProducerSettings()  # type: ignore[call-arg]  # values come from the environment
+    return ProducerSettings()  # values come from the environment

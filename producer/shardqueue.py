@@ -80,7 +80,8 @@ def build_entry(shard: Shard, records: list[UserRecord], builder: AggregateBuild
     """The Kinesis record for ``records`` (all added to ``builder``)."""
     if len(records) == 1:  # a lone record goes as a plain Kinesis record
         only = records[0]
-        payload, key = only.data, only.partition_key
+        payload: bytes | bytearray = only.data
+        key = only.partition_key
         size = only.size
     else:
         payload, key = builder.encode(), builder.partition_key
@@ -146,7 +147,8 @@ class ShardQueue:
     def prepend(self, records: list[UserRecord]) -> None:
         """Put ``records`` (in order) before everything waiting here, aggregated, ready to go."""
         entries: list[Entry] = []
-        builder, batch = self.new_builder(), []
+        batch: list[UserRecord] = []
+        builder = self.new_builder()
         for record in records:
             if batch and not builder.add(record.partition_key, record.data):
                 entries.append(build_entry(self.shard, batch, builder))

@@ -202,4 +202,4 @@ class ScalerSettings(BaseSettings):
 
 @lru_cache
 def get_settings() -> ScalerSettings:
-    return ScalerSettings()  # type: ignore[call-arg]  # values come from the environment
+    return ScalerSettings()  # values come from the environment

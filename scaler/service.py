@@ -179,8 +179,11 @@ class Scaler:
         updates = sum(1 for op in self.state.operations
                       if op.decision.action is Action.UPDATE_SHARD_COUNT
                       and now - op.minute < window)  # fmt: skip
-        details = {"dry_run": self.dry_run, "consumer_max_tasks": self.state.consumer_max,
-                   "update_shard_count_calls_24h": updates}  # fmt: skip
+        details: dict[str, object] = {
+            "dry_run": self.dry_run,
+            "consumer_max_tasks": self.state.consumer_max,
+            "update_shard_count_calls_24h": updates,
+        }
         if error:
             details["error"] = error
         subject, body = message(self.admin.stream_name, decision, outcome, self._clock(), **details)

@@ -115,7 +115,8 @@ def parse_shard_counts(text: str) -> dict[str, Counter[str]]:
 def _fetch(url: str, api_key: str | None = None) -> str:
     headers = {"X-Api-Key": api_key} if api_key else {}
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
-        return r.read().decode()
+        body: bytes = r.read()
+    return body.decode()
 
 
 def fetch_with_key(api_key: str | None) -> Callable[[str], str]:

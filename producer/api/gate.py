@@ -136,7 +136,8 @@ class ProducerHttp(HttpToolsProtocol):
         self.transport.close()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        super()._start_asgi_task(cycle, overloaded if app is service_unavailable else app)
+        # a Starlette-typed ASGI app (its scope a mapping; uvicorn's a TypedDict): same calls
+        super()._start_asgi_task(cycle, overloaded if app is service_unavailable else app)  # type: ignore[arg-type]
 
     def _arm(self) -> None:
         self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)

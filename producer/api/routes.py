@@ -109,4 +109,5 @@ def _broken(request: Request) -> dict[str, str] | None:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request, collector: Collector) -> str:
     """KPL-style counters in the Prometheus text format: the whole server's (every worker's)."""
-    return request.app.state.totals().prometheus()
+    text: str = request.app.state.totals().prometheus()
+    return text
