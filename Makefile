@@ -42,7 +42,7 @@ help:
 	@echo "make run    - install what is missing, then run the local pipeline (Ctrl-C stops it)"
 	@echo "              options: make run ARGS='--shards 2 --producer-port 9080' (python -m local_stack -h)"
 	@echo "make test   - install what is missing, then run every test"
-	@echo "make lint   - ruff check and format check; audit of uv.lock for known vulnerabilities"
+	@echo "make lint   - ruff check and format check; mypy; audit of uv.lock for known vulnerabilities"
 	@echo "make load ARGS='--rate 500 --duration 60'  - the load generator (python -m loadgen -h)"
 	@echo "make bench  - benchmarks: ratios measured side by side in one run; scaler simulation"
 	@echo "make clean  - remove the local state (.local/)"
@@ -103,6 +103,7 @@ test-integration: install .local/.chromium-ok
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) .ci/audit.py
 
 load: install

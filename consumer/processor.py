@@ -128,7 +128,7 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
             if self._metrics is not None:
                 self._metrics.write_failed()
             _fail_stop(f"{type(exc).__name__}: {exc}")
-            return  # only reached when a test replaces _fail_stop
+            return  # type: ignore[unreachable]  # reached only when a test replaces _fail_stop
         if self._metrics is not None:
             self._record_metrics(process_records_input, stored, started,
                                  getattr(self._sink, "retries", 0) - retries_before)  # fmt: skip

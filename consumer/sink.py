@@ -8,11 +8,11 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from botocore.config import Config
@@ -23,6 +23,11 @@ from consumer.config import ConsumerSettings, get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        TransactWriteItemTypeDef,
+        WriteRequestOutputTypeDef,
+        WriteRequestTypeDef,
+    )
 else:
     DynamoDBClient = Any
 
@@ -155,6 +160,7 @@ class DynamoDBSink:
 
     def _put(self, chunk: list[dict[str, Any]], deadline: float, outcome: WriteOutcome) -> None:
         """BatchWriteItem ``chunk`` (up to 25 items) until every item is written or refused."""
+        requests: Sequence[WriteRequestTypeDef | WriteRequestOutputTypeDef]
         requests = [{"PutRequest": {"Item": item}} for item in chunk]
         attempt = 0
         while True:
@@ -162,7 +168,11 @@ class DynamoDBSink:
                 answer = self._client.batch_write_item(RequestItems={self.table: requests})
             except ClientError as exc:
                 if _code(exc) in ITEM_ERRORS:
-                    items = [request["PutRequest"]["Item"] for request in requests]
+                    # ours, or botocore's parse of UnprocessedItems: plain dicts either way
+                    items = [
+                        cast("dict[str, Any]", request["PutRequest"]["Item"])
+                        for request in requests
+                    ]
                     self._bisect(items, exc, deadline, outcome, self._put)
                     return
                 problem = _retryable_problem(exc)
@@ -212,7 +222,7 @@ class DynamoDBSink:
             attempt += 1
             self._pause(attempt, "TransactWriteItems", problem, deadline)
 
-    def _latest_copy(self, item: dict[str, Any]) -> dict[str, Any]:
+    def _latest_copy(self, item: dict[str, Any]) -> TransactWriteItemTypeDef:
         sequence = item["sequence_number"]["S"]
         values = {":length": {"N": str(len(sequence))}, ":sequence": {"S": sequence},
                   ":sub": item["sub_sequence_number"]}  # fmt: skip
