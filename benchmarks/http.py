@@ -28,7 +28,9 @@ from benchmarks.procstat import tree_cpu
 from local_stack.processes import port_open
 
 NULL_PORT, SERVER_PORT = 14999, 18181
-RECORD = {"data": {"order": 12345, "item": "x" * 64}}  # ~100 bytes, like the encoder's case
+RECORD: dict[str, object] = {
+    "data": {"order": 12345, "item": "x" * 64}
+}  # ~100 bytes, like the encoder's case
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        raise RuntimeError(f"{process.args} did not stop within 60 s of SIGTERM") from None
+        raise RuntimeError(f"{process.args!s} did not stop within 60 s of SIGTERM") from None
 
 
 def run_round(

@@ -132,7 +132,8 @@ def _expect(process: subprocess.Popen[str], word: str) -> str:
     while True:
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError(f"{process.args[:3]} ended before {word}")
+            # started with an argv list (the stubs allow a path or bytes too)
+            raise RuntimeError(f"{process.args[:3]!s} ended before {word}")  # type: ignore[index]
         if line.startswith(word):
             return line
 
@@ -221,8 +222,8 @@ def print_profile(collapsed: str, top: int = 12) -> None:
         " 100 B, random keys)"
     )
     print(f"  {'own':>6} {'total':>6}  function")  # noqa: T201
-    for function, count in own.most_common(top):
-        print(f"  {count / samples:>6.1%} {total[function] / samples:>6.1%}  {function}")  # noqa: T201
+    for function, own_count in own.most_common(top):
+        print(f"  {own_count / samples:>6.1%} {total[function] / samples:>6.1%}  {function}")  # noqa: T201
     print("  own time by module: " + ", ".join(  # noqa: T201
         f"{where} {count / samples:.0%}" for where, count in modules.most_common(8)
     ))  # fmt: skip

@@ -54,8 +54,9 @@ BOUND = 2_000  # PRODUCER_MAX_BUFFERED_RECORDS for the batch shapes (see _SHAPES
 # wrk's load is closed-loop (a connection waits for its answer), so the records awaiting
 # Kinesis are at most connections x 100 for the batch shape: a bound of 2,000 records sits
 # between the nominal load (4 connections: 400) and 10x that (4,000).
-_HUGE = {"records": [{"data": [{}] * 3_800}] * 500}
-SHAPES = [  # name, path, body, connections, extra environment
+_HUGE: dict[str, object] = {"records": [{"data": [{}] * 3_800}] * 500}
+# name, path, body, connections, extra environment
+SHAPES: list[tuple[str, str, dict[str, object], int, dict[str, str]]] = [
     ("batch 100 x 100 B, nominal", "/batch", {"records": [RECORD] * 100}, 4, {}),
     ("batch 100 x 100 B, 10x", "/batch", {"records": [RECORD] * 100}, 40, {}),
     ("huge body, many small records", "/batch", _HUGE, 6, {}),

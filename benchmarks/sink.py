@@ -76,7 +76,7 @@ def main() -> None:
     names = {"consumer sink": "bench-ours", "sink, client ids": "bench-client-ids",
              "naive batch_writer": "bench-naive"}  # fmt: skip
     with EphemeralDynamoDB() as server:
-        settings = ConsumerSettings(stream_name="bench", dynamodb_endpoint=server.endpoint)  # type: ignore[call-arg]
+        settings = ConsumerSettings(stream_name="bench", dynamodb_endpoint=server.endpoint)
         session = boto3.Session(region_name="us-east-1")
         low = default_client(settings)
         for table in names.values():

@@ -402,7 +402,7 @@ class DashboardServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
     def start(self, sampler: Sampler | None = None) -> None:
         self.sampler = sampler or self.sampler

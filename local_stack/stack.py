@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -213,7 +214,8 @@ class LocalStack(Supervisor):
         assert self.tls is not None
         emulators = {"kinesis": self.config.kinesis_https, "dynamodb": self.config.dynamodb_url}
         url = emulators.get(service, self.observed.cloudwatch_url)
-        return boto3.client(
+        # any service moto serves, by name: the stubs type a client for a literal name only
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=url,
             region_name=self.config.region,
@@ -269,7 +271,7 @@ class LocalStack(Supervisor):
         wait_until("CloudWatch (moto)", lambda: port_open(HOST, cw_port), 60, cloudwatch)
         say(f"CloudWatch (moto) up: {self.observed.cloudwatch_url}")
         for port in self.observed.ports.values():
-            wait_until("the call recorder", lambda p=port: port_open(HOST, p), 30, recorder)
+            wait_until("the call recorder", functools.partial(port_open, HOST, port), 30, recorder)
         return kinesis
 
     def _start_services(self, producer: ManagedProcess) -> ManagedProcess:
