@@ -51,7 +51,7 @@ def _table(
         point_in_time_recovery={"enabled": backups},
         deletion_protection_enabled=False,
         opts=opts,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 

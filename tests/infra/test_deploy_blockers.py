@@ -99,7 +99,7 @@ def test_every_vpc_size_the_config_allows_builds_distinct_subnets(cidr: str, zon
         ipaddress.ip_network(s.inputs["cidrBlock"]) for s in built.of("aws:ec2/subnet:Subnet")
     ]
     assert len(blocks) == 2 * int(zones) == len(set(blocks))
-    assert all(b.subnet_of(ipaddress.ip_network(cidr)) for b in blocks)  # type: ignore[arg-type]
+    assert all(b.subnet_of(ipaddress.ip_network(cidr)) for b in blocks)
 
 
 def test_a_vpc_too_large_or_too_small_is_refused() -> None:

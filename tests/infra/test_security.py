@@ -49,7 +49,7 @@ def test_the_producer_gets_its_keys_from_a_secret_the_stack_creates(built: Built
     assert "API_KEY" not in env and keys[0] not in env
     assert all(not c["secrets"] for n, c in _containers(built).items() if n != "producer")
     # AND the variable is the one the producer reads (a comma-separated list of keys)
-    conf = ProducerSettings(stream_name="s", api_keys=f"{keys[0]},older")  # type: ignore[arg-type]
+    conf = ProducerSettings(stream_name="s", api_keys=f"{keys[0]},older")
     assert conf.keys == (keys[0].encode(), b"older")
     # AND the key is no stack output (the secret's ARN is: README "API keys")
     assert keys[0] not in json.dumps(built.outputs)

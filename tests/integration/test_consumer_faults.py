@@ -32,7 +32,7 @@ PROXY_PORT = 48001
 
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[ThrottlingProxy]:
-    with ThrottlingProxy(PROXY_PORT, CONFIG["dynamodb_port"], "records") as running:  # type: ignore[arg-type]
+    with ThrottlingProxy(PROXY_PORT, CONFIG["dynamodb_port"], "records") as running:
         yield running
 
 
@@ -40,7 +40,7 @@ def proxy() -> Iterator[ThrottlingProxy]:
 def stack(tmp_path_factory: pytest.TempPathFactory, proxy: ThrottlingProxy) -> Iterator[LocalStack]:
     config = StackConfig(
         state_dir=tmp_path_factory.mktemp("stack"), scaler="off",
-        extra_env={"CONSUMER_DYNAMODB_ENDPOINT": proxy.url}, **CONFIG,  # type: ignore[arg-type]
+        extra_env={"CONSUMER_DYNAMODB_ENDPOINT": proxy.url}, **CONFIG,
     )  # fmt: skip
     with LocalStack(config) as running:
         yield running
@@ -69,7 +69,7 @@ def _traffic_with(stack: LocalStack, fault: object, count: int = 900) -> list[st
         acked: list[str] = []
         sender = asyncio.create_task(send(stack.config.producer_url, count, 60, 8, acked))
         await asyncio.sleep(4)
-        await asyncio.to_thread(fault)  # type: ignore[arg-type]
+        await asyncio.to_thread(fault)
         await sender
         return acked
 
@@ -86,7 +86,7 @@ def _traffic_until(stack: LocalStack, condition: object, timeout: float) -> tupl
         held, deadline = False, time.monotonic() + timeout
         while not held and time.monotonic() < deadline:
             await asyncio.sleep(1)
-            held = await asyncio.to_thread(condition)  # type: ignore[arg-type]
+            held = await asyncio.to_thread(condition)
         sender.cancel()  # requests in flight may or may not be answered: only acked count
         await asyncio.gather(sender, return_exceptions=True)
         return acked, held

@@ -51,7 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     # POLLING: kinesis-mock's SubscribeToShard stalls once a subscribed shard is closed by a
     # reshard (no further events, no child shards), so the KCL would wait on the parents; the
     # producer's behaviour under test does not depend on how the consumer reads.
-    config = StackConfig(state_dir=state, retrieval_mode="POLLING", scaler="off", **CONFIG)  # type: ignore[arg-type]
+    config = StackConfig(state_dir=state, retrieval_mode="POLLING", scaler="off", **CONFIG)
     with LocalStack(config) as running:
         yield running
     assert leftovers(running) == {}  # a clean stop leaves no process and no port behind

@@ -32,7 +32,7 @@ from tests.kpl import sub_records
 
 
 def _client(kinesis: FakeKinesis, **settings: object) -> TestClient:
-    conf = ProducerSettings(stream_name="s", max_buffered_time_ms=5, **settings)  # type: ignore[arg-type]
+    conf = ProducerSettings(stream_name="s", max_buffered_time_ms=5, **settings)
     return TestClient(create_app(conf, client=kinesis))
 
 

@@ -18,7 +18,7 @@ from tests.kpl import sub_records
 
 def _config(**overrides: float) -> CollectorConfig:
     values = {"max_buffered_time": 0.02, "record_ttl": 5.0, "backoff_base": 0.001, **overrides}
-    return CollectorConfig(stream_name="s", **values)  # type: ignore[arg-type]
+    return CollectorConfig(stream_name="s", **values)
 
 
 async def _put_all(collector: KinesisCollector, records: list[tuple[str, bytes]]) -> list[object]:

@@ -60,7 +60,7 @@ def apps() -> Iterator[dict[tuple[bool, bool], TestClient]]:
     clients: dict[tuple[bool, bool], TestClient] = {}
     for fast in (True, False):
         for keyed in (True, False):
-            conf = ProducerSettings(  # type: ignore[call-arg]
+            conf = ProducerSettings(
                 stream_name="s", max_buffered_time_ms=5, api_key=KEY if keyed else None
             )
             app = create_app(conf, client=FakeKinesis(even_shards(4)))

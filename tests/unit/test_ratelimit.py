@@ -75,8 +75,8 @@ def test_a_shard_over_its_limit_is_held_back_and_does_not_hold_up_the_others(loo
     put = kinesis.put_records
 
     def timed_put(**kwargs: object) -> dict[str, object]:
-        answer = put(**kwargs)  # type: ignore[arg-type]
-        records: list[dict[str, str]] = answer["Records"]  # type: ignore[assignment]
+        answer = put(**kwargs)
+        records: list[dict[str, str]] = answer["Records"]
         times.extend((time.monotonic(), r["ShardId"]) for r in records)
         return answer
 

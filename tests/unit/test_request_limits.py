@@ -107,7 +107,7 @@ def test_the_right_key_with_a_300_mib_chunked_body_stops_at_the_limit(keyed: Ser
 
 
 def _app_client(**settings: object) -> TestClient:
-    conf = ProducerSettings(stream_name="s", max_buffered_time_ms=5, **settings)  # type: ignore[arg-type]
+    conf = ProducerSettings(stream_name="s", max_buffered_time_ms=5, **settings)
     return TestClient(create_app(conf, client=FakeKinesis(even_shards(2))))
 
 

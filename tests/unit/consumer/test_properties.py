@@ -113,7 +113,7 @@ def test_the_lease_limit_is_written_when_set() -> None:
 def test_empty_endpoint_variable_means_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONSUMER_STREAM_NAME", "s")
     monkeypatch.setenv("CONSUMER_KINESIS_ENDPOINT", "")
-    assert ConsumerSettings().kinesis_endpoint is None  # type: ignore[call-arg]
+    assert ConsumerSettings().kinesis_endpoint is None
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_empty_endpoint_variable_means_aws(monkeypatch: pytest.MonkeyPatch) -> N
 def test_nonsense_settings_fail_at_start(bad: dict[str, object]) -> None:
     # GIVEN a missing or invalid value WHEN settings are built THEN they are refused
     with pytest.raises(ValidationError):
-        ConsumerSettings(**bad)  # type: ignore[arg-type]
+        ConsumerSettings(**bad)
 
 
 def test_settings_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:

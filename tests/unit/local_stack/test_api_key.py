@@ -66,7 +66,7 @@ def test_the_stack_takes_the_first_key_the_producer_accepts(
 
 
 def test_the_scaler_sends_its_key_to_the_producers_metrics(metrics_url: str) -> None:
-    settings = ScalerSettings(  # type: ignore[call-arg]
+    settings = ScalerSettings(
         stream_name="s", metrics_source="producer", producer_metrics_urls=metrics_url,
         producer_api_key="k1",
     )  # fmt: skip

@@ -149,7 +149,7 @@ def test_leftovers_of_a_run_whose_reaper_died_too_are_ended_by_the_next_run(
     earlier.proc.kill()
     earlier.proc.wait()
     # THEN the launcher's own children died with it (PR_SET_PDEATHSIG)...
-    _until(lambda: all(started(pid) is None for pid in earlier.pids.values()), earlier)  # type: ignore[union-attr]
+    _until(lambda: all(started(pid) is None for pid in earlier.pids.values()), earlier)
     # ... but the child the parent service started is left over, and its pid file stayed
     (leftover,) = earlier.members()
     assert (earlier.state / "pids.json").exists()

@@ -145,7 +145,7 @@ def test_refused_updates_fall_back_to_split() -> None:
 )
 def test_inconsistent_config_is_refused(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        PolicyConfig(**kwargs)  # type: ignore[arg-type]
+        PolicyConfig(**kwargs)
 
 
 @pytest.mark.parametrize("text", ["0", "-2", "x", "nan%"])

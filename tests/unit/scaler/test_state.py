@@ -206,7 +206,7 @@ def test_a_second_writer_makes_the_scaler_read_again_and_act_on_nothing_unseen()
     scaler = service(kinesis, Minutes(100, 2.8), store)
     scaler.check()
     store.save(store.load())  # another scaler wrote meanwhile
-    scaler.source = Minutes(101, 3.8)  # type: ignore[assignment]
+    scaler.source = Minutes(101, 3.8)
     with pytest.raises(StateConflict):
         scaler.check()
     assert kinesis.calls == [] and scaler.state is None
