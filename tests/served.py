@@ -28,7 +28,7 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"{process.args} exited with {process.returncode}")
+            raise AssertionError(f"{process.args!s} exited with {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), 0.5).close()
             return

@@ -58,7 +58,7 @@ def _arn(typ: str, name: str, inputs: dict[str, Any]) -> str:
     return shapes.get(typ, f"arn:aws:{kind}:{REGION}:{ACCOUNT}:{name}")
 
 
-class DependencyMonitor(pulumi.runtime.mocks.MockMonitor):  # type: ignore[misc]
+class DependencyMonitor(pulumi.runtime.mocks.MockMonitor):  # type: ignore[misc, name-defined]  # pulumi: importorskip gives Any
     """The mock monitor, noting each resource's dependencies (explicit ``depends_on`` and
     those of its inputs) as the engine would receive them."""
 
@@ -79,7 +79,7 @@ class DependencyMonitor(pulumi.runtime.mocks.MockMonitor):  # type: ignore[misc]
 
 
 @dataclass
-class Recorder(pulumi.runtime.Mocks):  # type: ignore[misc]
+class Recorder(pulumi.runtime.Mocks):  # type: ignore[misc, name-defined]  # pulumi: importorskip gives Any
     resources: list[Recorded] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
 
@@ -107,7 +107,7 @@ class Recorder(pulumi.runtime.Mocks):  # type: ignore[misc]
 
     def call(self, args: Any) -> dict[str, Any]:
         self.calls.append(args.token)
-        return {
+        answers: dict[str, dict[str, Any]] = {
             "aws:index/getRegion:getRegion": {"name": REGION, "region": REGION, "id": REGION},
             "aws:index/getAvailabilityZones:getAvailabilityZones": {
                 "names": [f"{REGION}{z}" for z in "abc"],
@@ -124,7 +124,8 @@ class Recorder(pulumi.runtime.Mocks):  # type: ignore[misc]
                 "password": "token",
                 "proxyEndpoint": "https://ecr",
             },
-        }.get(args.token, {})
+        }
+        return answers.get(args.token, {})
 
 
 @dataclass

@@ -31,8 +31,11 @@ class Stage:
         return command
 
     def healthcheck(self) -> list[str] | None:
-        (args,) = self.all("HEALTHCHECK") or [None]
-        if args is None or args.strip() == "NONE":
+        found = self.all("HEALTHCHECK")
+        if not found:
+            return None
+        (args,) = found
+        if args.strip() == "NONE":
             return None
         command = json.loads(args[args.index("CMD") + 3 :].strip())
         assert isinstance(command, list)

@@ -169,7 +169,9 @@ def _run_producer_and_scaler(
         "the producer",
     )
     # THEN the image's health check passes against it, and it takes a record
-    check = [c.replace(":8080/", f":{producer_port}/") for c in runtime("producer").healthcheck()]
+    healthcheck = runtime("producer").healthcheck()
+    assert healthcheck is not None, "the producer image has no HEALTHCHECK"
+    check = [c.replace(":8080/", f":{producer_port}/") for c in healthcheck]
     assert subprocess.run(host_argv(check), timeout=30).returncode == 0
     request = urllib.request.Request(
         f"{base}/",

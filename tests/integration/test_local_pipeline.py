@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import httpx
@@ -35,6 +35,9 @@ from local_stack.stack import ROOT
 from tests.integration.chaos import Phase, kill, probe_stored, record_processors, wait_for
 from tests.integration.conftest import report
 from tests.integration.traffic import send
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch.type_defs import MetricDataQueryTypeDef, MetricTypeDef
 
 pytestmark = pytest.mark.integration
 
@@ -234,7 +237,8 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
         assert int(item["stored_at"]["N"]) >= int(item["ingested_at"]["N"])
 
     # AND the poison record is in the quarantine with its raw bytes, not lost
-    deadline, quarantined = time.monotonic() + 60, []
+    deadline = time.monotonic() + 60
+    quarantined: list[dict[str, Any]] = []
     while not quarantined and time.monotonic() < deadline:
         quarantined = _scan_all("records-quarantine")
         time.sleep(1)
@@ -314,13 +318,22 @@ def _stream_metrics_drive_the_dry_run_scaler(state: Path) -> None:
 
     def put_by_producer() -> int:
         text = httpx.get(f"{producer_url}/metrics", headers={"X-Api-Key": API_KEY}, timeout=5).text
-        return int(re.search(r"^producer_kinesis_records_put_total (\d+)$", text, re.M)[1])
+        found = re.search(r"^producer_kinesis_records_put_total (\d+)$", text, re.M)
+        assert found is not None, text
+        return int(found[1])
 
     def published() -> int:
         end = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
-        query = {"Id": "r", "ReturnData": True, "MetricStat": {"Period": 86400, "Stat": "Sum",
-                 "Metric": {"Namespace": "AWS/Kinesis", "MetricName": "IncomingRecords",
-                            "Dimensions": [{"Name": "StreamName", "Value": STREAM}]}}}  # fmt: skip
+        metric: MetricTypeDef = {
+            "Namespace": "AWS/Kinesis",
+            "MetricName": "IncomingRecords",
+            "Dimensions": [{"Name": "StreamName", "Value": STREAM}],
+        }
+        query: MetricDataQueryTypeDef = {
+            "Id": "r",
+            "ReturnData": True,
+            "MetricStat": {"Period": 86400, "Stat": "Sum", "Metric": metric},
+        }
         answer = cloudwatch.get_metric_data(MetricDataQueries=[query], EndTime=end,
                                             StartTime=end - timedelta(hours=2))  # fmt: skip
         return int(sum(answer["MetricDataResults"][0]["Values"]))

@@ -91,7 +91,8 @@ def _watch_topic(stack: LocalStack) -> str:
 
 
 def _notifications(stack: LocalStack, queue: str) -> list[dict[str, Any]]:
-    sqs, found = stack.client("sqs"), []
+    sqs = stack.client("sqs")
+    found: list[dict[str, Any]] = []
     while True:
         got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         if not got.get("Messages"):

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 
@@ -222,7 +223,7 @@ def test_if_the_dispatch_loop_dies_every_caller_is_answered_and_nothing_more_is_
 
     collector._dispatch = broken_dispatch  # type: ignore[method-assign]
 
-    async def scenario() -> tuple[list[object], object]:
+    async def scenario() -> tuple[Sequence[object], object]:
         collector.start()
         results = await asyncio.wait_for(
             asyncio.gather(*(collector.put(pk, d) for pk, d in _records(50)),

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -74,7 +75,7 @@ def test_a_hot_shard_keeps_its_rate_limit_and_callers_their_ttl() -> None:
     # THEN from the third second on (the first two also spend the bucket's initial second of
     # tokens) the hot shard puts its limit within a few percent, every second
     per_record = _stored_bytes_per_user_record(kinesis, shard_map.shards[0].shard_id)
-    accepted = defaultdict(int)
+    accepted: defaultdict[int, int] = defaultdict(int)
     for key, _, answered, outcome in answers:
         if key == hot and isinstance(outcome, Accepted):
             accepted[int(answered - start)] += 1
@@ -116,7 +117,7 @@ def _order_violations(seed: int) -> int:
         await asyncio.sleep(rng.uniform(0.001, 0.03))
         return fn(*args, **kwargs)
 
-    async def scenario() -> list[object]:
+    async def scenario() -> Sequence[object]:
         collector = KinesisCollector(kinesis, config, stale, call=latency, rng=rng)
         collector.start()
         puts = []
@@ -157,7 +158,7 @@ def test_put_records_requests_stay_within_5_mib_counted_in_bytes() -> None:
     config = CollectorConfig(stream_name="s", aggregation_max_count=1, record_ttl=2.0,
                              shard_refresh_interval=0)  # fmt: skip
 
-    async def scenario() -> list[object]:
+    async def scenario() -> Sequence[object]:
         collector = KinesisCollector(kinesis, config, shard_map, call=vtime.in_loop(0.01))
         collector.start()
         results = await asyncio.gather(

@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from producer.api.models import RecordIn
 
 def _answering(status_of: dict[int, int]) -> httpx.MockTransport:
     """POST / answers 200 with an id, or the status ``status_of`` gives the n-th request."""
-    seen = []
+    seen: list[Any] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
         n = len(seen)

@@ -35,7 +35,7 @@ def _held_kinesis() -> tuple[FakeKinesis, threading.Event]:
         gate.wait(60)
         return put(**kwargs)
 
-    kinesis.put_records = held  # type: ignore[method-assign]
+    kinesis.put_records = held  # type: ignore[method-assign, assignment]  # wrapped for this test
     return kinesis, gate
 
 
@@ -79,7 +79,7 @@ def test_bodies_of_many_small_records_are_not_held_while_their_records_wait() ->
     bound = 16 * MiB
     conf = ProducerSettings(stream_name="s", max_buffered_bytes=bound, emf_interval_seconds=0)
     app = create_app(conf, client=kinesis)
-    record = {"data": [{}] * 500}
+    record: dict[str, object] = {"data": [{}] * 500}
     bodies = [json.dumps({"records": [record] * 200}).encode() for _ in range(12)]
     # WHEN they are posted at once
     peak, responses = asyncio.run(_post_all_and_measure(app, gate, bodies, 200))

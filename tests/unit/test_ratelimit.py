@@ -80,7 +80,7 @@ def test_a_shard_over_its_limit_is_held_back_and_does_not_hold_up_the_others(loo
         times.extend((time.monotonic(), r["ShardId"]) for r in records)
         return answer
 
-    kinesis.put_records = timed_put  # type: ignore[method-assign]
+    kinesis.put_records = timed_put  # type: ignore[method-assign, assignment]  # wrapped for this test
     config = CollectorConfig(stream_name="s", aggregation_max_count=1, max_buffered_time=0.005,
                              rate_limit_percent=2, shard_refresh_interval=0)  # fmt: skip
     collector = KinesisCollector(kinesis, config, shard_map)

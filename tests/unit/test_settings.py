@@ -27,7 +27,7 @@ from scaler import config as scaler_config
 from scaler.config import ScalerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY_POINTS = {
+ENTRY_POINTS: dict[str, type[BaseSettings]] = {
     "producer": ProducerSettings,
     "consumer": ConsumerSettings,
     "scaler": ScalerSettings,

@@ -263,6 +263,7 @@ def test_attribute_writes_what_type_serializer_writes_and_sizes_it_like_item_siz
     converted = _contract(document)
     if converted is None:
         return
+    expected: object
     try:
         expected = TypeSerializer().serialize(document)
     except (TypeError, ValueError, ArithmeticError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_main_writes_properties_and_execs_the_jvm(
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     config.get_settings.cache_clear()
     execs: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(launcher.os, "execvp", lambda file, argv: execs.append((file, argv)))
+    monkeypatch.setattr(os, "execvp", lambda file, argv: execs.append((file, argv)))
     try:
         # WHEN launched
         launcher.main([])
@@ -82,7 +83,7 @@ def test_main_writes_properties_and_execs_the_jvm(
     assert f"executableName = {sys.executable} -m consumer.processor\n" in text
     assert "streamName = orders\n" in text
     # AND the child can import consumer, and the JVM replaces this process
-    pythonpath = launcher.os.environ["PYTHONPATH"].split(":")
+    pythonpath = os.environ["PYTHONPATH"].split(":")
     assert pythonpath == [str(launcher.PROJECT_ROOT), "/elsewhere"]
     assert execs == [("java", execs[0][1])]
     assert execs[0][1][-2:] == ["--properties-file", str(properties)]
@@ -90,7 +91,7 @@ def test_main_writes_properties_and_execs_the_jvm(
 
 def test_a_python_path_with_a_space_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a Python the daemon would split in two
-    monkeypatch.setattr(launcher.sys, "executable", "/opt/my python/bin/python")
+    monkeypatch.setattr(sys, "executable", "/opt/my python/bin/python")
     # WHEN the processor command is built THEN the launch stops, saying why
     with pytest.raises(SystemExit, match="space"):
         launcher.processor_command()

@@ -11,6 +11,8 @@ import contextlib
 import io
 import json
 import logging
+import os
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +23,7 @@ from amazon_kclpy import kcl
 from common.logs import configure_logging
 from common.metric_catalog import CONSUMER
 from consumer import processor as processor_module
+from consumer.config import get_settings
 from consumer.metrics import ConsumerMetrics
 from consumer.processor import RecordProcessor
 from consumer.records import QUARANTINE_PART_BYTES
@@ -201,7 +204,7 @@ def test_fail_stop_exits_the_process_at_once(monkeypatch: pytest.MonkeyPatch) ->
         codes.append(code)
         raise Stopped
 
-    monkeypatch.setattr(processor_module.os, "_exit", fake_exit)
+    monkeypatch.setattr(os, "_exit", fake_exit)
     # WHEN the processor fail-stops THEN it exits with 70, not by an exception kclpy could catch
     with pytest.raises(Stopped):
         processor_module._fail_stop("DynamoDB unavailable")
@@ -312,8 +315,8 @@ def test_main_keeps_stdout_for_the_protocol(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     monkeypatch.setattr(processor_module, "configure_logging", lambda service: None)
     real_stdout, fake_stderr = io.StringIO(), io.StringIO()
-    monkeypatch.setattr(processor_module.sys, "stdout", real_stdout)
-    monkeypatch.setattr(processor_module.sys, "stderr", fake_stderr)
+    monkeypatch.setattr(sys, "stdout", real_stdout)
+    monkeypatch.setattr(sys, "stderr", fake_stderr)
     made: list[tuple[Any, ...]] = []
 
     class FakeProcess:
@@ -321,15 +324,15 @@ def test_main_keeps_stdout_for_the_protocol(monkeypatch: pytest.MonkeyPatch) -> 
             made.append(args)
 
         def run(self) -> None:
-            made.append(("ran", processor_module.sys.stdout))
+            made.append(("ran", sys.stdout))
 
-    monkeypatch.setattr(processor_module.kcl, "KCLProcess", FakeProcess)
-    processor_module.get_settings.cache_clear()
+    monkeypatch.setattr(kcl, "KCLProcess", FakeProcess)
+    get_settings.cache_clear()
     try:
         # WHEN the processor starts
         processor_module.main([])  # as the daemon runs it: no options
     finally:
-        processor_module.get_settings.cache_clear()
+        get_settings.cache_clear()
     # THEN the protocol writes to the real stdout, while anything else printing goes to stderr
     record_processor, _, output_file, error_file = made[0]
     assert isinstance(record_processor, RecordProcessor)

@@ -65,7 +65,8 @@ def test_every_matching_record_goes_back_whole_with_its_key_and_leaves_the_quara
              *_items(b'{"id": "a"}', "p2", "2", "no 'data'"), *cut,
              *_items(b"refused", "p4", "4", "not JSON: ..."),
              *_items(big, "p5", "5", "not JSON: item too large"), *broken]  # fmt: skip
-    ddb, kinesis, said = FakeDynamoDB(items), refusing(b"refused"), []
+    ddb, kinesis = FakeDynamoDB(items), refusing(b"refused")
+    said: list[str] = []
     # WHEN the not-JSON ones are replayed
     outcome = replay(kinesis, ddb, "s", "q", reason="not JSON", say=said.append)
     # THEN they went back whole under their partition keys (across scan pages), and their
