@@ -105,19 +105,19 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    print("KPL encoder, user records per CPU-second (median of rounds, one core)")  # noqa: T201
-    print(f"{'size':>6} {'ours':>12} {'library':>12} {'ours/library':>13} {'ours/md5 floor':>15}")  # noqa: T201
+    print("KPL encoder, user records per CPU-second (median of rounds, one core)")
+    print(f"{'size':>6} {'ours':>12} {'library':>12} {'ours/library':>13} {'ours/md5 floor':>15}")
     for size in (100, 1024, 10 * 1024):
         count = max(2_000, args.records * 100 // size)
         rates = measure(args.rounds, make_records(count, size))
-        print(  # noqa: T201
+        print(
             f"{size:>6} {rates['ours']:>12,.0f} {rates['library']:>12,.0f} "
             f"{rates['ours'] / rates['library']:>12.1f}x {rates['ours'] / rates['md5']:>14.2f}"
         )
     aggregated, single, fill = payload_units(make_records(1_000_000, 100))
-    print("\nPUT payload units for 1,000,000 records of 100 bytes")  # noqa: T201
-    print(f"  one PutRecord per record: {single:,}")  # noqa: T201
-    print(  # noqa: T201
+    print("\nPUT payload units for 1,000,000 records of 100 bytes")
+    print(f"  one PutRecord per record: {single:,}")
+    print(
         f"  aggregated ({AGGREGATE_BYTES:,} B): {aggregated:,}  ({single / aggregated:.0f}x fewer;"
         f" aggregates fill {fill:.1%} of the units they pay for)"
     )

@@ -203,8 +203,8 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=45.0, help="seconds to wait for stored")
     args = parser.parse_args()
     started = time.monotonic()
-    print("End to end on the local stack, 100-byte records, POST /batch of 100 (loadgen)")  # noqa: T201
-    print(  # noqa: T201
+    print("End to end on the local stack, 100-byte records, POST /batch of 100 (loadgen)")
+    print(
         f"  {'rate/s':>7} {'sent/s':>8} {'acked':>8} {'stored':>7} {'stored/s':>9}"
         f" {'p50':>7} {'p99':>7}  busiest process (% of a core over the step)"
     )
@@ -213,7 +213,7 @@ def main() -> None:
         warm = warm_up(stack, 180)
         for rate in sorted(args.rates):
             step = run_step(stack, rate, args.seconds, args.drain)
-            print(  # noqa: T201
+            print(
                 f"  {step.rate:>7,} {step.offered:>8,.0f} {step.acked:>8,}"
                 f" {step.stored_share:>7.1%} {step.sustained:>9,.0f} {_ms(step.p50_ms):>7}"
                 f" {_ms(step.p99_ms):>7}  {step.busiest()}\n           {step.by_process()}",
@@ -221,7 +221,7 @@ def main() -> None:
             )
             if step.p99_ms is None or step.p99_ms > P99_LIMIT_MS:
                 break
-    print(  # noqa: T201
+    print(
         f"  (stack ready in {ready:.0f} s, warm-up stored in {warm:.0f} s;"
         f" benchmarks.end_to_end took {time.monotonic() - started:.0f} s)"
     )

@@ -98,7 +98,10 @@ def wrk(path: str, connections: int, seconds: int, script: Path) -> tuple[float,
          "-s", str(script), f"http://127.0.0.1:{SERVER_PORT}{path}"],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk printed no Requests/sec line:\n{out}")
+    rate = float(found.group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return rate, int(bad.group(1)) if bad else 0
 
@@ -195,24 +198,24 @@ def main() -> None:
         null.terminate()
         null.wait(timeout=10)
     median = {name: statistics.median(values) for name, values in rates.items()}
-    print("HTTP path, user records/s (median of rounds; wrk -t1; null Kinesis)")  # noqa: T201
+    print("HTTP path, user records/s (median of rounds; wrk -t1; null Kinesis)")
     for name, value in median.items():
         conns = next(c.connections for c in CONTENDERS if c.name == name)
-        print(f"  {name:<28} {value:>10,.0f}   -c{conns}  non-2xx: {errors[name]}")  # noqa: T201
+        print(f"  {name:<28} {value:>10,.0f}   -c{conns}  non-2xx: {errors[name]}")
     single = median["producer POST /"] / median["bare 202 (FastAPI route)"]
     floor = median["producer POST /"] / median["bare 202 (ASGI entry)"]
     batch = median["producer POST /batch (100)"] / median["naive PutRecord"]
-    print(f"  POST / vs bare FastAPI route:    {single:.0%}  (goal >= 70%)")  # noqa: T201
-    print(f"  POST / vs bare ASGI entry:       {floor:.0%}  (uvicorn alone; no goal)")  # noqa: T201
-    print(f"  batch vs naive PutRecord:        {batch:.0f}x  (goal >= 100x)")  # noqa: T201
+    print(f"  POST / vs bare FastAPI route:    {single:.0%}  (goal >= 70%)")
+    print(f"  POST / vs bare ASGI entry:       {floor:.0%}  (uvicorn alone; no goal)")
+    print(f"  batch vs naive PutRecord:        {batch:.0f}x  (goal >= 100x)")
     scaling = median["POST /batch, 2 workers"] / median["POST /batch, 1 worker"]
-    print(  # noqa: T201
+    print(
         f"  POST /batch, 2 workers vs 1:     {scaling:.2f}x  (goal >= 1.8x; {os.cpu_count()}"
         " cores, shared with wrk and the null Kinesis)"
     )
     for name in ("POST /batch, 1 worker", "POST /batch, 2 workers"):
         used = {side: statistics.median(v) for side, v in cores[name].items()}
-        print(  # noqa: T201
+        print(
             f"    {name}: cores used (median) "
             + ", ".join(f"{side} {value:.2f}" for side, value in used.items())
             + f"; {median[name] / used['server']:,.0f} records per server CPU-second"

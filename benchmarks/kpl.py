@@ -132,8 +132,8 @@ def _expect(process: subprocess.Popen[str], word: str) -> str:
     while True:
         line = process.stdout.readline()
         if not line:
-            # started with an argv list (the stubs allow a path or bytes too)
-            raise RuntimeError(f"{process.args[:3]!s} ended before {word}")  # type: ignore[index]
+            argv = process.args  # started with an argv list (the stubs allow a path or bytes)
+            raise RuntimeError(f"{argv[:3]!s} ended before {word}")  # type: ignore[index]  # a list
         if line.startswith(word):
             return line
 
@@ -217,14 +217,14 @@ def print_profile(collapsed: str, top: int = 12) -> None:
         modules[frames[-1][1]] += int(count)
         for function in {f for f, _ in frames}:
             total[function] += int(count)
-    print(  # noqa: T201
+    print(
         f"\nWhere our time goes (py-spy --gil: {samples:,} samples of the thread holding the GIL;"
         " 100 B, random keys)"
     )
-    print(f"  {'own':>6} {'total':>6}  function")  # noqa: T201
+    print(f"  {'own':>6} {'total':>6}  function")
     for function, own_count in own.most_common(top):
-        print(f"  {own_count / samples:>6.1%} {total[function] / samples:>6.1%}  {function}")  # noqa: T201
-    print("  own time by module: " + ", ".join(  # noqa: T201
+        print(f"  {own_count / samples:>6.1%} {total[function] / samples:>6.1%}  {function}")
+    print("  own time by module: " + ", ".join(
         f"{where} {count / samples:.0%}" for where, count in modules.most_common(8)
     ))  # fmt: skip
 
@@ -270,16 +270,16 @@ def main() -> None:
         report(results, args.rounds)
     if PROFILE.exists() and not args.no_profile:
         print_profile(PROFILE.read_text())
-        print(f"  (collapsed stacks, for a flame graph: {PROFILE.relative_to(ROOT)})")  # noqa: T201
-    print(f"\n(benchmarks.kpl took {time.monotonic() - started:.0f} s)")  # noqa: T201
+        print(f"  (collapsed stacks, for a flame graph: {PROFILE.relative_to(ROOT)})")
+    print(f"\n(benchmarks.kpl took {time.monotonic() - started:.0f} s)")
 
 
 def report(results: list[tuple[Case, dict[str, list[Run]]]], rounds: int) -> None:
-    print(  # noqa: T201
+    print(
         f"Producer core vs the official KPL 1.0.7, user records per CPU-second (median of"
         f" {rounds}; KPL = JVM + native daemon; ours = one Python process; null Kinesis, TLS)"
     )
-    print(  # noqa: T201
+    print(
         f"  {'records':<22} {'KPL':>8} {'ours':>8} {'ours/KPL':>8} {'wall/s KPL':>10}"
         f" {'ours':>8} {'units KPL':>9} {'ours':>6} {'calls KPL':>9} {'ours':>6}"
     )
@@ -289,13 +289,13 @@ def report(results: list[tuple[Case, dict[str, list[Run]]]], rounds: int) -> Non
         units = {c: statistics.median(r.sent["PayloadUnits"] for r in rs) for c, rs in runs.items()}
         calls = {c: statistics.median(r.sent["Calls"] for r in rs) for c, rs in runs.items()}
         wall = {c: statistics.median(r.records / r.wall for r in rs) for c, rs in runs.items()}
-        print(  # noqa: T201
+        print(
             f"  {case.name:<22} {kpl:>8,.0f} {ours:>8,.0f} {ours / kpl:>7.2f}x"
             f" {wall['kpl']:>10,.0f} {wall['ours']:>8,.0f} {units['kpl']:>9,.0f}"
             f" {units['ours']:>6,.0f} {calls['kpl']:>9,.0f} {calls['ours']:>6,.0f}"
             + (f"  FAILED RECORDS: {failed}" if failed else "")
         )
-    print(  # noqa: T201
+    print(
         "  (per run of each size: units = PUT payload units (25 KB), calls = PutRecords calls,"
         " as the endpoint counted them)"
     )

@@ -113,12 +113,12 @@ async def main_async(args: argparse.Namespace) -> None:
         if failed:
             raise RuntimeError(f"{failed} warm-up records failed: {REFUSALS.most_common(5)}")
         records = make_records(args.count, args.size, args.hot_key, ids)
-        print("READY", flush=True)  # noqa: T201
+        print("READY", flush=True)
         if (await asyncio.to_thread(sys.stdin.readline)).strip() != "GO":
             return
         start = time.perf_counter()
         ok, failed = await put_all(collector, records, args.outstanding)
-        print(f"DONE {ok} {failed} {time.perf_counter() - start}", flush=True)  # noqa: T201
+        print(f"DONE {ok} {failed} {time.perf_counter() - start}", flush=True)
         while (await asyncio.to_thread(sys.stdin.readline)).strip() not in ("", "EXIT"):
             pass
     finally:

@@ -67,7 +67,10 @@ SHAPES: list[tuple[str, str, dict[str, object], int, dict[str, str]]] = [
 
 def _status_kib(pid: int, key: str) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(rf"{key}:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    found = re.search(rf"{key}:\s+(\d+) kB", status)
+    if found is None:
+        raise RuntimeError(f"no {key} in /proc/{pid}/status")
+    return int(found.group(1)) / 1024
 
 
 # what it reads of the producer's /metrics (their Prometheus names, from the catalogue)
@@ -229,12 +232,12 @@ def main() -> None:
     parser.add_argument("--many", type=int, default=64, help="connections of the many-bodies shape")
     args = parser.parse_args()
     if args.only != "hot":
-        print(f"Peak RSS per request shape (Kinesis answers after {args.delay} s; wrk"  # noqa: T201
+        print(f"Peak RSS per request shape (Kinesis answers after {args.delay} s; wrk"
               f" {args.seconds} s; PRODUCER_MAX_BUFFERED_RECORDS={BOUND})")  # fmt: skip
         for name, path, body, connections, env in SHAPES:
             connections = connections or args.many
             result = memory_shape(path, body, connections, args.seconds, args.delay, env)
-            print(  # noqa: T201
+            print(
                 f"  {name:<31} -c{connections:<5} peak RSS {result['peak']:7.1f} MiB"
                 f" (idle {result['idle']:.1f}), records put {result['put']:>9,.0f},"
                 f" non-2xx {result['non_2xx']:,}"
@@ -242,12 +245,12 @@ def main() -> None:
     if args.only != "memory":
         samples, (refused, cold), limit = hot_shard(args.hot_seconds, args.hot_percent)
         per_record = (sum(b for _, b in samples) / sum(r for r, _ in samples)) if samples else 1
-        print(f"Hot shard: one key at ~3x {args.hot_percent:g}% of a shard's limit"  # noqa: T201
+        print(f"Hot shard: one key at ~3x {args.hot_percent:g}% of a shard's limit"
               f" ({limit / per_record:,.0f} records/s, {limit:,.0f} B/s), TTL 1 s")  # fmt: skip
         for second, (records, size) in enumerate(samples, 1):
-            print(f"  second {second:>2}: {records:7,.0f} records/s put,"  # noqa: T201
+            print(f"  second {second:>2}: {records:7,.0f} records/s put,"
                   f" hot shard {size:9,.0f} B/s = {size / limit:5.0%} of its limit")  # fmt: skip
-        print(f"  other shard: {refused} of {cold} requests refused")  # noqa: T201
+        print(f"  other shard: {refused} of {cold} requests refused")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import boto3
 
@@ -29,6 +30,9 @@ from consumer.records import KinesisRecord, to_item
 from consumer.sink import DynamoDBSink, default_client
 from local_stack.ephemeral import EphemeralDynamoDB
 from local_stack.stack import LOCAL_CREDENTIALS
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
 
 SHARD = "shardId-000000000001"
 KCL_BATCH = 500  # records per processRecords call the consumer writes at once
@@ -52,8 +56,8 @@ def ours(records: list[KinesisRecord], sink: DynamoDBSink) -> None:
         sink.write([to_item(r, SHARD) for r in records[start : start + KCL_BATCH]])
 
 
-def naive(records: list[KinesisRecord], table: object) -> None:
-    with table.batch_writer(overwrite_by_pkeys=["id"]) as writer:  # type: ignore[attr-defined]
+def naive(records: list[KinesisRecord], table: Table) -> None:
+    with table.batch_writer(overwrite_by_pkeys=["id"]) as writer:
         for r in records:
             body = json.loads(r.data, parse_float=Decimal)
             writer.put_item(
@@ -111,18 +115,18 @@ def main() -> None:
             for table in names.values()
         }
     title = f"Consumer sink, {args.records:,} records a round, DynamoDB Local"
-    print(f"{title} (median of {args.rounds})")  # noqa: T201
-    print(f"  {'':<22} {'records/CPU-s':>14} {'records/s':>10}")  # noqa: T201
+    print(f"{title} (median of {args.rounds})")
+    print(f"  {'':<22} {'records/CPU-s':>14} {'records/s':>10}")
     for name in contenders:
-        print(f"  {name:<22} {statistics.median(cpu[name]):>14,.0f} "  # noqa: T201
+        print(f"  {name:<22} {statistics.median(cpu[name]):>14,.0f} "
               f"{statistics.median(wall[name]):>10,.0f}")  # fmt: skip
     naive_cpu = statistics.median(cpu["naive batch_writer"])
     ratio = statistics.median(cpu["consumer sink"]) / naive_cpu
-    print(f"  per core, sink vs batch_writer: {ratio:.2f}x  (goal >= 1.5x)")  # noqa: T201
+    print(f"  per core, sink vs batch_writer: {ratio:.2f}x  (goal >= 1.5x)")
     client_ratio = statistics.median(cpu["sink, client ids"]) / naive_cpu
-    print(f"  per core, sink with client ids (conditional TransactWriteItems) vs batch_writer: "  # noqa: T201
+    print(f"  per core, sink with client ids (conditional TransactWriteItems) vs batch_writer: "
           f"{client_ratio:.2f}x")  # fmt: skip
-    print(f"  items in the tables: {stored}")  # noqa: T201
+    print(f"  items in the tables: {stored}")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def _next_arrival(kinesis: Any, stream: str, shard_id: str, **position: Any) -> 
     for _ in range(MAX_EMPTY_READS):
         answer = kinesis.get_records(ShardIterator=iterator, Limit=1)
         if answer["Records"]:
-            return answer["Records"][0]["ApproximateArrivalTimestamp"]  # type: ignore[no-any-return]
+            arrived: datetime = answer["Records"][0]["ApproximateArrivalTimestamp"]
+            return arrived
         iterator = answer.get("NextShardIterator")
         if not iterator or not answer.get("MillisBehindLatest"):
             return None  # the end of a closed shard, or the tip of an open one

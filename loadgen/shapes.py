@@ -32,7 +32,7 @@ def _now_iso() -> str:
 
 def order(rng: random.Random, n: int) -> tuple[str, dict[str, Any]]:
     customer = f"customer-{_skewed(rng, 50_000):05d}"
-    lines = [
+    lines: list[dict[str, Any]] = [
         {
             "sku": f"SKU-{rng.randrange(10_000):05d}",
             "quantity": rng.choice([1, 1, 1, 2, 3]),
@@ -40,7 +40,7 @@ def order(rng: random.Random, n: int) -> tuple[str, dict[str, Any]]:
         }
         for _ in range(rng.choice([1, 1, 2, 3, 5]))
     ]
-    total = round(sum(x["quantity"] * x["unit_price"] for x in lines), 2)  # type: ignore[operator]
+    total = round(sum(x["quantity"] * x["unit_price"] for x in lines), 2)
     return customer, {
         "type": "order",
         "order_id": f"ord-{n:09d}-{rng.getrandbits(32):08x}",

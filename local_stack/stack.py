@@ -215,7 +215,7 @@ class LocalStack(Supervisor):
         emulators = {"kinesis": self.config.kinesis_https, "dynamodb": self.config.dynamodb_url}
         url = emulators.get(service, self.observed.cloudwatch_url)
         # any service moto serves, by name: the stubs type a client for a literal name only
-        return boto3.client(  # type: ignore[call-overload]
+        return boto3.client(  # type: ignore[call-overload]  # a name, not a literal
             service,
             endpoint_url=url,
             region_name=self.config.region,

@@ -404,7 +404,7 @@ class KinesisCollector(Resharding):
         return self._client.put_records(
             StreamName=self._config.stream_name,
             # botocore takes a bytearray as a blob (its validator allows bytes, bytearray, file)
-            Records=[{"Data": e.payload, "PartitionKey": e.partition_key} for e in batch],  # type: ignore[typeddict-item]
+            Records=[{"Data": e.payload, "PartitionKey": e.partition_key} for e in batch],  # type: ignore[typeddict-item]  # bytearray
         )
 
     def _settle(

@@ -226,7 +226,7 @@ def simulate(trace: Trace, config: PolicyConfig, seed: int = 7,
 
     def new_scaler() -> Scaler:
         state = store if keep_state else MemoryStateStore(stream.stream_name, 60.0)
-        return Scaler(stream, metrics, Policy(config), state=state,  # type: ignore[arg-type]
+        return Scaler(stream, metrics, Policy(config), state=state,  # type: ignore[arg-type]  # simulated
                       clock=lambda: float(minute * 60), sample_seconds=60.0)  # fmt: skip
 
     logging.getLogger("scaler").setLevel(logging.ERROR)  # its INFO/WARNING lines, 1,440 a day
@@ -309,12 +309,12 @@ def main() -> None:
     args = parser.parse_args()
     config = PolicyConfig()
     results = [simulate(t, config, args.seed) for t in traces()]
-    print(table(results))  # noqa: T201
+    print(table(results))
     lost, kept = ([simulate(t, config, args.seed, RESTART_AFTER_UP, keep_state=keep)
                    for t in restart_traces()] for keep in (False, True))  # fmt: skip
     title = f"the scaler restarted {RESTART_AFTER_UP} min after every scale-up, state lost -> kept"
-    print(f"\n{title}:")  # noqa: T201
-    print(restart_table(lost, kept))  # noqa: T201
+    print(f"\n{title}:")
+    print(restart_table(lost, kept))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self.now
 
     def has_ready(self) -> bool:
-        return bool(self._ready)  # type: ignore[attr-defined]
+        return bool(self._ready)  # type: ignore[attr-defined]  # asyncio's private run queue
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

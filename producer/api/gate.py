@@ -137,7 +137,8 @@ class ProducerHttp(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         # a Starlette-typed ASGI app (its scope a mapping; uvicorn's a TypedDict): same calls
-        super()._start_asgi_task(cycle, overloaded if app is service_unavailable else app)  # type: ignore[arg-type]
+        to_run = overloaded if app is service_unavailable else app
+        super()._start_asgi_task(cycle, to_run)  # type: ignore[arg-type]  # Starlette's types
 
     def _arm(self) -> None:
         self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)

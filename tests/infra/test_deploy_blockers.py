@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from typing import Any
 
 import pytest
 
@@ -269,8 +270,8 @@ def test_every_package_an_image_installs_exists_for_arm64(extra: str) -> None:
 
     # THEN each has a linux/arm64 (aarch64 glibc) wheel for Python 3.11, a pure-Python wheel,
     # or only a source distribution to build from (amazon-kclpy: its jars are Java)
-    def fits(package: dict[str, object]) -> bool:
-        wheels = [str(w["url"]).rsplit("/", 1)[1] for w in package.get("wheels", [])]  # type: ignore[attr-defined]
+    def fits(package: dict[str, Any]) -> bool:
+        wheels = [str(w["url"]).rsplit("/", 1)[1] for w in package.get("wheels", [])]
         if not wheels:
             return "sdist" in package
         return any(w.endswith("-none-any.whl") or ("aarch64" in w and "manylinux" in w

@@ -197,7 +197,7 @@ def test_api_key_is_required_when_configured(kinesis: FakeKinesis) -> None:
 
 def test_ready_turns_503_while_draining(client: TestClient) -> None:
     assert client.get("/ready").status_code == 200
-    client.app.state.draining = True  # type: ignore[attr-defined]
+    client.app.state.draining = True  # type: ignore[attr-defined]  # client.app: our FastAPI app
     response = client.get("/ready")
     assert response.status_code == 503
     assert response.json()["error"] == "draining"

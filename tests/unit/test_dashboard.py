@@ -100,7 +100,7 @@ def test_samples_become_rates_ratios_and_percentiles(tmp_path: Path) -> None:
         f.write(_consumer_line(60, [500.0]))
     shards[0] = 7
     sampler.sample()
-    sampler.samples[-1]["t"] = sampler.samples[0]["t"] + 2  # type: ignore[operator]
+    sampler.samples[-1]["t"] = sampler.samples[0]["t"] + 2  # type: ignore[operator]  # a float
     snapshot = sampler.snapshot()
     last = {s["key"]: s["last"] for p in snapshot["panels"] for s in p["series"]}
     # THEN counters become per-second rates over the 2 s between the samples

@@ -40,7 +40,7 @@ def test_a_processor_busy_past_the_limit_is_stuck_an_idle_one_never(tmp_path: Pa
 
 
 def test_the_processor_is_busy_only_while_it_handles_a_batch(tmp_path: Path) -> None:
-    seen: list[object] = []
+    seen: list[dict[str, Any]] = []
 
     class Watching(FakeSink):
         def write(self, items: list[dict[str, Any]]) -> WriteOutcome:
@@ -53,7 +53,7 @@ def test_the_processor_is_busy_only_while_it_handles_a_batch(tmp_path: Path) -> 
     stdin = io.StringIO("".join(json.dumps(x) + "\n" for x in lines))
     kcl.KCLProcess(processor, stdin, sink.stdout, io.StringIO()).run()
     # busy while writing, idle once checkpointed, gone when the shard ends
-    assert seen[0]["busy_since"] is not None  # type: ignore[index]
+    assert seen[0]["busy_since"] is not None
     state = json.loads((tmp_path / "shardId-000000000001.json").read_text())
     assert state == {"busy_since": None}
     stdin = io.StringIO(

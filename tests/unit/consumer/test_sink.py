@@ -186,7 +186,7 @@ def test_default_client_follows_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     meta = sink._client.meta
     assert (meta.region_name, meta.endpoint_url) == ("eu-west-1", "http://127.0.0.1:8000")
     # botocore sets each Config option as an attribute; its stubs declare none of them
-    retries = meta.config.retries  # type: ignore[attr-defined]
+    retries = meta.config.retries  # type: ignore[attr-defined]  # see above
     assert retries == {"mode": "standard", "total_max_attempts": 6}  # 5 retries
 
 
@@ -194,7 +194,7 @@ class SlowTable:
     """BatchWriteItem that takes 50 ms and remembers how many calls overlapped; the first
     answer for ``flaky`` ids leaves them unprocessed once."""
 
-    def __init__(self, flaky: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(self, flaky: frozenset[str] = frozenset()) -> None:
         self.stored: dict[str, Any] = {}
         self.active = self.most = 0
         self.flaky = set(flaky)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +65,10 @@ def _launch(state: Path, *args: str, grace: float = 1.0) -> Launched:
     return launched
 
 
-def _until(condition: object, launched: Launched, timeout: float = 30) -> None:
+def _until(condition: Callable[[], object], launched: Launched, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out; launcher output:\n{launched.output()}")
@@ -144,12 +144,13 @@ def test_leftovers_of_a_run_whose_reaper_died_too_are_ended_by_the_next_run(
     # GIVEN a run whose launcher and reaper were both SIGKILLed
     earlier = _launch(tmp_path / "state")
     cleanup.append(earlier)
-    assert earlier.pids is not None
+    pids = earlier.pids
+    assert pids is not None
     os.kill(earlier.reaper(), signal.SIGKILL)
     earlier.proc.kill()
     earlier.proc.wait()
     # THEN the launcher's own children died with it (PR_SET_PDEATHSIG)...
-    _until(lambda: all(started(pid) is None for pid in earlier.pids.values()), earlier)
+    _until(lambda: all(started(pid) is None for pid in pids.values()), earlier)
     # ... but the child the parent service started is left over, and its pid file stayed
     (leftover,) = earlier.members()
     assert (earlier.state / "pids.json").exists()

@@ -192,7 +192,7 @@ def test_an_operation_is_stored_before_its_call_so_a_crash_during_it_is_not_forg
     def broken(**_: Any) -> None:
         raise EndpointConnectionError(endpoint_url="https://kinesis")
 
-    kinesis.update_shard_count = broken  # type: ignore[method-assign]
+    kinesis.update_shard_count = broken  # type: ignore[method-assign]  # broken for this test
     with pytest.raises(EndpointConnectionError):
         service(kinesis, Minutes(100, 3.8), store).check()
     # THEN the operation is in the store: a restarted scaler cools off from it
