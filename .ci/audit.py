@@ -26,9 +26,14 @@ NETWORK_ERRORS = ("error sending request", "dns error", "connect", "timed out", 
 def audit_command() -> list[str]:
     # uv as the Makefile runs it (python3 -m uv: installed for the system Python, not the venv)
     command = [
-        *UV, "audit", "--frozen",
-        "--preview-features", "audit-command,json-output", "--output-format", "json",
-    ]  # fmt: skip
+        *UV,
+        "audit",
+        "--frozen",
+        "--preview-features",
+        "audit-command,json-output",
+        "--output-format",
+        "json",
+    ]
     service = os.environ.get("AUDIT_SERVICE_URL")
     if service:
         command += ["--service-url", service]
@@ -75,8 +80,10 @@ def main() -> int:
     for status in report.get("adverse_statuses", []):
         say(f"dependency audit WARNING: {json.dumps(status)}")
     if fixable:
-        say("dependency audit FAILED: upgrade these locked packages "
-            "(python3 -m uv lock --upgrade-package NAME):\n" + "\n".join(fixable))  # fmt: skip
+        say(
+            "dependency audit FAILED: upgrade these locked packages "
+            "(python3 -m uv lock --upgrade-package NAME):\n" + "\n".join(fixable)
+        )
         return 1
     say(f"dependency audit: {audited} locked packages, no known vulnerability with a fix")
     return 0

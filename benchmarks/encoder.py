@@ -71,8 +71,10 @@ def md5_floor(records: list[tuple[str, bytes]]) -> int:
 
 def measure(rounds: int, records: list[tuple[str, bytes]]) -> dict[str, float]:
     contenders: dict[str, Callable[[list[tuple[str, bytes]]], int]] = {
-        "ours": ours, "library": theirs, "md5": md5_floor,
-    }  # fmt: skip
+        "ours": ours,
+        "library": theirs,
+        "md5": md5_floor,
+    }
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, run in contenders.items():

@@ -77,10 +77,9 @@ class CpuSampler:
         """Per pid, the share of one core it used in the window (100: a full core)."""
         seconds = max(self._ended - self._started, 1e-9)
         return {
-            pid: (proc.cpu - (self._first[pid].cpu if pid in self._first else 0.0))
-            / seconds * 100
+            pid: (proc.cpu - (self._first[pid].cpu if pid in self._first else 0.0)) / seconds * 100
             for pid, proc in self._last.items()
-        }  # fmt: skip
+        }
 
 
 def labels(stack: LocalStack) -> dict[int, str]:
@@ -91,9 +90,9 @@ def labels(stack: LocalStack) -> dict[int, str]:
         if managed.pid is None:
             continue
         for proc in tree(procs, managed.pid):
-            names[proc.pid] = managed.name if proc.pid == managed.pid else (
-                f"{managed.name}/{proc.name}"
-            )  # fmt: skip
+            names[proc.pid] = (
+                managed.name if proc.pid == managed.pid else (f"{managed.name}/{proc.name}")
+            )
     return names
 
 
@@ -125,10 +124,11 @@ class Step:
             groups.setdefault(self.names[pid], []).append(share)
         ordered = sorted(groups.items(), key=lambda g: -sum(g[1]))[:top]
         return ", ".join(
-            f"{name} {sum(s):.0f}%" if len(s) == 1
+            f"{name} {sum(s):.0f}%"
+            if len(s) == 1
             else f"{name} x{len(s)} {sum(s):.0f}% (max {max(s):.0f}%)"
             for name, s in ordered
-        )  # fmt: skip
+        )
 
 
 def wait_stored(ddb: object, table: str, ids: list[str], drain: float) -> None:
@@ -167,8 +167,11 @@ def run_step(stack: LocalStack, rate: int, seconds: float, drain: float) -> Step
     wait_stored(ddb, cfg.records_table, tally.ids, drain)
     # a uniform sample of the acknowledged records: their stored times by id (BatchGetItem),
     # a bounded read whatever the rate
-    due = dict(random.Random(rate).sample(list(zip(tally.ids, tally.due_ms, strict=True)),
-                                          min(SAMPLE, tally.acked)))  # fmt: skip
+    due = dict(
+        random.Random(rate).sample(
+            list(zip(tally.ids, tally.due_ms, strict=True)), min(SAMPLE, tally.acked)
+        )
+    )
     items = stored_items(ddb, cfg.records_table, list(due), projection="id, stored_at")
     stored = {i["id"]["S"]: float(i["stored_at"]["N"]) for i in items}
     latency = sorted(at - due[record_id] for record_id, at in stored.items())

@@ -94,10 +94,22 @@ def write_post_script(script: Path, body: str) -> None:
 def wrk(path: str, connections: int, seconds: int, script: Path) -> tuple[float, int]:
     """Load ``path`` on the benchmark server: requests/s and non-2xx answers."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
-         "-s", str(script), f"http://127.0.0.1:{SERVER_PORT}{path}"],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{SERVER_PORT}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if found is None:
         raise RuntimeError(f"wrk printed no Requests/sec line:\n{out}")
@@ -113,18 +125,37 @@ def start_server(
     with ``workers``, ``python -m producer`` with that many workers instead."""
     if workers:
         command = [sys.executable, "-m", "producer"]
-        extra_env = {"PRODUCER_HOST": "127.0.0.1", "PRODUCER_PORT": str(SERVER_PORT),
-                     "PRODUCER_WORKERS": str(workers), **(extra_env or {})}  # fmt: skip
+        extra_env = {
+            "PRODUCER_HOST": "127.0.0.1",
+            "PRODUCER_PORT": str(SERVER_PORT),
+            "PRODUCER_WORKERS": str(workers),
+            **(extra_env or {}),
+        }
     else:
         command = [
-            sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
-            "--port", str(SERVER_PORT), "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(SERVER_PORT),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
     server = subprocess.Popen(
-        command, env={**_env(), **(extra_env or {})}, stdout=subprocess.DEVNULL,
+        command,
+        env={**_env(), **(extra_env or {})},
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     _wait_port(SERVER_PORT, server)
     return server
 
@@ -156,10 +187,15 @@ def run_round(
         wall, after = time.monotonic() - started, os.times()
         cores = {
             "server": (tree_cpu(server.pid) - before) / wall,
-            "wrk": (after.children_user + after.children_system
-                    - children.children_user - children.children_system) / wall,
+            "wrk": (
+                after.children_user
+                + after.children_system
+                - children.children_user
+                - children.children_system
+            )
+            / wall,
             "null Kinesis": (tree_cpu(null_pid) - null_before) / wall,
-        }  # fmt: skip
+        }
         return rate, bad, cores
     finally:
         stop(server)
@@ -176,9 +212,16 @@ def main() -> None:
     if busy:
         sys.exit(f"ports {busy} are in use: another benchmark running?")
     null = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
-         "--lifetime", str(args.rounds * len(CONTENDERS) * (args.seconds + 15) + 60)],
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.null_kinesis",
+            "--port",
+            str(NULL_PORT),
+            "--lifetime",
+            str(args.rounds * len(CONTENDERS) * (args.seconds + 15) + 60),
+        ],
+    )
     rates: dict[str, list[float]] = {c.name: [] for c in CONTENDERS}
     errors: dict[str, int] = {c.name: 0 for c in CONTENDERS}
     cores: dict[str, dict[str, list[float]]] = {c.name: {} for c in CONTENDERS}

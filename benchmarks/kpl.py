@@ -96,17 +96,33 @@ def _tls() -> TlsFiles:
 
 def argv(contender: str, case: Case) -> list[str]:
     common = [
-        "--port", str(NULL_PORT), "--size", str(case.size), "--count", str(case.count),
-        "--warmup", str(max(case.count // 2, 1_000)), "--outstanding", str(outstanding(case)),
-        "--rate-limit", str(RATE_LIMIT),
-    ]  # fmt: skip
+        "--port",
+        str(NULL_PORT),
+        "--size",
+        str(case.size),
+        "--count",
+        str(case.count),
+        "--warmup",
+        str(max(case.count // 2, 1_000)),
+        "--outstanding",
+        str(outstanding(case)),
+        "--rate-limit",
+        str(RATE_LIMIT),
+    ]
     if contender == "kpl":
         classpath = f"{KPL_DIR / 'classes'}:{KPL_DIR / 'lib' / '*'}"
         return [
-            "java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", classpath,
-            "bench.KplHarness", *common,
-            "--hot-key", str(case.hot_key).lower(), "--temp-dir", str(KPL_DIR / "tmp"),
-        ]  # fmt: skip
+            "java",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-cp",
+            classpath,
+            "bench.KplHarness",
+            *common,
+            "--hot-key",
+            str(case.hot_key).lower(),
+            "--temp-dir",
+            str(KPL_DIR / "tmp"),
+        ]
     hot = ["--hot-key"] if case.hot_key else []
     return [sys.executable, "-m", "benchmarks.kpl_ours", *common, "--ca", str(_tls().cert), *hot]
 
@@ -141,9 +157,13 @@ def _expect(process: subprocess.Popen[str], word: str) -> str:
 def run_once(contender: str, case: Case, profile: Path | None = None) -> Run:
     """One measured run in a fresh process; with ``profile``, under py-spy (ours only)."""
     process = subprocess.Popen(
-        argv(contender, case), cwd=ROOT, env={**os.environ, **ENV}, text=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )  # fmt: skip
+        argv(contender, case),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     spy = None
     watchdog = threading.Timer(RUN_TIMEOUT, process.kill)  # a hung run fails, never hangs
     watchdog.start()
@@ -151,11 +171,23 @@ def run_once(contender: str, case: Case, profile: Path | None = None) -> Run:
         _expect(process, "READY")
         if profile is not None:
             spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                 str(process.pid), "--format", "raw", "--rate", "250", "--output", str(profile),
-                 "--nonblocking", "--gil"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(process.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "--output",
+                    str(profile),
+                    "--nonblocking",
+                    "--gil",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1.0)  # py-spy attached
         before, sent_before = tree_cpu(process.pid), endpoint_stats()
         assert process.stdin is not None
@@ -224,9 +256,10 @@ def print_profile(collapsed: str, top: int = 12) -> None:
     print(f"  {'own':>6} {'total':>6}  function")
     for function, own_count in own.most_common(top):
         print(f"  {own_count / samples:>6.1%} {total[function] / samples:>6.1%}  {function}")
-    print("  own time by module: " + ", ".join(
-        f"{where} {count / samples:.0%}" for where, count in modules.most_common(8)
-    ))  # fmt: skip
+    print(
+        "  own time by module: "
+        + ", ".join(f"{where} {count / samples:.0%}" for where, count in modules.most_common(8))
+    )
 
 
 @contextlib.contextmanager
@@ -236,9 +269,20 @@ def null_endpoint() -> Iterator[None]:
         sys.exit(f"port {NULL_PORT} is in use: another benchmark running?")
     tls = _tls()
     null = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
-         "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--lifetime", "3600"],
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.null_kinesis",
+            "--port",
+            str(NULL_PORT),
+            "--tls-cert",
+            str(tls.cert),
+            "--tls-key",
+            str(tls.key),
+            "--lifetime",
+            "3600",
+        ],
+    )
     try:
         _wait_port(NULL_PORT, null)
         yield

@@ -26,7 +26,7 @@ from producer.collector import (
     Overloaded,
     Ticket,
     UserRecord,
-)  # fmt: skip
+)
 from producer.config import ProducerSettings
 from producer.ids import IdGenerator
 from producer.main import kinesis_client

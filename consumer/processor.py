@@ -130,8 +130,12 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  # k
             _fail_stop(f"{type(exc).__name__}: {exc}")
             return  # type: ignore[unreachable]  # reached only when a test replaces _fail_stop
         if self._metrics is not None:
-            self._record_metrics(process_records_input, stored, started,
-                                 getattr(self._sink, "retries", 0) - retries_before)  # fmt: skip
+            self._record_metrics(
+                process_records_input,
+                stored,
+                started,
+                getattr(self._sink, "retries", 0) - retries_before,
+            )
         last = records[-1]
         try:
             self._checkpoint(
@@ -195,8 +199,15 @@ class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  # k
             if "ingested_at" in item
         ]
         behind = getattr(batch, "millis_behind_latest", None)
-        self._metrics.batch(len(stored.written), stored.quarantined, write_ms, behind,
-                            end_to_end, retries, stored.superseded)  # fmt: skip
+        self._metrics.batch(
+            len(stored.written),
+            stored.quarantined,
+            write_ms,
+            behind,
+            end_to_end,
+            retries,
+            stored.superseded,
+        )
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         """Another worker owns the shard now: checkpointing is not possible, nor tried."""
@@ -261,9 +272,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics = ConsumerMetrics(sys.stderr, settings.metrics_interval_seconds)
     metrics.start_timer()
     processor_ = RecordProcessor(
-        sink, quarantine, metrics=metrics, heartbeat_dir=settings.heartbeat_dir,
+        sink,
+        quarantine,
+        metrics=metrics,
+        heartbeat_dir=settings.heartbeat_dir,
         ttl_seconds=settings.item_ttl_seconds,
-    )  # fmt: skip
+    )
     kcl.KCLProcess(processor_, sys.stdin, protocol_out, sys.stderr).run()
 
 

@@ -143,15 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         stream, table = found.stream, found.quarantine_table
     else:
         settings = cli.settings_or_exit(ConsumerSettings, prog, get_settings)
-        kinesis = boto3.client("kinesis", region_name=settings.region,
-                               endpoint_url=settings.kinesis_endpoint,
-                               verify=args.kinesis_ca_bundle)  # fmt: skip
-        ddb = boto3.client("dynamodb", region_name=settings.region,
-                           endpoint_url=settings.dynamodb_endpoint)  # fmt: skip
+        kinesis = boto3.client(
+            "kinesis",
+            region_name=settings.region,
+            endpoint_url=settings.kinesis_endpoint,
+            verify=args.kinesis_ca_bundle,
+        )
+        ddb = boto3.client(
+            "dynamodb", region_name=settings.region, endpoint_url=settings.dynamodb_endpoint
+        )
         stream, table = settings.stream_name, settings.quarantine_table
     outcome = replay(kinesis, ddb, stream, table, args.reason, args.dry_run)
-    _say(f"replayed {outcome.replayed}, skipped {outcome.skipped}, failed {outcome.failed}"
-         + (f", would replay {outcome.listed}" if args.dry_run else ""))  # fmt: skip
+    _say(
+        f"replayed {outcome.replayed}, skipped {outcome.skipped}, failed {outcome.failed}"
+        + (f", would replay {outcome.listed}" if args.dry_run else "")
+    )
     return 1 if outcome.failed else 0
 
 

@@ -224,8 +224,11 @@ class DynamoDBSink:
 
     def _latest_copy(self, item: dict[str, Any]) -> TransactWriteItemTypeDef:
         sequence = item["sequence_number"]["S"]
-        values = {":length": {"N": str(len(sequence))}, ":sequence": {"S": sequence},
-                  ":sub": item["sub_sequence_number"]}  # fmt: skip
+        values = {
+            ":length": {"N": str(len(sequence))},
+            ":sequence": {"S": sequence},
+            ":sub": item["sub_sequence_number"],
+        }
         return {
             "Put": {
                 "TableName": self.table,
@@ -252,8 +255,7 @@ class DynamoDBSink:
             return
         error = exc.response.get("Error", {})
         message = f"{error.get('Code', '')}: {error.get('Message', exc)}"
-        log.warning("DynamoDB refused an item", extra={"id": items[0]["id"]["S"],
-                                                       "error": message})  # fmt: skip
+        log.warning("DynamoDB refused an item", extra={"id": items[0]["id"]["S"], "error": message})
         outcome.refused.append((items[0], message))
 
     def _pause(self, attempt: int, call: str, problem: str, deadline: float) -> None:

@@ -28,9 +28,11 @@ WILDCARD_RESOURCES = {
 # actions on target services": ECS services need ecs:DescribeServices and ecs:UpdateService).
 # The IAM call contract, which sees only the services' own calls, lists them as such.
 VALIDATED_BY_AWS = {
-    "scaler": {"ecs:DescribeServices": "application-autoscaling:RegisterScalableTarget",
-               "ecs:UpdateService": "application-autoscaling:RegisterScalableTarget"},
-}  # fmt: skip
+    "scaler": {
+        "ecs:DescribeServices": "application-autoscaling:RegisterScalableTarget",
+        "ecs:UpdateService": "application-autoscaling:RegisterScalableTarget",
+    },
+}
 
 
 def _allow(actions: list[str], resources: list[Any], **condition: Any) -> Statement:
@@ -149,12 +151,16 @@ def scaler_policy(
     if consumer_target_arn and consumer_service_arn:
         # the scalable target's own ARN (scalable-target/<id>, Service Authorization
         # Reference), only for the consumer service's desired count
-        statements.append(_allow(
-            ["application-autoscaling:RegisterScalableTarget"], [consumer_target_arn],
-            StringEquals={"application-autoscaling:service-namespace": "ecs",
-                          "application-autoscaling:scalable-dimension":
-                              "ecs:service:DesiredCount"},
-        ))  # fmt: skip
+        statements.append(
+            _allow(
+                ["application-autoscaling:RegisterScalableTarget"],
+                [consumer_target_arn],
+                StringEquals={
+                    "application-autoscaling:service-namespace": "ecs",
+                    "application-autoscaling:scalable-dimension": "ecs:service:DesiredCount",
+                },
+            )
+        )
         statements.append(
             _allow(sorted(VALIDATED_BY_AWS["scaler"]), [consumer_service_arn])
         )  # see VALIDATED_BY_AWS

@@ -161,29 +161,49 @@ def summary(plan: Plan, tally: Tally, stored: int | None, stored_note: str) -> d
 def _print_table(result: dict[str, Any], out: TextIO) -> None:
     latency = result["latency_ms"]
     rows = [
-        ("sent", f"{result['sent']:,} records in {result['seconds']} s "
-                 f"({result['achieved_rate']:,}/s, target {result['target_rate']:,}/s)"),
+        (
+            "sent",
+            f"{result['sent']:,} records in {result['seconds']} s "
+            f"({result['achieved_rate']:,}/s, target {result['target_rate']:,}/s)",
+        ),
         ("acknowledged", f"{result['acknowledged']:,}"),
         ("rejected", f"{result['rejected']:,} {result['rejected_by'] or ''}".strip()),
         ("failed", f"{result['failed']:,} (no answer) {result['failed_by'] or ''}".strip()),
-        ("stored", f"{result['stored']:,} {result['stored_note']}".strip()
-         if result["stored"] is not None else result["stored_note"]),
-        ("latency", "  ".join(f"{k} {v} ms" for k, v in latency.items())
-         if latency["p50"] is not None else "n/a (nothing acknowledged)"),
-    ]  # fmt: skip
+        (
+            "stored",
+            f"{result['stored']:,} {result['stored_note']}".strip()
+            if result["stored"] is not None
+            else result["stored_note"],
+        ),
+        (
+            "latency",
+            "  ".join(f"{k} {v} ms" for k, v in latency.items())
+            if latency["p50"] is not None
+            else "n/a (nothing acknowledged)",
+        ),
+    ]
     for name, value in rows:
         out.write(f"{name:>13}  {value}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    plan = Plan(args.url.rstrip("/"), args.rate, args.count, args.shape, args.batch,
-                args.concurrency, args.api_key, args.seed)  # fmt: skip
+    plan = Plan(
+        args.url.rstrip("/"),
+        args.rate,
+        args.count,
+        args.shape,
+        args.batch,
+        args.concurrency,
+        args.api_key,
+        args.seed,
+    )
     tally = asyncio.run(send(plan, ProgressBar(sys.stderr, plan.count)))
     stored, note = None, "not checked (--no-check-stored)"
     if not args.no_check_stored:
-        stored, note = count_stored(tally.ids, args.table, args.dynamodb_endpoint, args.region,
-                                    args.wait_stored)  # fmt: skip
+        stored, note = count_stored(
+            tally.ids, args.table, args.dynamodb_endpoint, args.region, args.wait_stored
+        )
     result = summary(plan, tally, stored, note)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")

@@ -83,9 +83,13 @@ def _acked(tally: Tally, record_id: str, latency_ms: float, due_ms: float) -> No
 
 
 def _count(
-    tally: Tally, response: httpx.Response, size: int, batch: bool, latency_ms: float,
+    tally: Tally,
+    response: httpx.Response,
+    size: int,
+    batch: bool,
+    latency_ms: float,
     due_ms: float,
-) -> None:  # fmt: skip
+) -> None:
     if response.status_code == 200 and batch:
         for result in response.json()["records"]:
             if "error" in result:
@@ -118,9 +122,14 @@ async def send(
         # idle connections are dropped after 2 s, before the server's keep-alive timeout
         # (uvicorn's 5 s): a request sent as the server closes would get no answer
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=2.0)
-        async with httpx.AsyncClient(base_url=plan.url, timeout=plan.timeout, limits=limits,
-                                     headers=headers, transport=transport,
-                                     verify=tls) as client:  # fmt: skip
+        async with httpx.AsyncClient(
+            base_url=plan.url,
+            timeout=plan.timeout,
+            limits=limits,
+            headers=headers,
+            transport=transport,
+            verify=tls,
+        ) as client:
             while (job := await due_requests.get()) is not None:
                 path, body, size, due = job
                 try:

@@ -48,8 +48,9 @@ def _arguments(argv: list[str] | None) -> tuple[StackConfig, float | None]:
     )
     for name in ("kinesis_tls_port", "kinesis_plain_port", "dynamodb_port", "producer_port"):
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=int, default=getattr(defaults, name),
-                            help="default %(default)s")  # fmt: skip
+        parser.add_argument(
+            flag, type=int, default=getattr(defaults, name), help="default %(default)s"
+        )
     parser.add_argument(
         "--dashboard-port", type=int, default=DASHBOARD_PORT, help="the live dashboard; 0: none"
     )

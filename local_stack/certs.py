@@ -45,24 +45,46 @@ def ensure_tls(directory: Path) -> TlsFiles:
         path.unlink(missing_ok=True)
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
-            "-keyout", str(files.key), "-out", str(files.cert),
-            "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "825",
+            "-keyout",
+            str(files.key),
+            "-out",
+            str(files.cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ],
         check=True,
         capture_output=True,
-    )  # fmt: skip
+    )
     files.kinesis_mock_json.write_text(
         json.dumps({"server": {"key": files.key.read_text(), "cert": files.cert.read_text()}})
     )
     subprocess.run(
         [
-            "keytool", "-importcert", "-noprompt", "-alias", "local-kinesis",
-            "-file", str(files.cert), "-keystore", str(files.trust_store),
-            "-storetype", "PKCS12", "-storepass", TRUST_STORE_PASSWORD,
+            "keytool",
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "local-kinesis",
+            "-file",
+            str(files.cert),
+            "-keystore",
+            str(files.trust_store),
+            "-storetype",
+            "PKCS12",
+            "-storepass",
+            TRUST_STORE_PASSWORD,
         ],
         check=True,
         capture_output=True,
-    )  # fmt: skip
+    )
     return files

@@ -43,9 +43,13 @@ class Endpoints:
         import boto3
 
         kinesis = service == "kinesis"
-        return boto3.client(service, endpoint_url=self.kinesis if kinesis else self.dynamodb,
-                            region_name=self.region, verify=self.kinesis_ca_bundle if kinesis
-                            else None, **LOCAL_CREDENTIALS)  # fmt: skip
+        return boto3.client(
+            service,
+            endpoint_url=self.kinesis if kinesis else self.dynamodb,
+            region_name=self.region,
+            verify=self.kinesis_ca_bundle if kinesis else None,
+            **LOCAL_CREDENTIALS,
+        )
 
 
 def write(state_dir: Path, endpoints: Endpoints) -> Path:
@@ -78,5 +82,7 @@ def find(state_dir: Path | None = None) -> Endpoints | None:
 
 def none_running(state_dir: Path | None) -> str:
     """What a tool says when it finds no stack."""
-    return (f"no local stack is running from {state_dir or DEFAULT_STATE_DIR} (make run starts "
-            "one; --state-dir names another's)")  # fmt: skip
+    return (
+        f"no local stack is running from {state_dir or DEFAULT_STATE_DIR} (make run starts "
+        "one; --state-dir names another's)"
+    )

@@ -59,8 +59,9 @@ def command(pid: int) -> str:
     try:
         text = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
-        text = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True,
-                              text=True).stdout  # fmt: skip
+        text = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True
+        ).stdout
     text = " ".join(text.split())
     return text if len(text) <= 100 else text[:97] + "..."
 
@@ -110,9 +111,11 @@ class PidFile:
             return cls(
                 str(data["run"]),
                 Recorded("launcher", int(data["launcher"]["pid"]), data["launcher"]["started"]),
-                tuple(Recorded(name, int(p["pid"]), p["started"])
-                      for name, p in data["processes"].items()),
-            )  # fmt: skip
+                tuple(
+                    Recorded(name, int(p["pid"]), p["started"])
+                    for name, p in data["processes"].items()
+                ),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None  # none, or not ours (an older format): nothing to go by
 

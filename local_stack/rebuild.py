@@ -39,13 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--from", dest="since", required=True, type=parse_moment,
+        "--from",
+        dest="since",
+        required=True,
+        type=parse_moment,
         help="where to read from: ISO 8601 with a zone, or epoch seconds",
-    )  # fmt: skip
+    )
     parser.add_argument("--state-dir", type=Path, default=StackConfig().state_dir)
     parser.add_argument("--timeout", type=float, default=900, help="seconds (default 900)")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the rebuild's tables and fan-out consumer")  # fmt: skip
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the rebuild's tables and fan-out consumer"
+    )
     args = parser.parse_args(argv)
     until = datetime.now(UTC)
     try:
@@ -57,15 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     application = rebuild_application(cfg.application_name, args.since)
     fan_out = cfg.retrieval_mode == "FANOUT"
     kinesis, ddb = stack.client("kinesis"), stack.client("dynamodb")
-    _say(f"rebuilding {cfg.records_table} from {args.since.isoformat()} to {until.isoformat()} "
-         f"as {application} ({cfg.retrieval_mode})")  # fmt: skip
+    _say(
+        f"rebuilding {cfg.records_table} from {args.since.isoformat()} to {until.isoformat()} "
+        f"as {application} ({cfg.retrieval_mode})"
+    )
     create_kcl_application(ddb, kinesis, cfg.stream_name, application, fan_out)
     worker = ManagedProcess(
-        "rebuild", [sys.executable, "-m", "consumer"],
+        "rebuild",
+        [sys.executable, "-m", "consumer"],
         # the stack's run id: if the stack goes, its reaper ends this worker too
         {**stack.full_env(stack.rebuild_env(args.since)), RUN_VARIABLE: stack.run},
-        cfg.state_dir / "logs" / "rebuild.log", grace=CONSUMER_GRACE, cwd=ROOT,
-    )  # fmt: skip
+        cfg.state_dir / "logs" / "rebuild.log",
+        grace=CONSUMER_GRACE,
+        cwd=ROOT,
+    )
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -75,13 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         worker.start()
-        shards = wait(kinesis, ddb, cfg.stream_name, application, args.since, until,
-                      args.timeout, say=_say)  # fmt: skip
+        shards = wait(
+            kinesis, ddb, cfg.stream_name, application, args.since, until, args.timeout, say=_say
+        )
         code = 0 if shards and all(s.done for s in shards) else 1
         for shard in shards:
             _say(f"  {shard.shard_id}: {'done' if shard.done else 'NOT done'} ({shard.detail})")
-        _say(f"{'caught up' if code == 0 else 'timed out'} after "
-             f"{time.monotonic() - started:.0f} s")  # fmt: skip
+        _say(
+            f"{'caught up' if code == 0 else 'timed out'} after {time.monotonic() - started:.0f} s"
+        )
     except KeyboardInterrupt:
         code = 130
     finally:

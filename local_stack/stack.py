@@ -92,10 +92,13 @@ class StackConfig:
     @property
     def ports(self) -> dict[str, int]:
         """What listens where (the dashboard only when it has a port)."""
-        ports = {"kinesis-mock (TLS)": self.kinesis_tls_port,
-                 "kinesis-mock (plain)": self.kinesis_plain_port,
-                 "DynamoDB Local": self.dynamodb_port, "producer": self.producer_port,
-                 "dashboard": self.dashboard_port}  # fmt: skip
+        ports = {
+            "kinesis-mock (TLS)": self.kinesis_tls_port,
+            "kinesis-mock (plain)": self.kinesis_plain_port,
+            "DynamoDB Local": self.dynamodb_port,
+            "producer": self.producer_port,
+            "dashboard": self.dashboard_port,
+        }
         return {name: port for name, port in ports.items() if port}
 
 
@@ -109,9 +112,12 @@ def dynamodb_local_argv(port: int) -> list[str]:
         "-cp",
         f"{home / 'DynamoDBLocal.jar'}{os.pathsep}{home / 'DynamoDBLocal_lib'}/*",
         str(ROOT / "local_stack" / "java" / "LoopbackDynamoDBLocal.java"),
-        "-port", str(port),
-        "-inMemory", "-sharedDb", "-disableTelemetry",
-    ]  # fmt: skip
+        "-port",
+        str(port),
+        "-inMemory",
+        "-sharedDb",
+        "-disableTelemetry",
+    ]
 
 
 def dynamodb_local_dir() -> Path:
@@ -198,12 +204,19 @@ class LocalStack(Supervisor):
         return stack
 
     def _write_attach(self) -> None:
-        config = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
-                  if f.name not in ("extra_env", "restart_policy")}  # fmt: skip
+        config = {
+            f.name: getattr(self.config, f.name)
+            for f in dataclasses.fields(self.config)
+            if f.name not in ("extra_env", "restart_policy")
+        }
         config["state_dir"] = str(config["state_dir"])
-        saved = {"config": config, "run": self.run, "tap_ports": self.observed.ports,
-                 "cloudwatch_port": self.observed.cloudwatch_port,
-                 "calls_dir": str(self.observed.calls_dir)}  # fmt: skip
+        saved = {
+            "config": config,
+            "run": self.run,
+            "tap_ports": self.observed.ports,
+            "cloudwatch_port": self.observed.cloudwatch_port,
+            "calls_dir": str(self.observed.calls_dir),
+        }
         (self.config.state_dir / ATTACH_FILE).write_text(json.dumps(saved))
 
     # ---- clients -------------------------------------------------------------------------
@@ -247,14 +260,21 @@ class LocalStack(Supervisor):
             try:
                 self.dashboard = DashboardServer(cfg.dashboard_port)  # holds its port from now
             except OSError as exc:
-                raise StartupError(f"the dashboard cannot listen on {HOST}:"
-                                   f"{cfg.dashboard_port}: {exc}") from None  # fmt: skip
+                raise StartupError(
+                    f"the dashboard cannot listen on {HOST}:{cfg.dashboard_port}: {exc}"
+                ) from None
         say(f"ports free: {', '.join(str(p) for p in cfg.ports.values())}")
         self.tls = ensure_tls(cfg.state_dir / "tls")
-        kinesis = self._spawn("kinesis-mock", self._kinesis_mock_argv(), self._kinesis_mock_env(),
-                              grace=KINESIS_MOCK_GRACE, no_restart=KINESIS_MOCK_STATE)  # fmt: skip
-        dynamodb = self._spawn("dynamodb-local", self._dynamodb_argv(), {},
-                               no_restart=DYNAMODB_LOCAL_STATE)  # fmt: skip
+        kinesis = self._spawn(
+            "kinesis-mock",
+            self._kinesis_mock_argv(),
+            self._kinesis_mock_env(),
+            grace=KINESIS_MOCK_GRACE,
+            no_restart=KINESIS_MOCK_STATE,
+        )
+        dynamodb = self._spawn(
+            "dynamodb-local", self._dynamodb_argv(), {}, no_restart=DYNAMODB_LOCAL_STATE
+        )
         cw_port = self.observed.cloudwatch_port
         cloudwatch = self._spawn(
             "cloudwatch",
@@ -282,8 +302,12 @@ class LocalStack(Supervisor):
             self.dashboard.start(sampler_for(self))
             say(f"dashboard: {self.dashboard.url}")
         shutil.rmtree(self._heartbeats, ignore_errors=True)  # an earlier run's processors' files
-        consumer = self._spawn("consumer", [sys.executable, "-m", "consumer"],
-                               self._consumer_env("consumer"), grace=CONSUMER_GRACE)  # fmt: skip
+        consumer = self._spawn(
+            "consumer",
+            [sys.executable, "-m", "consumer"],
+            self._consumer_env("consumer"),
+            grace=CONSUMER_GRACE,
+        )
         # while they start (the KCL does not need them): the alarms, then the stack outputs
         alarms = self.observed.create_alarms(self.client("cloudwatch"))
         assert self.tls is not None
@@ -294,11 +318,16 @@ class LocalStack(Supervisor):
         metrics_state = cfg.state_dir / "stream-metrics.json"
         metrics_state.unlink(missing_ok=True)  # an earlier run's: this producer counts from 0
         key = {"PRODUCER_API_KEY": cfg.api_key} if cfg.api_key else {}  # /metrics needs it
-        self._spawn("stream-metrics", self._stream_metrics_argv(metrics_state),
-                    {"AWS_CA_BUNDLE": str(self.tls.cert), **key})  # fmt: skip
+        self._spawn(
+            "stream-metrics",
+            self._stream_metrics_argv(metrics_state),
+            {"AWS_CA_BUNDLE": str(self.tls.cert), **key},
+        )
         wait_until("the producer", self._producer_healthy, 60, producer)
-        say(f"producer healthy: {cfg.producer_url}/ (records posted from now on wait in the "
-            "stream until the consumer reads them)")  # fmt: skip
+        say(
+            f"producer healthy: {cfg.producer_url}/ (records posted from now on wait in the "
+            "stream until the consumer reads them)"
+        )
         self._write_endpoints()
         if cfg.first_record:
             try:
@@ -311,18 +340,27 @@ class LocalStack(Supervisor):
         """Every shard leased, a record processor for each, the first record stored; then the
         scaler."""
         cfg = self.config
-        self._wait_counting("the consumer to lease every shard", "consumer: leases",
-                            self._leased, consumer)  # fmt: skip
+        self._wait_counting(
+            "the consumer to lease every shard", "consumer: leases", self._leased, consumer
+        )
         processors = self._heartbeats
-        self._wait_counting("a record processor for every shard",
-                            "consumer: record processors (each subscribes to its shard)",
-                            lambda: len(list(processors.glob("*.json"))), consumer)  # fmt: skip
+        self._wait_counting(
+            "a record processor for every shard",
+            "consumer: record processors (each subscribes to its shard)",
+            lambda: len(list(processors.glob("*.json"))),
+            consumer,
+        )
         record = self.first_record
         if record is not None:
-            wait_until("the first record to be stored", lambda: record.stored(self.client(
-                "dynamodb"), cfg.records_table), cfg.startup_timeout, consumer)  # fmt: skip
-            self.progress(f"first record stored {self.elapsed():.0f} s after start "
-                          f"(id {record.id})")  # fmt: skip
+            wait_until(
+                "the first record to be stored",
+                lambda: record.stored(self.client("dynamodb"), cfg.records_table),
+                cfg.startup_timeout,
+                consumer,
+            )
+            self.progress(
+                f"first record stored {self.elapsed():.0f} s after start (id {record.id})"
+            )
         if cfg.scaler != "off":  # last: it would compete with the KCL's start for the CPU
             self._spawn("scaler", [sys.executable, "-m", "scaler"], self._scaler_env())
 
@@ -362,20 +400,29 @@ class LocalStack(Supervisor):
         """Where this stack is, for the tools (``local_stack.endpoints``)."""
         cfg, tls = self.config, self.tls
         assert tls is not None
-        endpoints.write(cfg.state_dir, endpoints.Endpoints(
-            run=self.run, producer=cfg.producer_url, kinesis=cfg.kinesis_https,
-            kinesis_ca_bundle=str(tls.cert), dynamodb=cfg.dynamodb_url,
-            dashboard=self.dashboard.url if self.dashboard else None, region=cfg.region,
-            stream=cfg.stream_name, records_table=cfg.records_table,
-            quarantine_table=cfg.quarantine_table,
-        ))  # fmt: skip
+        endpoints.write(
+            cfg.state_dir,
+            endpoints.Endpoints(
+                run=self.run,
+                producer=cfg.producer_url,
+                kinesis=cfg.kinesis_https,
+                kinesis_ca_bundle=str(tls.cert),
+                dynamodb=cfg.dynamodb_url,
+                dashboard=self.dashboard.url if self.dashboard else None,
+                region=cfg.region,
+                stream=cfg.stream_name,
+                records_table=cfg.records_table,
+                quarantine_table=cfg.quarantine_table,
+            ),
+        )
 
     def _check_ports(self) -> None:
         cfg = self.config
         busy = [p for p in cfg.ports.values() if port_open(HOST, p)]
         if busy:
-            holders = [f"{port}: pid {pid} ({command(pid)})" for port in busy
-                       for pid in port_holders(port)]  # fmt: skip
+            holders = [
+                f"{port}: pid {pid} ({command(pid)})" for port in busy for pid in port_holders(port)
+            ]
             held = f"; held by {'; '.join(holders)}" if holders else ""
             raise StartupError(
                 f"ports already in use on {HOST}: {busy}{held}; not left over from a run from "
@@ -401,8 +448,13 @@ class LocalStack(Supervisor):
     def full_env(self, env: dict[str, str]) -> dict[str, str]:
         """A component's whole environment: this process's, the local credentials and region,
         ``env``, then the config's ``extra_env``."""
-        return {**os.environ, **LOCAL_CREDENTIALS, "AWS_REGION": self.config.region, **env,
-                **self.config.extra_env}  # fmt: skip
+        return {
+            **os.environ,
+            **LOCAL_CREDENTIALS,
+            "AWS_REGION": self.config.region,
+            **env,
+            **self.config.extra_env,
+        }
 
     def _kinesis_mock_argv(self) -> list[str]:
         main = ROOT / "node_modules" / "kinesis-local" / "main.js"
@@ -451,16 +503,20 @@ class LocalStack(Supervisor):
         # the scaler's state table and topic, the consumer's scalable target
         self.observed.create_operating_resources(ddb, kinesis, self.client)
         wait_until(f"stream {cfg.stream_name} to be ACTIVE", stream_active, 60, kinesis_process)
-        self.progress(f"stream {cfg.stream_name} ACTIVE ({cfg.shard_count} shards); tables "
-                      f"{cfg.records_table}, {cfg.quarantine_table}")  # fmt: skip
+        self.progress(
+            f"stream {cfg.stream_name} ACTIVE ({cfg.shard_count} shards); tables "
+            f"{cfg.records_table}, {cfg.quarantine_table}"
+        )
         producer = self._spawn("producer", [sys.executable, "-m", "producer"], self._producer_env())
         # what pulumi up creates: the KCL's tables (with the lease table's index), its fan-out
         # consumer (and the alarms, once the services start)
         self.observed.create_kcl_resources(ddb, kinesis)
         shards = StreamAdmin(kinesis, cfg.stream_name).open_shards()
         leases = create_leases(ddb, cfg.application_name, shards, INITIAL_POSITION)
-        self.progress(f"KCL: tables, index and fan-out consumer ready; {leases} leases written "
-                      "ahead (the KCL would wait 1-30 s for an empty lease table)")  # fmt: skip
+        self.progress(
+            f"KCL: tables, index and fan-out consumer ready; {leases} leases written "
+            "ahead (the KCL would wait 1-30 s for an empty lease table)"
+        )
         return producer
 
     def _producer_env(self) -> dict[str, str]:
@@ -554,12 +610,25 @@ class LocalStack(Supervisor):
 
     def _stream_metrics_argv(self, state: Path) -> list[str]:
         cfg = self.config
-        return [sys.executable, "-m", "local_stack.stream_metrics",
-                "--stream", cfg.stream_name, "--region", cfg.region,
-                "--kinesis-endpoint", cfg.kinesis_https,
-                "--cloudwatch-endpoint", self.observed.cloudwatch_url,
-                "--producer-metrics-url", f"{cfg.producer_url}/metrics",
-                "--interval", str(STREAM_METRICS_INTERVAL), "--state", str(state)]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "local_stack.stream_metrics",
+            "--stream",
+            cfg.stream_name,
+            "--region",
+            cfg.region,
+            "--kinesis-endpoint",
+            cfg.kinesis_https,
+            "--cloudwatch-endpoint",
+            self.observed.cloudwatch_url,
+            "--producer-metrics-url",
+            f"{cfg.producer_url}/metrics",
+            "--interval",
+            str(STREAM_METRICS_INTERVAL),
+            "--state",
+            str(state),
+        ]
 
     def _producer_healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.config.producer_url}/health", timeout=2) as resp:

@@ -106,9 +106,14 @@ class Supervisor:
     ) -> ManagedProcess:
         """Start ``name`` and supervise it; ``no_restart`` says why it cannot be restarted."""
         process = ManagedProcess(
-            name, argv, {**env, RUN_VARIABLE: self.run}, self.state_dir / "logs" / f"{name}.log",
-            grace, no_restart, cwd,
-        )  # fmt: skip
+            name,
+            argv,
+            {**env, RUN_VARIABLE: self.run},
+            self.state_dir / "logs" / f"{name}.log",
+            grace,
+            no_restart,
+            cwd,
+        )
         self.processes.append(process)
         self._start(process)
         return process
@@ -128,8 +133,9 @@ class Supervisor:
                     process.restart_at = None
                     process.restarts += 1
                     self._start(process)
-                    events.append(f"{process.name} restarted (pid {process.pid}), "
-                                  f"{process.restarts}x so far")  # fmt: skip
+                    events.append(
+                        f"{process.name} restarted (pid {process.pid}), {process.restarts}x so far"
+                    )
             elif process.proc is not None and not process.running():
                 events.append(self._exited(process, now))
         return events
@@ -139,8 +145,9 @@ class Supervisor:
         process.last_exit = process.exit_description()
         what = f"{process.name} ({process.last_exit})"
         if process.no_restart:
-            raise ServiceFailed(f"{what} cannot be restarted: {process.no_restart}.\n"
-                                f"{self._tail(process)}")  # fmt: skip
+            raise ServiceFailed(
+                f"{what} cannot be restarted: {process.no_restart}.\n{self._tail(process)}"
+            )
         quick = now - process.started_at < self.policy.healthy_after
         process.quick_exits = process.quick_exits + 1 if quick else 0
         delay = self.policy.delay(process.quick_exits)
@@ -199,12 +206,20 @@ class Supervisor:
     def status(self) -> list[dict[str, Any]]:
         """Per service, for the dashboard: state, pid, restarts, how it last ended."""
         return [
-            {"name": p.name, "pid": p.pid, "restarts": p.restarts, "last_exit": p.last_exit,
-             "restartable": not p.no_restart,
-             "state": "running" if p.running() else
-                      "restarting" if p.restart_at is not None else "exited"}
+            {
+                "name": p.name,
+                "pid": p.pid,
+                "restarts": p.restarts,
+                "last_exit": p.last_exit,
+                "restartable": not p.no_restart,
+                "state": "running"
+                if p.running()
+                else "restarting"
+                if p.restart_at is not None
+                else "exited",
+            }
             for p in list(self.processes)
-        ]  # fmt: skip
+        ]
 
     # ---- the pid file --------------------------------------------------------------------
     def _write_pids(self) -> None:
@@ -212,9 +227,12 @@ class Supervisor:
         PidFile(
             self.run,
             Recorded("launcher", me, started(me)),
-            tuple(Recorded(p.name, p.pid, p.started_token)
-                  for p in self.processes if p.pid is not None),
-        ).write(self.pid_file)  # fmt: skip
+            tuple(
+                Recorded(p.name, p.pid, p.started_token)
+                for p in self.processes
+                if p.pid is not None
+            ),
+        ).write(self.pid_file)
 
     def _end_leftovers(self) -> None:
         earlier = PidFile.read(self.pid_file)

@@ -38,8 +38,9 @@ def build(settings: ScalerSettings) -> Scaler:
     state: StateStore | None = None
     if settings.state_table:
         dynamodb = session.client("dynamodb", endpoint_url=settings.dynamodb_endpoint)
-        state = DynamoDBStateStore(dynamodb, settings.state_table, settings.stream_name,
-                                   settings.sample_seconds)  # fmt: skip
+        state = DynamoDBStateStore(
+            dynamodb, settings.state_table, settings.stream_name, settings.sample_seconds
+        )
     notifier: Notifier | None = None
     if settings.notification_topic_arn:
         sns = session.client("sns", endpoint_url=settings.sns_endpoint)

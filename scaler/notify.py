@@ -29,12 +29,16 @@ class Notifier(Protocol):
     def publish(self, subject: str, message: dict[str, Any]) -> None: ...
 
 
-def message(stream: str, decision: Decision, outcome: str, at: float,
-            **details: Any) -> tuple[str, dict[str, Any]]:  # fmt: skip
+def message(
+    stream: str, decision: Decision, outcome: str, at: float, **details: Any
+) -> tuple[str, dict[str, Any]]:
     """The subject and body of one notification. ``outcome``: applied, dry_run, refused (AWS
     refused the call) or held (a limit forbids what the load calls for)."""
-    change = (f"{decision.current} -> {decision.target}"
-              if decision.action is not Action.HOLD else f"at {decision.current}")  # fmt: skip
+    change = (
+        f"{decision.current} -> {decision.target}"
+        if decision.action is not Action.HOLD
+        else f"at {decision.current}"
+    )
     subject = f"{stream}: {decision.action} {change} ({outcome})"
     body = {
         "stream": stream,
@@ -57,8 +61,9 @@ class SnsNotifier:
 
     def publish(self, subject: str, message: dict[str, Any]) -> None:
         try:
-            self._client.publish(TopicArn=self.topic_arn, Subject=subject,
-                                 Message=json.dumps(message))  # fmt: skip
+            self._client.publish(
+                TopicArn=self.topic_arn, Subject=subject, Message=json.dumps(message)
+            )
         except (BotoCoreError, ClientError) as exc:
             log.error(
                 "cannot publish the scaling notification",

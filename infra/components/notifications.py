@@ -87,8 +87,9 @@ class Notifications(pulumi.ComponentResource):
         self.register_outputs({})
 
     @staticmethod
-    def _email(name: str, topic: aws.sns.Topic, address: str,
-               child: pulumi.ResourceOptions) -> None:  # fmt: skip
+    def _email(
+        name: str, topic: aws.sns.Topic, address: str, child: pulumi.ResourceOptions
+    ) -> None:
         if address:
             aws.sns.TopicSubscription(
                 name, topic=topic.arn, protocol="email", endpoint=address, opts=child

@@ -231,12 +231,27 @@ class FargateService(pulumi.ComponentResource):
                 opts=child,
             )
 
-        tracking("cpu", args.cpu_target_percent, {"predefined_metric_specification": {
-            "predefined_metric_type": "ECSServiceAverageCPUUtilization"}})  # fmt: skip
+        tracking(
+            "cpu",
+            args.cpu_target_percent,
+            {
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "ECSServiceAverageCPUUtilization"
+                }
+            },
+        )
         if args.lag_metric is not None:
             namespace, metric, dimensions, statistic = args.lag_metric
-            tracking("lag", args.lag_target_ms, {"customized_metric_specification": {
-                "namespace": namespace, "metric_name": metric,
-                "dimensions": [{"name": k, "value": v} for k, v in dimensions.items()],
-                "statistic": statistic}})  # fmt: skip
+            tracking(
+                "lag",
+                args.lag_target_ms,
+                {
+                    "customized_metric_specification": {
+                        "namespace": namespace,
+                        "metric_name": metric,
+                        "dimensions": [{"name": k, "value": v} for k, v in dimensions.items()],
+                        "statistic": statistic,
+                    }
+                },
+            )
         return target

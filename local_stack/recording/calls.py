@@ -21,9 +21,19 @@ from typing import Any
 CALLS_DIR_ENV = "KINESIS_INGEST_AWS_CALLS_DIR"  # where the logs go; unset: nothing recorded
 SERVICE_ENV = "KINESIS_INGEST_SERVICE"  # which service this process is
 
-NAMING = ("StreamName", "StreamARN", "ConsumerName", "ConsumerARN", "TableName", "IndexName",
-          "Namespace", "TopicArn", "ResourceId", "ServiceNamespace",
-          "ScalableDimension")  # fmt: skip
+NAMING = (
+    "StreamName",
+    "StreamARN",
+    "ConsumerName",
+    "ConsumerARN",
+    "TableName",
+    "IndexName",
+    "Namespace",
+    "TopicArn",
+    "ResourceId",
+    "ServiceNamespace",
+    "ScalableDimension",
+)
 
 
 def summarize(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,8 +57,9 @@ def summarize(params: Mapping[str, Any]) -> dict[str, Any]:
 class CallLog:
     """Counts calls by (service, api, operation, params); thread-safe; writes ``path``."""
 
-    def __init__(self, path: Path, stack: Mapping[str, Any] | None = None,
-                 every: float = 3.0) -> None:  # fmt: skip
+    def __init__(
+        self, path: Path, stack: Mapping[str, Any] | None = None, every: float = 3.0
+    ) -> None:
         self.path = path
         self.stack = dict(stack or {})
         self._every = every

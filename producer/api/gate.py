@@ -89,8 +89,12 @@ async def overloaded(scope: Scope, receive: Receive, send: Send) -> None:
     """uvicorn's answer past ``limit_concurrency``, in the API's shape (its own is text)."""
     answer = {"error": "overloaded", "detail": "too many connections: retry later"}
     body = json.dumps(answer).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)),
-               (b"retry-after", b"1"), (b"connection", b"close")]  # fmt: skip
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

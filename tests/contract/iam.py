@@ -177,8 +177,9 @@ def _condition_holds(condition: Mapping[str, Any], context: Mapping[str, str]) -
     return True
 
 
-def _applies(statement: Mapping[str, Any], action: str, resource: str,
-             context: Mapping[str, str]) -> bool:  # fmt: skip
+def _applies(
+    statement: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str]
+) -> bool:
     if "Action" in statement:
         action_ok = _matches(statement["Action"], action, ignore_case=True)
     else:
@@ -190,8 +191,9 @@ def _applies(statement: Mapping[str, Any], action: str, resource: str,
     return action_ok and resource_ok and _condition_holds(statement.get("Condition", {}), context)
 
 
-def decide(policy: Mapping[str, Any], action: str, resource: str,
-           context: Iterable[tuple[str, str]] = ()) -> str:  # fmt: skip
+def decide(
+    policy: Mapping[str, Any], action: str, resource: str, context: Iterable[tuple[str, str]] = ()
+) -> str:
     """ALLOW, EXPLICIT_DENY or IMPLICIT_DENY for one request under one policy document."""
     values = dict(context)
     statements = policy["Statement"]

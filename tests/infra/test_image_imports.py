@@ -29,13 +29,22 @@ def test_every_module_of_an_image_imports_with_what_it_copies(service: str, tmp_
     packages = _copied(service)
     assert service in packages and "common" in packages
     for package in packages:
-        shutil.copytree(ROOT / package, tmp_path / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    modules = [".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__")
-               for package in packages for p in (tmp_path / package).rglob("*.py")]  # fmt: skip
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    modules = [
+        ".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__")
+        for package in packages
+        for p in (tmp_path / package).rglob("*.py")
+    ]
     # WHEN each module is imported there (as in the image: the app directory on the path)
     script = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
-    done = subprocess.run([sys.executable, "-c", script, *modules], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, *modules],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # THEN none needs what the image lacks
     assert done.returncode == 0, done.stderr[-2000:]

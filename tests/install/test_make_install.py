@@ -24,8 +24,12 @@ MAKE = shutil.which("make") or "make"
 
 
 def _externally_managed(python: Path) -> bool:
-    stdlib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
-                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stdlib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     return (Path(stdlib) / "EXTERNALLY-MANAGED").is_file()
 
 
@@ -39,8 +43,9 @@ def test_python_env_builds_from_debians_own_python3(tmp_path: Path) -> None:
     # GIVEN a machine whose python3 is Debian's own: PEP 668 refuses pip installs into it
     python = _debian_python()
     assert _externally_managed(python), "Debian's python3 should carry EXTERNALLY-MANAGED"
-    refused = subprocess.run([python, "-m", "pip", "install", "--dry-run", "uv"],
-                             capture_output=True, text=True)  # fmt: skip
+    refused = subprocess.run(
+        [python, "-m", "pip", "install", "--dry-run", "uv"], capture_output=True, text=True
+    )
     assert refused.returncode != 0 and "externally-managed-environment" in refused.stderr
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -49,18 +54,34 @@ def test_python_env_builds_from_debians_own_python3(tmp_path: Path) -> None:
     env = {k: v for k, v in env.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
     # WHEN make builds the Python side (uv, then the locked packages) into temporary places
     done = subprocess.run(
-        ["make", "--no-print-directory", "python-env", f"UV_DIR={tmp_path / 'uv'}",
-         f"VENV={tmp_path / 'venv'}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            "make",
+            "--no-print-directory",
+            "python-env",
+            f"UV_DIR={tmp_path / 'uv'}",
+            f"VENV={tmp_path / 'venv'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     # THEN it succeeds, and the environment runs on Debian's Python with every service importable
     assert done.returncode == 0, done.stdout + done.stderr
     venv_python = tmp_path / "venv" / "bin" / "python"
     probe = subprocess.run(
-        [venv_python, "-c", "import sys, producer.main, consumer.processor, scaler.service, "
-         "local_stack.stack; print(sys.base_prefix)"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            venv_python,
+            "-c",
+            "import sys, producer.main, consumer.processor, scaler.service, "
+            "local_stack.stack; print(sys.base_prefix)",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "/usr"  # Debian's, not another Python's
     # AND nothing was installed into Debian's Python itself
@@ -92,9 +113,12 @@ def _system_step(tmp_path: Path, uid: int, with_sudo: bool) -> subprocess.Comple
     work.mkdir()
     return subprocess.run(
         [MAKE, "--no-print-directory", "-f", str(MAKEFILE), ".local/.system-ok"],
-        cwd=work, env={"PATH": str(stubs), "HOME": str(tmp_path)}, capture_output=True,
-        text=True, timeout=60,
-    )  # fmt: skip
+        cwd=work,
+        env={"PATH": str(stubs), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 MISSING = "default-jre-headless nodejs npm openssl python3-pip"

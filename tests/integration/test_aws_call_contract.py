@@ -112,8 +112,9 @@ def test_every_recorded_call_is_allowed_and_every_granted_action_used(
     if not stacks:
         pytest.skip("no local stack ran in this session: run it with the integration tests")
     # GIVEN every call recorded (service, API, operation, resource parameters, count)
-    unreadable = sum(c["count"] for log in logs for c in log["calls"]
-                     if c["operation"] == "<unreadable>")  # fmt: skip
+    unreadable = sum(
+        c["count"] for log in logs for c in log["calls"] if c["operation"] == "<unreadable>"
+    )
     calls: Counter[str] = Counter()
     denied: list[str] = []
     shapes: list[str] = []
@@ -150,9 +151,16 @@ def test_every_recorded_call_is_allowed_and_every_granted_action_used(
                     shapes.append(f"{auth.action} {resource}: reference lists {formats}")
     summary = {s: calls[s] for s in SERVICES}
     sys.stderr.write(f"\nAWS calls recorded per service: {summary}; denied: {len(denied)}\n")
-    (aws_calls_dir / "summary.json").write_text(json.dumps(
-        {"calls": summary, "denied": denied, "used": {f"{m}/{s}": sorted(a) for (m, s), a in
-                                                       used.items()}}, indent=2))  # fmt: skip
+    (aws_calls_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "calls": summary,
+                "denied": denied,
+                "used": {f"{m}/{s}": sorted(a) for (m, s), a in used.items()},
+            },
+            indent=2,
+        )
+    )
     # THEN nothing is denied, every call is of a known shape, and the tap read every request
     assert denied == []
     assert shapes == []
@@ -170,10 +178,15 @@ def test_every_recorded_call_is_allowed_and_every_granted_action_used(
         calls_made = set().union(*(used[(m, peer)] for m in modes for peer in peers))
         either = ALTERNATIVES.get(service, set())
         # granted for AWS's own checks of another call the service made (infra.iam)
-        validated = {a.lower() for a, needed_by in VALIDATED_BY_AWS.get(service, {}).items()
-                     if needed_by.lower() in calls_made}  # fmt: skip
+        validated = {
+            a.lower()
+            for a, needed_by in VALIDATED_BY_AWS.get(service, {}).items()
+            if needed_by.lower() in calls_made
+        }
         unused = grants - calls_made - validated
         assert unused - either == set(), f"{service} is granted actions it never used"
         assert not either or either & calls_made, f"{service}: none of {either} was used"
-        sys.stderr.write(f"{service}: unused alternatives {sorted(unused & either)}; granted "
-                         f"for AWS's checks {sorted(validated)}\n")  # fmt: skip
+        sys.stderr.write(
+            f"{service}: unused alternatives {sorted(unused & either)}; granted "
+            f"for AWS's checks {sorted(validated)}\n"
+        )

@@ -21,8 +21,13 @@ def _log_lines(level: str) -> list[dict[str, str]]:
         ConsumerSettings(stream_name="s", log_level=level), launcher.installed_jar_dir(), Path()
     )
     java_options = argv[1 : argv.index("-cp") + 2]  # our logback settings and the KCL's jars
-    done = subprocess.run([argv[0], *java_options, str(JAVA_SOURCE)], capture_output=True,
-                          text=True, timeout=120, check=True)  # fmt: skip
+    done = subprocess.run(
+        [argv[0], *java_options, str(JAVA_SOURCE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return [json.loads(line) for line in done.stdout.splitlines()]  # strict: no raw controls
 
 

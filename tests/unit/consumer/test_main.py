@@ -23,11 +23,17 @@ def test_daemon_command_runs_the_multilang_daemon_with_jvm_options() -> None:
     # THEN it is the exact argv of the daemon, with our logback configuration
     assert launcher.LOGBACK_CONFIG.is_file()
     assert argv == [
-        "/opt/java", f"-Dlogback.configurationFile={launcher.LOGBACK_CONFIG}",
-        "-Dkinesis_ingest.log_level=INFO", "-Xmx512m", "-Djavax.net.ssl.trustStore=/a b",
-        "-cp", "/jars/*", "software.amazon.kinesis.multilang.MultiLangDaemon",
-        "--properties-file", "/p/consumer.properties",
-    ]  # fmt: skip
+        "/opt/java",
+        f"-Dlogback.configurationFile={launcher.LOGBACK_CONFIG}",
+        "-Dkinesis_ingest.log_level=INFO",
+        "-Xmx512m",
+        "-Djavax.net.ssl.trustStore=/a b",
+        "-cp",
+        "/jars/*",
+        "software.amazon.kinesis.multilang.MultiLangDaemon",
+        "--properties-file",
+        "/p/consumer.properties",
+    ]
 
 
 def test_a_cloudwatch_endpoint_reaches_the_kcl_as_the_sdks_system_property() -> None:
@@ -38,8 +44,12 @@ def test_a_cloudwatch_endpoint_reaches_the_kcl_as_the_sdks_system_property() -> 
     # THEN the JVM gets the AWS SDK's service-specific endpoint property, spelled as the SDK's
     # CloudWatch client builder reads it (the jar's class carries the name; checked below)
     assert "-Daws.endpointUrlCloudWatch=http://127.0.0.1:4599" in argv
-    assert not any("endpointUrlCloudWatch" in a for a in launcher.daemon_command(
-        ConsumerSettings(stream_name="s"), Path("/jars"), Path("/p.properties")))  # fmt: skip
+    assert not any(
+        "endpointUrlCloudWatch" in a
+        for a in launcher.daemon_command(
+            ConsumerSettings(stream_name="s"), Path("/jars"), Path("/p.properties")
+        )
+    )
 
 
 def test_the_kcls_sdk_reads_the_cloudwatch_endpoint_property() -> None:

@@ -45,9 +45,12 @@ def test_fanout_is_explicit_and_no_polling_key_is_written() -> None:
 
 def test_at_timestamp_is_written_as_the_kcl_reads_it() -> None:
     # GIVEN a second application that starts reading at a moment (a replay)
-    settings = ConsumerSettings(stream_name="s", application_name="app-rebuild",
-                                initial_position="AT_TIMESTAMP",
-                                initial_timestamp="2026-11-30T10:00:00.750Z")  # fmt: skip
+    settings = ConsumerSettings(
+        stream_name="s",
+        application_name="app-rebuild",
+        initial_position="AT_TIMESTAMP",
+        initial_timestamp="2026-11-30T10:00:00.750Z",
+    )
     # WHEN rendered
     props = _parse(render_properties(settings, PROCESSOR))
     # THEN the moment is in initialPositionInStreamExtended, whole epoch seconds, and
@@ -61,19 +64,22 @@ def test_at_timestamp_is_written_as_the_kcl_reads_it() -> None:
     [
         ({"initial_position": "AT_TIMESTAMP"}, "exactly when"),
         ({"initial_timestamp": "2026-11-30T10:00:00Z"}, "exactly when"),
-        ({"initial_position": "AT_TIMESTAMP", "initial_timestamp": "2026-11-30T10:00:00"},
-         "timezone"),
+        (
+            {"initial_position": "AT_TIMESTAMP", "initial_timestamp": "2026-11-30T10:00:00"},
+            "timezone",
+        ),
         ({"item_ttl_seconds": -1}, "greater than or equal"),
     ],
-)  # fmt: skip
+)
 def test_at_timestamp_and_expiry_settings_are_checked(values: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ConsumerSettings(stream_name="s", **values)
 
 
 def test_polling_is_written_without_polling_tuning_keys() -> None:
-    props = _parse(render_properties(ConsumerSettings(stream_name="s", retrieval_mode="POLLING"),
-                                     PROCESSOR))  # fmt: skip
+    props = _parse(
+        render_properties(ConsumerSettings(stream_name="s", retrieval_mode="POLLING"), PROCESSOR)
+    )
     assert props["retrievalMode"] == "POLLING"
     assert not POLLING_ONLY_KEYS & set(props)
 
@@ -81,9 +87,11 @@ def test_polling_is_written_without_polling_tuning_keys() -> None:
 def test_local_endpoints_are_written_when_set() -> None:
     # GIVEN local endpoints
     settings = ConsumerSettings(
-        stream_name="s", kinesis_endpoint="http://127.0.0.1:4568",
-        dynamodb_endpoint="http://127.0.0.1:8000", metrics_level="NONE",
-    )  # fmt: skip
+        stream_name="s",
+        kinesis_endpoint="http://127.0.0.1:4568",
+        dynamodb_endpoint="http://127.0.0.1:8000",
+        metrics_level="NONE",
+    )
     # WHEN rendered THEN the daemon is pointed at them
     props = _parse(render_properties(settings, "p"))
     assert props["kinesisEndpoint"] == "http://127.0.0.1:4568"
@@ -102,12 +110,14 @@ def test_worker_id_is_written_only_when_set() -> None:
 
 def test_the_lease_limit_is_written_when_set() -> None:
     # GIVEN a task sized for 16 record processors
-    props = _parse(render_properties(ConsumerSettings(stream_name="s", max_leases_for_worker=16),
-                                     "p"))  # fmt: skip
+    props = _parse(
+        render_properties(ConsumerSettings(stream_name="s", max_leases_for_worker=16), "p")
+    )
     # THEN the KCL takes at most 16 shards on this worker (one Python process each)
     assert props["maxLeasesForWorker"] == "16"
-    assert "maxLeasesForWorker" not in _parse(render_properties(ConsumerSettings(stream_name="s"),
-                                                                "p"))  # fmt: skip
+    assert "maxLeasesForWorker" not in _parse(
+        render_properties(ConsumerSettings(stream_name="s"), "p")
+    )
 
 
 def test_empty_endpoint_variable_means_aws(monkeypatch: pytest.MonkeyPatch) -> None:

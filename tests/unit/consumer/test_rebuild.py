@@ -31,18 +31,27 @@ class FakeStream:
         self.shards, self.closed = shards, closed
 
     def list_shards(self, **kwargs: Any) -> dict[str, Any]:
-        return {"Shards": [
-            {"ShardId": s, "SequenceNumberRange": {"StartingSequenceNumber": "0",
-                                                   **({"EndingSequenceNumber": "9"}
-                                                      if s in self.closed else {})}}
-            for s in self.shards]}  # fmt: skip
+        return {
+            "Shards": [
+                {
+                    "ShardId": s,
+                    "SequenceNumberRange": {
+                        "StartingSequenceNumber": "0",
+                        **({"EndingSequenceNumber": "9"} if s in self.closed else {}),
+                    },
+                }
+                for s in self.shards
+            ]
+        }
 
-    def get_shard_iterator(self, StreamName: str, ShardId: str, ShardIteratorType: str,
-                           **kw: Any) -> dict[str, Any]:  # fmt: skip
+    def get_shard_iterator(
+        self, StreamName: str, ShardId: str, ShardIteratorType: str, **kw: Any
+    ) -> dict[str, Any]:
         records = self.shards[ShardId]
         if ShardIteratorType == "AT_TIMESTAMP":
-            index = next((i for i, r in enumerate(records) if r[1] >= kw["Timestamp"]),
-                         len(records))  # fmt: skip
+            index = next(
+                (i for i, r in enumerate(records) if r[1] >= kw["Timestamp"]), len(records)
+            )
         else:
             seq = int(kw["StartingSequenceNumber"])
             index = next((i for i, r in enumerate(records) if int(r[0]) > seq), len(records))
@@ -53,10 +62,15 @@ class FakeStream:
         index, records = int(index_text), self.shards[shard]
         behind = 0 if index >= len(records) else 1000
         if first == "empty":
-            return {"Records": [], "NextShardIterator": f"{shard}|{index}|", "MillisBehindLatest":
-                    behind}  # fmt: skip
-        out = [{"SequenceNumber": s, "ApproximateArrivalTimestamp": a}
-               for s, a in records[index : index + Limit]]  # fmt: skip
+            return {
+                "Records": [],
+                "NextShardIterator": f"{shard}|{index}|",
+                "MillisBehindLatest": behind,
+            }
+        out = [
+            {"SequenceNumber": s, "ApproximateArrivalTimestamp": a}
+            for s, a in records[index : index + Limit]
+        ]
         end = shard in self.closed and index + len(out) >= len(records)
         following = None if end else f"{shard}|{index + len(out)}|"
         return {"Records": out, "NextShardIterator": following, "MillisBehindLatest": behind}
@@ -68,8 +82,11 @@ class FakeLeases:
 
     def scan(self, **kwargs: Any) -> dict[str, Any]:
         assert kwargs["TableName"] == "app-rebuild-20261130T100000Z"
-        return {"Items": [{"leaseKey": {"S": k}, "checkpoint": {"S": v}}
-                          for k, v in self.checkpoints.items()]}  # fmt: skip
+        return {
+            "Items": [
+                {"leaseKey": {"S": k}, "checkpoint": {"S": v}} for k, v in self.checkpoints.items()
+            ]
+        }
 
 
 STREAM = {
@@ -81,8 +98,9 @@ STREAM = {
 
 def run(checkpoints: dict[str, str], until: float = 100) -> dict[str, bool]:
     fake = FakeStream(STREAM, closed={"shard-c"})
-    found = progress(fake, FakeLeases(checkpoints), "s", "app-rebuild-20261130T100000Z", T0,
-                     at(until))  # fmt: skip
+    found = progress(
+        fake, FakeLeases(checkpoints), "s", "app-rebuild-20261130T100000Z", T0, at(until)
+    )
     return {p.shard_id: p.done for p in found}
 
 
@@ -117,7 +135,8 @@ def test_names_and_the_environment_the_rebuild_runs_with() -> None:
         parse_moment("2026-11-30T10:00:00")
     assert rebuild_application("app", since) == "app-rebuild-20261130T100000Z"
     env = rebuild_environment("app", since)
-    settings = ConsumerSettings(stream_name="s", **{k.removeprefix("CONSUMER_").lower(): v
-                                                    for k, v in env.items()})  # fmt: skip
+    settings = ConsumerSettings(
+        stream_name="s", **{k.removeprefix("CONSUMER_").lower(): v for k, v in env.items()}
+    )
     assert settings.application_name == "app-rebuild-20261130T100000Z"
     assert settings.initial_epoch_seconds == int(T0.timestamp())

@@ -67,9 +67,11 @@ def test_the_stack_takes_the_first_key_the_producer_accepts(
 
 def test_the_scaler_sends_its_key_to_the_producers_metrics(metrics_url: str) -> None:
     settings = ScalerSettings(
-        stream_name="s", metrics_source="producer", producer_metrics_urls=metrics_url,
+        stream_name="s",
+        metrics_source="producer",
+        producer_metrics_urls=metrics_url,
         producer_api_key="k1",
-    )  # fmt: skip
+    )
     key = settings.producer_api_key
     text = fetch_with_key(key.get_secret_value() if key else None)(metrics_url)
     assert "producer_user_records_put_total 7" in text and Metrics.seen == ["k1"]

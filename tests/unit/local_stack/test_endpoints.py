@@ -20,10 +20,17 @@ from local_stack.processes import ManagedProcess, StartupError
 from local_stack.stack import LocalStack, StackConfig
 
 ENDPOINTS = Endpoints(
-    run="run-1", producer="http://127.0.0.1:9080", kinesis="https://127.0.0.1:9567",
-    kinesis_ca_bundle="/state/tls/cert.pem", dynamodb="http://127.0.0.1:9000",
-    dashboard=None, region="eu-west-1", stream="s", records_table="r", quarantine_table="q",
-)  # fmt: skip
+    run="run-1",
+    producer="http://127.0.0.1:9080",
+    kinesis="https://127.0.0.1:9567",
+    kinesis_ca_bundle="/state/tls/cert.pem",
+    dynamodb="http://127.0.0.1:9000",
+    dashboard=None,
+    region="eu-west-1",
+    stream="s",
+    records_table="r",
+    quarantine_table="q",
+)
 
 
 def _running(state: Path, run: str = "run-1", launcher: int | None = None) -> None:
@@ -67,9 +74,16 @@ def test_loadgen_never_counts_a_local_url_in_aws(tmp_path: Path) -> None:
     args = _arguments(["--url", "http://localhost:8080", "--state-dir", str(tmp_path)])
     # THEN the records are looked for in DynamoDB Local
     assert args.dynamodb_endpoint == LOCAL_DYNAMODB
-    assert [is_local(u) for u in ("http://localhost:1", "http://127.0.0.2", "http://[::1]:80",
-                                  "https://ingest.example.com", "http://10.0.0.1")] == [
-        True, True, True, False, False]  # fmt: skip
+    assert [
+        is_local(u)
+        for u in (
+            "http://localhost:1",
+            "http://127.0.0.2",
+            "http://[::1]:80",
+            "https://ingest.example.com",
+            "http://10.0.0.1",
+        )
+    ] == [True, True, True, False, False]
     # AND a deployed URL's records are counted in AWS
     deployed = _arguments(["--url", "https://ingest.example.com", "--state-dir", str(tmp_path)])
     assert deployed.dynamodb_endpoint is None
@@ -93,9 +107,11 @@ def test_replay_local_takes_the_stacks_stream_and_quarantine(
 
 
 def test_tools_say_when_no_stack_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for tool in (lambda: _arguments(["--state-dir", str(tmp_path)]),
-                 lambda: items.main(["--state-dir", str(tmp_path)]),
-                 lambda: replay.main(["--local", "--state-dir", str(tmp_path)])):  # fmt: skip
+    for tool in (
+        lambda: _arguments(["--state-dir", str(tmp_path)]),
+        lambda: items.main(["--state-dir", str(tmp_path)]),
+        lambda: replay.main(["--local", "--state-dir", str(tmp_path)]),
+    ):
         with pytest.raises(SystemExit) as stopped:
             tool()
         assert stopped.value.code == 2
@@ -112,8 +128,14 @@ def test_every_port_is_checked_before_anything_starts(
         other.bind(("127.0.0.1", 0))
         other.listen()
         busy = other.getsockname()[1]
-        config = StackConfig(state_dir=tmp_path, dashboard_port=busy, kinesis_tls_port=1,
-                             kinesis_plain_port=2, dynamodb_port=3, producer_port=4)  # fmt: skip
+        config = StackConfig(
+            state_dir=tmp_path,
+            dashboard_port=busy,
+            kinesis_tls_port=1,
+            kinesis_plain_port=2,
+            dynamodb_port=3,
+            producer_port=4,
+        )
         stack = LocalStack(config)
         # WHEN the stack starts THEN it stops at once, naming the port, with nothing started
         with pytest.raises(StartupError, match=f"ports already in use on 127.0.0.1: \\[{busy}\\]"):
