@@ -40,7 +40,7 @@ def stack_outputs(path: Path | None) -> dict[str, Any]:
 
 
 def _client(
-    service: Literal["cloudwatch", "dynamodb", "secretsmanager"], outputs: dict[str, Any]
+    service: Literal["cloudwatch", "dynamodb", "kinesis", "secretsmanager"], outputs: dict[str, Any]
 ) -> Any:
     endpoint = outputs.get("endpoints", {}).get(service)
     verify = outputs.get("ca_bundle") if service == "kinesis" else None
