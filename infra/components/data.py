@@ -11,6 +11,7 @@ small table (``scaler.state``), keyed by stream name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -37,10 +38,10 @@ class DataArgs:
 
 
 def _table(
-    name: str, key: str, opts: pulumi.ResourceOptions, backups: bool = False, **extra: object
+    name: str, key: str, opts: pulumi.ResourceOptions, backups: bool = False, **extra: Any
 ) -> aws.dynamodb.Table:
     """An on-demand, encrypted table; ``backups``: point-in-time recovery (the user's data)."""
-    attributes = [{"name": key, "type": "S"}, *extra.pop("attributes", [])]  # type: ignore[misc]
+    attributes = [{"name": key, "type": "S"}, *extra.pop("attributes", [])]
     return aws.dynamodb.Table(
         name,
         name=name,
@@ -96,7 +97,7 @@ class Data(pulumi.ComponentResource):
         """A KCL application's three tables and, reading with fan-out, its consumer."""
         tables = []
         for table in kcl_tables(app):
-            extra: dict[str, object] = {}
+            extra: dict[str, Any] = {}
             if table.owner_index:
                 extra = {
                     "attributes": [{"name": "leaseOwner", "type": "S"}],

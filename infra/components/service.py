@@ -24,6 +24,7 @@ RUN_AS = "10001:10001"  # the images' unprivileged user (docker/*.Dockerfile)
 # (a temporary directory, producer/__main__.py).
 TMP_VOLUME = "tmp"
 TMP_PATH = "/tmp"
+TrackingConfig = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgsDict
 
 
 @dataclass
@@ -109,8 +110,9 @@ class FargateService(pulumi.ComponentResource):
             # eventually consistent too, but this removes the ordering race)
             opts=child.merge(pulumi.ResourceOptions(depends_on=[task_policy, pull_policy])),
         )
-        load_balancers = []
+        load_balancers: list[aws.ecs.ServiceLoadBalancerArgsDict] = []
         if args.target_group_arn is not None:
+            assert args.port is not None, "a service behind a load balancer listens on a port"
             load_balancers = [
                 {
                     "target_group_arn": args.target_group_arn,
@@ -196,6 +198,7 @@ class FargateService(pulumi.ComponentResource):
     def _autoscale(
         self, name: str, args: ServiceArgs, child: pulumi.ResourceOptions
     ) -> aws.appautoscaling.Target:
+        assert args.cpu_target_percent is not None  # called only for a service that scales
         resource_id = pulumi.Output.concat(
             "service/",
             pulumi.Output.from_input(args.cluster_arn).apply(lambda a: a.split("/")[-1]),
@@ -215,7 +218,7 @@ class FargateService(pulumi.ComponentResource):
             else child,
         )
 
-        def tracking(suffix: str, target_value: float, metric: dict[str, Any]) -> None:
+        def tracking(suffix: str, metric: TrackingConfig) -> None:
             aws.appautoscaling.Policy(
                 f"{name}-{suffix}",
                 policy_type="TargetTrackingScaling",
@@ -223,7 +226,6 @@ class FargateService(pulumi.ComponentResource):
                 resource_id=target.resource_id,
                 scalable_dimension=target.scalable_dimension,
                 target_tracking_scaling_policy_configuration={
-                    "target_value": target_value,
                     **metric,
                     "scale_in_cooldown": 300,
                     "scale_out_cooldown": 60,
@@ -233,25 +235,25 @@ class FargateService(pulumi.ComponentResource):
 
         tracking(
             "cpu",
-            args.cpu_target_percent,
             {
+                "target_value": args.cpu_target_percent,
                 "predefined_metric_specification": {
                     "predefined_metric_type": "ECSServiceAverageCPUUtilization"
-                }
+                },
             },
         )
         if args.lag_metric is not None:
             namespace, metric, dimensions, statistic = args.lag_metric
             tracking(
                 "lag",
-                args.lag_target_ms,
                 {
+                    "target_value": args.lag_target_ms,
                     "customized_metric_specification": {
                         "namespace": namespace,
                         "metric_name": metric,
                         "dimensions": [{"name": k, "value": v} for k, v in dimensions.items()],
                         "statistic": statistic,
-                    }
+                    },
                 },
             )
         return target
