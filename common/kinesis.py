@@ -19,12 +19,13 @@ that space; together the open shards cover ``0 .. HASH_SPACE - 1`` without overl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_kinesis import KinesisClient as KinesisClient  # the services import it here
+    from mypy_boto3_kinesis.type_defs import ShardTypeDef
 else:
     KinesisClient = Any
 
@@ -67,7 +68,7 @@ class Shard:
         return (self.start + self.end + 1) // 2
 
     @classmethod
-    def listed(cls, raw: dict[str, Any]) -> Shard:
+    def listed(cls, raw: Mapping[str, Any]) -> Shard:
         """The shard of one ListShards (or DescribeStream) entry."""
         hashes = raw["HashKeyRange"]
         return cls(raw["ShardId"], int(hashes["StartingHashKey"]), int(hashes["EndingHashKey"]))
@@ -108,13 +109,13 @@ def even_shards(
     ]
 
 
-def is_open(raw: dict[str, Any]) -> bool:
+def is_open(raw: Mapping[str, Any]) -> bool:
     """Whether a ListShards entry is open: a shard closed by a reshard has an ending sequence
     number and takes no more writes."""
     return "EndingSequenceNumber" not in raw["SequenceNumberRange"]
 
 
-def list_shards(client: KinesisClient, stream_name: str) -> Iterator[dict[str, Any]]:
+def list_shards(client: KinesisClient, stream_name: str) -> Iterator[ShardTypeDef]:
     """Every shard of the stream, open and closed, as ListShards lists them (all pages). A
     next page is asked for by its token alone: ListShards refuses a ``NextToken`` with a
     ``StreamName`` (API Reference, ListShards:

@@ -237,7 +237,7 @@ def test_what_the_producer_puts_the_consumer_stores_as_sent() -> None:
     # GIVEN the producer (fast path, FastAPI app) against a fake Kinesis, and records of
     # every kind the storability contract allows, up to its edges
     kinesis = FakeKinesis(even_shards(3))
-    conf = ProducerSettings(stream_name="s", max_buffered_time_ms=5)  # type: ignore[call-arg]
+    conf = ProducerSettings(stream_name="s", max_buffered_time_ms=5)
     body = '{"records": [' + ", ".join(ROUND_TRIP.values()) + "]}"
     with TestClient(create_app(conf, client=kinesis)) as client:
         # WHEN they are posted in one batch, and one of them alone
