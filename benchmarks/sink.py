@@ -62,13 +62,17 @@ def naive(records: list[KinesisRecord], table: Table) -> None:
             body = json.loads(r.data, parse_float=Decimal)
             writer.put_item(
                 Item={
-                    "id": body["id"], "data": body["data"], "partition_key": r.partition_key,
-                    "shard_id": SHARD, "sequence_number": r.sequence_number,
+                    "id": body["id"],
+                    "data": body["data"],
+                    "partition_key": r.partition_key,
+                    "shard_id": SHARD,
+                    "sequence_number": r.sequence_number,
                     "sub_sequence_number": r.sub_sequence_number,
                     "arrival_time": r.approximate_arrival_timestamp,
-                    "ingested_at": body["ts"], "stored_at": int(time.time() * 1000),
+                    "ingested_at": body["ts"],
+                    "stored_at": int(time.time() * 1000),
                 }
-            )  # fmt: skip
+            )
 
 
 def main() -> None:
@@ -77,8 +81,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     os.environ.update(LOCAL_CREDENTIALS)  # DynamoDB Local takes any key
-    names = {"consumer sink": "bench-ours", "sink, client ids": "bench-client-ids",
-             "naive batch_writer": "bench-naive"}  # fmt: skip
+    names = {
+        "consumer sink": "bench-ours",
+        "sink, client ids": "bench-client-ids",
+        "naive batch_writer": "bench-naive",
+    }
     with EphemeralDynamoDB() as server:
         settings = ConsumerSettings(stream_name="bench", dynamodb_endpoint=server.endpoint)
         session = boto3.Session(region_name="us-east-1")
@@ -118,14 +125,18 @@ def main() -> None:
     print(f"{title} (median of {args.rounds})")
     print(f"  {'':<22} {'records/CPU-s':>14} {'records/s':>10}")
     for name in contenders:
-        print(f"  {name:<22} {statistics.median(cpu[name]):>14,.0f} "
-              f"{statistics.median(wall[name]):>10,.0f}")  # fmt: skip
+        print(
+            f"  {name:<22} {statistics.median(cpu[name]):>14,.0f} "
+            f"{statistics.median(wall[name]):>10,.0f}"
+        )
     naive_cpu = statistics.median(cpu["naive batch_writer"])
     ratio = statistics.median(cpu["consumer sink"]) / naive_cpu
     print(f"  per core, sink vs batch_writer: {ratio:.2f}x  (goal >= 1.5x)")
     client_ratio = statistics.median(cpu["sink, client ids"]) / naive_cpu
-    print(f"  per core, sink with client ids (conditional TransactWriteItems) vs batch_writer: "
-          f"{client_ratio:.2f}x")  # fmt: skip
+    print(
+        f"  per core, sink with client ids (conditional TransactWriteItems) vs batch_writer: "
+        f"{client_ratio:.2f}x"
+    )
     print(f"  items in the tables: {stored}")
 
 

@@ -99,8 +99,9 @@ def _next_arrival(kinesis: Any, stream: str, shard_id: str, **position: Any) -> 
     raise RuntimeError(f"{shard_id}: no record found after {MAX_EMPTY_READS} reads")
 
 
-def progress(kinesis: Any, ddb: Any, stream: str, application: str, since: datetime,
-             until: datetime) -> list[ShardProgress]:  # fmt: skip
+def progress(
+    kinesis: Any, ddb: Any, stream: str, application: str, since: datetime, until: datetime
+) -> list[ShardProgress]:
     """Each shard of ``stream``: whether the rebuild application has read it up to ``until``."""
     leases = _leases(ddb, application)
     found = []
@@ -111,14 +112,19 @@ def progress(kinesis: Any, ddb: Any, stream: str, application: str, since: datet
             found.append(ShardProgress(shard_id, still_open, checkpoint, True, "read to its end"))
             continue
         if checkpoint and checkpoint not in SENTINELS:
-            position: dict[str, Any] = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
-                        "StartingSequenceNumber": checkpoint}  # fmt: skip
+            position: dict[str, Any] = {
+                "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                "StartingSequenceNumber": checkpoint,
+            }
         else:
             position = {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": since}
         arrival = _next_arrival(kinesis, stream, shard_id, **position)
         done = arrival is None or arrival >= until
-        detail = ("nothing left before until" if done
-                  else f"next record unread arrived {arrival:%Y-%m-%d %H:%M:%S}")  # fmt: skip
+        detail = (
+            "nothing left before until"
+            if done
+            else f"next record unread arrived {arrival:%Y-%m-%d %H:%M:%S}"
+        )
         if not checkpoint:
             detail += "; not leased yet"
         found.append(ShardProgress(shard_id, still_open, checkpoint, done, detail))
@@ -139,32 +145,51 @@ def main(argv: list[str] | None = None) -> int:
         description="Whether the rebuild from a moment has read every shard (exit 0) or not "
         "(exit 1). Reads the consumer's CONSUMER_* settings.",
     )
-    parser.add_argument("--from", dest="since", required=True, type=parse_moment,
-                        help="the rebuild's start (rebuildFrom): ISO 8601 with a zone")  # fmt: skip
-    parser.add_argument("--until", type=parse_moment, default=None,
-                        help="read up to here (default: a minute ago)")  # fmt: skip
+    parser.add_argument(
+        "--from",
+        dest="since",
+        required=True,
+        type=parse_moment,
+        help="the rebuild's start (rebuildFrom): ISO 8601 with a zone",
+    )
+    parser.add_argument(
+        "--until", type=parse_moment, default=None, help="read up to here (default: a minute ago)"
+    )
     parser.add_argument("--kinesis-ca-bundle", help="PEM to verify a local Kinesis endpoint")
     args = parser.parse_args(argv)
     settings = get_settings()
-    kinesis = boto3.client("kinesis", region_name=settings.region,
-                           endpoint_url=settings.kinesis_endpoint,
-                           verify=args.kinesis_ca_bundle)  # fmt: skip
-    ddb = boto3.client("dynamodb", region_name=settings.region,
-                       endpoint_url=settings.dynamodb_endpoint)  # fmt: skip
+    kinesis = boto3.client(
+        "kinesis",
+        region_name=settings.region,
+        endpoint_url=settings.kinesis_endpoint,
+        verify=args.kinesis_ca_bundle,
+    )
+    ddb = boto3.client(
+        "dynamodb", region_name=settings.region, endpoint_url=settings.dynamodb_endpoint
+    )
     until = args.until or datetime.now(UTC) - timedelta(minutes=1)
     application = rebuild_application(settings.application_name, args.since)
     shards = progress(kinesis, ddb, settings.stream_name, application, args.since, until)
     for shard in shards:
-        sys.stdout.write(f"{shard.shard_id} {'done' if shard.done else 'reading'}: "
-                         f"{shard.detail}\n")  # fmt: skip
+        sys.stdout.write(
+            f"{shard.shard_id} {'done' if shard.done else 'reading'}: {shard.detail}\n"
+        )
     verdict = "caught up" if caught_up(shards) else "not caught up"
     sys.stdout.write(f"{application}: {verdict} to {until.isoformat()}\n")
     return 0 if caught_up(shards) else 1
 
 
-def wait(kinesis: Any, ddb: Any, stream: str, application: str, since: datetime,
-         until: datetime, timeout: float, every: float = 5.0,
-         say: Any = None) -> list[ShardProgress]:  # fmt: skip
+def wait(
+    kinesis: Any,
+    ddb: Any,
+    stream: str,
+    application: str,
+    since: datetime,
+    until: datetime,
+    timeout: float,
+    every: float = 5.0,
+    say: Any = None,
+) -> list[ShardProgress]:
     """``progress`` every ``every`` seconds until caught up or ``timeout``; the last answer."""
     deadline = time.monotonic() + timeout
     while True:

@@ -122,8 +122,12 @@ def quarantine_items(
         "quarantined_at": {"N": str(now_ms if now_ms is not None else time.time_ns() // 1_000_000)},
     }
     rest = [
-        {"id": {"S": f"{key}#{n}"}, "part_of": {"S": key}, "part": {"N": str(n)},
-         "data": {"B": part}}
+        {
+            "id": {"S": f"{key}#{n}"},
+            "part_of": {"S": key},
+            "part": {"N": str(n)},
+            "data": {"B": part},
+        }
         for n, part in enumerate(parts[1:], start=1)
-    ]  # fmt: skip
+    ]
     return [head, *rest]

@@ -161,8 +161,9 @@ class Resharding:
         if [s.shard_id for s in shard_map.shards] != list(old):
             self.metrics.count("ShardMapRefreshes")
         self._map = shard_map
-        self._queues = {s.shard_id: old.get(s.shard_id) or self._new_queue(s)
-                        for s in shard_map.shards}  # fmt: skip
+        self._queues = {
+            s.shard_id: old.get(s.shard_id) or self._new_queue(s) for s in shard_map.shards
+        }
         fronts: dict[str, list[UserRecord]] = defaultdict(list)
         misrouted, self._misrouted = self._misrouted, []
         for entry, accepted in misrouted:

@@ -15,8 +15,13 @@ class StreamNotActive(Exception):
 
 
 class StreamAdmin:
-    def __init__(self, client: Any, stream_name: str, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: Any,
+        stream_name: str,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self.stream_name = stream_name
         self._sleep = sleep
@@ -34,15 +39,20 @@ class StreamAdmin:
         """Start the decision's operation (the stream turns UPDATING)."""
         name = self.stream_name
         if decision.action is Action.UPDATE_SHARD_COUNT:
-            self._client.update_shard_count(StreamName=name, TargetShardCount=decision.target,
-                                            ScalingType="UNIFORM_SCALING")  # fmt: skip
+            self._client.update_shard_count(
+                StreamName=name, TargetShardCount=decision.target, ScalingType="UNIFORM_SCALING"
+            )
         elif decision.action is Action.SPLIT:
-            self._client.split_shard(StreamName=name, ShardToSplit=decision.shards[0],
-                                     NewStartingHashKey=str(decision.split_at))  # fmt: skip
+            self._client.split_shard(
+                StreamName=name,
+                ShardToSplit=decision.shards[0],
+                NewStartingHashKey=str(decision.split_at),
+            )
         elif decision.action is Action.MERGE:
             lower, upper = decision.shards
-            self._client.merge_shards(StreamName=name, ShardToMerge=lower,
-                                      AdjacentShardToMerge=upper)  # fmt: skip
+            self._client.merge_shards(
+                StreamName=name, ShardToMerge=lower, AdjacentShardToMerge=upper
+            )
         else:
             raise ValueError(f"nothing to apply for {decision.action}")
 

@@ -81,9 +81,11 @@ class FakeKinesis:
         parent = next(s for s in self.open_shards if s.shard_id == shard_id)
         self._replace(
             [parent],
-            [Shard(self._child_id(), parent.start, parent.midpoint - 1),
-             Shard(self._child_id(), parent.midpoint, parent.end)],
-        )  # fmt: skip
+            [
+                Shard(self._child_id(), parent.start, parent.midpoint - 1),
+                Shard(self._child_id(), parent.midpoint, parent.end),
+            ],
+        )
 
     def merge(self, shard_id: str) -> None:
         """MergeShards of ``shard_id`` with its right-hand neighbour (adjacent ranges)."""
@@ -108,8 +110,9 @@ class FakeKinesis:
     def list_shards(self, **kwargs: Any) -> dict[str, Any]:
         token = kwargs.get("NextToken")
         if token is not None and "StreamName" in kwargs:
-            raise client_error("InvalidArgumentException", "NextToken with StreamName",
-                               "ListShards")  # fmt: skip
+            raise client_error(
+                "InvalidArgumentException", "NextToken with StreamName", "ListShards"
+            )
         listed = [s.listing(closed=True) for s in self.closed]
         listed += [s.listing() for s in self.open_shards]
         start = int(token or 0)

@@ -105,8 +105,8 @@ class Ingest:
             return client_id, answer
         payload = envelope.dump(record_id, data, client_id is not None)
         if len(payload) + len(key.encode()) > RECORD_MAX_BYTES:  # JSON escapes
-            detail = [{"field": prefix + "data", "problem": "the record exceeds the 1 MiB "
-                       "Kinesis record limit once written as JSON"}]  # fmt: skip
+            problem = "the record exceeds the 1 MiB Kinesis record limit once written as JSON"
+            detail = [{"field": prefix + "data", "problem": problem}]
             return record_id, {"error": "record_too_large", "detail": detail, "id": record_id}
         try:
             return record_id, self.collector.take(key, payload, ticket)
@@ -194,6 +194,9 @@ def settled(record_id: str | None, record: UserRecord) -> dict[str, Any]:
     """A taken record's result, shaped like ``RecordAccepted`` or ``RecordFailed``."""
     outcome = record.outcome
     if isinstance(outcome, Accepted):
-        return {"id": record_id, "shard_id": outcome.shard_id,
-                "sequence_number": outcome.sequence_number}  # fmt: skip
+        return {
+            "id": record_id,
+            "shard_id": outcome.shard_id,
+            "sequence_number": outcome.sequence_number,
+        }
     return {"error": "not_accepted", "detail": str(outcome), "id": record_id}

@@ -171,8 +171,9 @@ def test_a_client_id_is_marked_on_the_item() -> None:
     assert "client_id" not in minted
 
 
-@pytest.mark.parametrize("size", [0, 10, QUARANTINE_PART_BYTES, QUARANTINE_PART_BYTES + 1,
-                                  1024 * 1024])  # fmt: skip
+@pytest.mark.parametrize(
+    "size", [0, 10, QUARANTINE_PART_BYTES, QUARANTINE_PART_BYTES + 1, 1024 * 1024]
+)
 def test_quarantine_keeps_every_byte_where_and_why(size: int) -> None:
     # GIVEN a poison record of up to 1 MiB (the most Kinesis carries; the 500 KB
     # record was cut to 350 KB)
@@ -187,8 +188,9 @@ def test_quarantine_keeps_every_byte_where_and_why(size: int) -> None:
     assert "data_truncated" not in head
     # AND the bytes are all there, over as many items as it takes, each fitting DynamoDB
     assert head["parts"] == {"N": str(1 + len(parts))}
-    assert [p["id"]["S"] for p in parts] == [f"{head['id']['S']}#{n}" for n in
-                                             range(1, 1 + len(parts))]  # fmt: skip
+    assert [p["id"]["S"] for p in parts] == [
+        f"{head['id']['S']}#{n}" for n in range(1, 1 + len(parts))
+    ]
     assert b"".join(item["data"]["B"] for item in [head, *parts]) == raw
     assert all(item_size(item) <= MAX_ITEM_BYTES for item in [head, *parts])
 
@@ -242,8 +244,9 @@ def test_what_the_producer_puts_the_consumer_stores_as_sent() -> None:
     with TestClient(create_app(conf, client=kinesis)) as client:
         # WHEN they are posted in one batch, and one of them alone
         batch = client.post("/batch", content=body, headers={"content-type": "application/json"})
-        single = client.post("/", content=ROUND_TRIP["ordinary"],
-                             headers={"content-type": "application/json"})  # fmt: skip
+        single = client.post(
+            "/", content=ROUND_TRIP["ordinary"], headers={"content-type": "application/json"}
+        )
     assert batch.status_code == single.status_code == 200, (batch.text, single.text)
     assert batch.json()["failed_record_count"] == 0
     answers = [*batch.json()["records"], single.json()]

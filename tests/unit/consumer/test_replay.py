@@ -61,10 +61,14 @@ def test_every_matching_record_goes_back_whole_with_its_key_and_leaves_the_quara
     cut = _items(b"{cut", "p3", "3", "not JSON: ...")
     cut[0]["data_truncated"] = {"BOOL": True}
     broken = _items(b"x" * (QUARANTINE_PART_BYTES + 5), "p6", "6", "not JSON: ...")[:1]
-    items = [*_items(b"\x00not json", "p1", "1", "not JSON: ..."),
-             *_items(b'{"id": "a"}', "p2", "2", "no 'data'"), *cut,
-             *_items(b"refused", "p4", "4", "not JSON: ..."),
-             *_items(big, "p5", "5", "not JSON: item too large"), *broken]  # fmt: skip
+    items = [
+        *_items(b"\x00not json", "p1", "1", "not JSON: ..."),
+        *_items(b'{"id": "a"}', "p2", "2", "no 'data'"),
+        *cut,
+        *_items(b"refused", "p4", "4", "not JSON: ..."),
+        *_items(big, "p5", "5", "not JSON: item too large"),
+        *broken,
+    ]
     ddb, kinesis = FakeDynamoDB(items), refusing(b"refused")
     said: list[str] = []
     # WHEN the not-JSON ones are replayed

@@ -37,8 +37,9 @@ class Minutes:
         self.minute, self.units = now, units
 
     def samples(self, shards: Any, count: int) -> list[Sample]:
-        return [Sample(m, Load(self.units * MIB, 0)) for m in range(self.minute - count,
-                                                                   self.minute)]  # fmt: skip
+        return [
+            Sample(m, Load(self.units * MIB, 0)) for m in range(self.minute - count, self.minute)
+        ]
 
     def now(self) -> int:
         return self.minute
@@ -63,11 +64,11 @@ class FakeAutoscaling:
         self.calls.append(kwargs)
 
 
-def service(kinesis: FakeKinesisAdmin, source: Minutes, store: MemoryStateStore,
-            **kwargs: Any) -> Scaler:  # fmt: skip
+def service(
+    kinesis: FakeKinesisAdmin, source: Minutes, store: MemoryStateStore, **kwargs: Any
+) -> Scaler:
     admin = StreamAdmin(kinesis, "s", sleep=lambda _s: None)
-    return Scaler(admin, source, Policy(PolicyConfig()), state=store, clock=lambda: 1.0e9,
-                  **kwargs)  # fmt: skip
+    return Scaler(admin, source, Policy(PolicyConfig()), state=store, clock=lambda: 1.0e9, **kwargs)
 
 
 # ---- the codec and the DynamoDB store ---------------------------------------------------------
@@ -75,8 +76,14 @@ def test_the_item_keeps_epoch_seconds_so_another_check_interval_reads_the_same_h
     # GIVEN a state written by a scaler whose samples are minutes
     up = Decision(Action.UPDATE_SHARD_COUNT, "busy: 4 -> 6", 4, 6)
     split = Decision(Action.SPLIT, "hot", 6, 7, ("shardId-1",), 2**127)
-    state = ScalerState((Operation(29_000_000, up), Operation(29_000_010, split)), 29_000_005,
-                        split, 1.74e9, 7, version=3)  # fmt: skip
+    state = ScalerState(
+        (Operation(29_000_000, up), Operation(29_000_010, split)),
+        29_000_005,
+        split,
+        1.74e9,
+        7,
+        version=3,
+    )
     item = to_item("s", state, 60.0)
     assert item["stream"] == {"S": "s"} and item["version"] == {"N": "3"}
     # WHEN it is read back in minutes, and by a scaler whose samples are 2 s
@@ -89,22 +96,38 @@ def test_the_item_keeps_epoch_seconds_so_another_check_interval_reads_the_same_h
 
 
 def test_the_dynamodb_store_reads_consistently_and_writes_only_over_what_it_read() -> None:
-    client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x")  # fmt: skip
+    client = boto3.client(
+        "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     store = DynamoDBStateStore(client, "scaler-state", "s", 60.0)
     key = {"stream": {"S": "s"}}
     with Stubber(client) as stub:
         # GIVEN no item yet: an empty state, then a first write that must create the item
-        stub.add_response("get_item", {}, {"TableName": "scaler-state", "Key": key,
-                                           "ConsistentRead": True})  # fmt: skip
-        stub.add_response("put_item", {}, {
-            "TableName": "scaler-state", "Item": ANY, "ExpressionAttributeNames": {"#v": "version"},
-            "ConditionExpression": "attribute_not_exists(#v)"})  # fmt: skip
+        stub.add_response(
+            "get_item", {}, {"TableName": "scaler-state", "Key": key, "ConsistentRead": True}
+        )
+        stub.add_response(
+            "put_item",
+            {},
+            {
+                "TableName": "scaler-state",
+                "Item": ANY,
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ConditionExpression": "attribute_not_exists(#v)",
+            },
+        )
         # AND a second write conditional on the version of the first
-        stub.add_response("put_item", {}, {
-            "TableName": "scaler-state", "Item": ANY, "ExpressionAttributeNames": {"#v": "version"},
-            "ConditionExpression": "#v = :v",
-            "ExpressionAttributeValues": {":v": {"N": "1"}}})  # fmt: skip
+        stub.add_response(
+            "put_item",
+            {},
+            {
+                "TableName": "scaler-state",
+                "Item": ANY,
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ConditionExpression": "#v = :v",
+                "ExpressionAttributeValues": {":v": {"N": "1"}},
+            },
+        )
         stub.add_client_error("put_item", "ConditionalCheckFailedException")
         state = store.load()
         assert state == ScalerState()
@@ -136,7 +159,9 @@ def test_a_restarted_scaler_holds_through_the_cool_off_it_had_started() -> None:
     decision = restarted.check()
     # THEN it holds: the cool-off after the scale-up has 24 minutes to go
     assert (decision.action, decision.reason) == (
-        Action.HOLD, "cooling off after a scale-up (6 min ago)")  # fmt: skip
+        Action.HOLD,
+        "cooling off after a scale-up (6 min ago)",
+    )
     assert kinesis.calls[1:] == []
     # AND it scales down once the cool-off is over (30 min), not before
     assert service(kinesis, Minutes(129, 2.4), store).check().action is Action.HOLD
@@ -148,15 +173,15 @@ def test_without_its_state_the_same_samples_make_it_flap_back_down() -> None:
     kinesis = scaled_up(MemoryStateStore("s"))
     decision = service(kinesis, Minutes(106, 2.4), MemoryStateStore("s")).check()
     # THEN it scales straight back down: what the stored state prevents
-    assert (decision.action, decision.current, decision.target) == (
-        Action.UPDATE_SHARD_COUNT, 6, 4)  # fmt: skip
+    assert (decision.action, decision.current, decision.target) == (Action.UPDATE_SHARD_COUNT, 6, 4)
 
 
 def test_the_rolling_update_budget_survives_a_restart() -> None:
     # GIVEN ten UpdateShardCount calls in the last 24 h, stored
     store = MemoryStateStore("s")
-    ups = tuple(Operation(2000 + 60 * i, Decision(Action.UPDATE_SHARD_COUNT, "x", 4, 4))
-                for i in range(10))  # fmt: skip
+    ups = tuple(
+        Operation(2000 + 60 * i, Decision(Action.UPDATE_SHARD_COUNT, "x", 4, 4)) for i in range(10)
+    )
     store.save(ScalerState(ups))
     # WHEN a new scaler sees the stream busy
     kinesis = FakeKinesisAdmin(even_shards(4))
@@ -233,13 +258,22 @@ def test_every_operation_refusal_and_dry_run_decision_is_published_once() -> Non
     refused = FakeKinesisAdmin(even_shards(4), refuse="ResourceInUseException")
     service(refused, Minutes(200, 3.8), MemoryStateStore("s"), notifier=published).check()
     # AND a dry run that would scale up, three checks in a row
-    dry = service(FakeKinesisAdmin(even_shards(4)), Minutes(300, 3.8), MemoryStateStore("s"),
-                  notifier=published, dry_run=True)  # fmt: skip
+    dry = service(
+        FakeKinesisAdmin(even_shards(4)),
+        Minutes(300, 3.8),
+        MemoryStateStore("s"),
+        notifier=published,
+        dry_run=True,
+    )
     for _ in range(3):
         dry.check()
     # AND a stream at max_shards under load
-    capped = Scaler(StreamAdmin(FakeKinesisAdmin(even_shards(4)), "s"), Minutes(400, 3.8),
-                    Policy(PolicyConfig(max_shards=4)), notifier=published)  # fmt: skip
+    capped = Scaler(
+        StreamAdmin(FakeKinesisAdmin(even_shards(4)), "s"),
+        Minutes(400, 3.8),
+        Policy(PolicyConfig(max_shards=4)),
+        notifier=published,
+    )
     capped.check()
     capped.check()
     # THEN four messages: applied, refused (with AWS's error), the dry run once, held once
@@ -253,15 +287,20 @@ def test_every_operation_refusal_and_dry_run_decision_is_published_once() -> Non
 
 
 def test_the_sns_notifier_publishes_json_and_never_stops_the_scaler() -> None:
-    client = boto3.client("sns", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x")  # fmt: skip
+    client = boto3.client(
+        "sns", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     topic = "arn:aws:sns:us-east-1:123456789012:scaling"
-    subject, body = message("s", Decision(Action.MERGE, "cold \u2744", 5, 4, ("a", "b")),
-                            "applied", 0.0)  # fmt: skip
+    subject, body = message(
+        "s", Decision(Action.MERGE, "cold \u2744", 5, 4, ("a", "b")), "applied", 0.0
+    )
     assert subject == "s: merge 5 -> 4 (applied)" and body["shards"] == ["a", "b"]
     with Stubber(client) as stub:
-        stub.add_response("publish", {"MessageId": "1"}, {"TopicArn": topic, "Subject": subject,
-                                                          "Message": json.dumps(body)})  # fmt: skip
+        stub.add_response(
+            "publish",
+            {"MessageId": "1"},
+            {"TopicArn": topic, "Subject": subject, "Message": json.dumps(body)},
+        )
         stub.add_client_error("publish", "AuthorizationError")
         SnsNotifier(client, topic).publish(subject, body)
         SnsNotifier(client, topic).publish(subject, body)  # logged, not raised
@@ -279,9 +318,12 @@ def test_the_consumer_maximum_follows_the_open_shards_within_its_bounds() -> Non
     scaler.check()
     # THEN the maximum went to 4 (a task per shard), then to 5 (the configured bound)
     assert [c["MaxCapacity"] for c in autoscaling.calls] == [4, 5]
-    assert autoscaling.calls[0] == {"ServiceNamespace": "ecs", "ResourceId": "service/c/consumer",
-                                    "ScalableDimension": "ecs:service:DesiredCount",
-                                    "MaxCapacity": 4}  # fmt: skip
+    assert autoscaling.calls[0] == {
+        "ServiceNamespace": "ecs",
+        "ResourceId": "service/c/consumer",
+        "ScalableDimension": "ecs:service:DesiredCount",
+        "MaxCapacity": 4,
+    }
     # AND a restarted scaler does not set it again (it is in the state), unless shards change
     kinesis.shards = even_shards(6)
     service(kinesis, Minutes(101, 4.0), store, consumers=capacity).check()
