@@ -149,7 +149,7 @@ def _expect(process: subprocess.Popen[str], word: str) -> str:
         line = process.stdout.readline()
         if not line:
             argv = process.args  # started with an argv list (the stubs allow a path or bytes)
-            raise RuntimeError(f"{argv[:3]!s} ended before {word}")  # type: ignore[index]  # a list
+            raise RuntimeError(f"{argv[:3]!s} ended before {word}")  # type: ignore[index]  # an argv list
         if line.startswith(word):
             return line
 

@@ -84,7 +84,7 @@ def convert(raw: Any) -> KinesisRecord:
     )
 
 
-class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  # kclpy: untyped
+class RecordProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  # kclpy has no types
     """Writes every record of a batch, then checkpoints at the batch's last record."""
 
     def __init__(

@@ -226,7 +226,7 @@ def simulate(trace: Trace, config: PolicyConfig, seed: int = 7,
 
     def new_scaler() -> Scaler:
         state = store if keep_state else MemoryStateStore(stream.stream_name, 60.0)
-        return Scaler(stream, metrics, Policy(config), state=state,  # type: ignore[arg-type]  # simulated
+        return Scaler(stream, metrics, Policy(config), state=state,  # type: ignore[arg-type]  # a simulated StreamAdmin
                       clock=lambda: float(minute * 60), sample_seconds=60.0)  # fmt: skip
 
     logging.getLogger("scaler").setLevel(logging.ERROR)  # its INFO/WARNING lines, 1,440 a day

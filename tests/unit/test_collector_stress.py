@@ -139,7 +139,7 @@ def test_per_key_order_survives_a_reshard_with_many_records_in_flight() -> None:
     # out of order
     violations = {seed: _order_violations(seed) for seed in range(30)}
     seeds = sum(map(bool, violations.values()))
-    print(f"order violations: {sum(violations.values())} in {seeds} of 30 seeds")  # noqa: T201
+    print(f"order violations: {sum(violations.values())} in {seeds} of 30 seeds")  # noqa: T201 (pytest -s)
     assert sum(violations.values()) == 0, {s: v for s, v in violations.items() if v}
 
 

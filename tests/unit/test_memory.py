@@ -85,7 +85,7 @@ def test_bodies_of_many_small_records_are_not_held_while_their_records_wait() ->
     peak, responses = asyncio.run(_post_all_and_measure(app, gate, bodies, 200))
     # THEN the memory held peaks within the bound (it was ~100 MB: every parsed body was kept
     # until Kinesis answered)
-    print(f"12 x {len(bodies[0]) / MiB:.2f} MiB bodies: traced peak {peak / MiB:.1f} MiB")  # noqa: T201
+    print(f"12 x {len(bodies[0]) / MiB:.2f} MiB bodies: traced peak {peak / MiB:.1f} MiB")  # noqa: T201 (pytest -s)
     assert peak <= bound + 2 * MiB, peak / MiB
     # AND each record was stored or refused as overloaded (503 + Retry-After for a request
     # refused whole; a batch answers per record), none lost: what was acknowledged is stored

@@ -146,21 +146,21 @@ def test_the_region_falls_back_to_the_sdk_variables(
         monkeypatch.delenv(name, raising=False)
     own = env_names(cls, "region")[0]
     values = {"stream_name": "s"}
-    assert cls(**values).region == "us-east-1"  # type: ignore[attr-defined]  # each has region
+    assert cls(**values).region == "us-east-1"  # type: ignore[attr-defined]  # all have it
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
-    assert cls(**values).region == "ap-south-1"  # type: ignore[attr-defined]  # each has region
+    assert cls(**values).region == "ap-south-1"  # type: ignore[attr-defined]  # all have it
     # GIVEN AWS_REGION (what ECS sets in every task) THEN it wins over AWS_DEFAULT_REGION
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    assert cls(**values).region == "eu-west-1"  # type: ignore[attr-defined]  # each has region
+    assert cls(**values).region == "eu-west-1"  # type: ignore[attr-defined]  # all have it
     # AND the service's own variable wins over both
     monkeypatch.setenv(own, "eu-central-1")
-    assert cls(**values).region == "eu-central-1"  # type: ignore[attr-defined]  # each has region
-    assert cls(**values, region="us-west-2").region == "us-west-2"  # type: ignore[attr-defined]  # each has region
+    assert cls(**values).region == "eu-central-1"  # type: ignore[attr-defined]  # all have it
+    assert cls(**values, region="us-west-2").region == "us-west-2"  # type: ignore[attr-defined]  # all have it
 
 
 @pytest.mark.parametrize("cls", SETTINGS)
 def test_log_level_is_read_in_any_case(cls: type[BaseSettings]) -> None:
-    assert cls(stream_name="s", log_level="warning").log_level == "WARNING"  # type: ignore[attr-defined]  # each has
+    assert cls(stream_name="s", log_level="warning").log_level == "WARNING"  # type: ignore[attr-defined]  # all have it
 
 
 def _json_lines(text: str) -> list[dict[str, object]]:

@@ -186,7 +186,7 @@ def test_default_client_follows_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     meta = sink._client.meta
     assert (meta.region_name, meta.endpoint_url) == ("eu-west-1", "http://127.0.0.1:8000")
     # botocore sets each Config option as an attribute; its stubs declare none of them
-    retries = meta.config.retries  # type: ignore[attr-defined]  # see above
+    retries = meta.config.retries  # type: ignore[attr-defined]  # set as an attribute
     assert retries == {"mode": "standard", "total_max_attempts": 6}  # 5 retries
 
 

@@ -97,7 +97,7 @@ def test_dry_run_decides_and_logs_but_calls_nothing(caplog: pytest.LogCaptureFix
     assert decision.action is Action.UPDATE_SHARD_COUNT and kinesis.calls == []
     record = next(r for r in caplog.records if r.getMessage().startswith("decision"))
     # the decision's fields, set on the log record by `extra`
-    assert (record.applied, record.dry_run, record.target) == (False, True, 6)  # type: ignore[attr-defined]  # extra
+    assert (record.applied, record.dry_run, record.target) == (False, True, 6)  # type: ignore[attr-defined]  # logging's extra
     assert "92%" in record.getMessage() or "95%" in record.getMessage()
 
 
