@@ -164,8 +164,8 @@ class ConsumerState:
         self.retries += value("WriteRetries")
         self.behind[source] = (now, float(value("MillisBehindLatest")))
         sample = value("EndToEndLatency", [])
-        for value in sample if isinstance(sample, list) else [sample]:
-            self.latencies.append((now, float(value)))
+        for latency in sample if isinstance(sample, list) else [sample]:
+            self.latencies.append((now, float(latency)))
 
     def recent_latency(self, now: float, p: float) -> float | None:
         return percentile((v for t, v in self.latencies if now - t <= LATENCY_WINDOW), p)

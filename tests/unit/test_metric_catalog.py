@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import botocore.model
 import botocore.session
 import pytest
 
@@ -109,7 +110,9 @@ def emitted() -> tuple[set[Seen], set[str], list[dict[str, Any]]]:
 
 def test_every_entry_has_a_cloudwatch_unit_dimensions_and_a_meaning() -> None:
     units = botocore.session.get_session().get_service_model("cloudwatch")
-    standard = set(units.shape_for("StandardUnit").enum)
+    unit_shape = units.shape_for("StandardUnit")
+    assert isinstance(unit_shape, botocore.model.StringShape)
+    standard = set(unit_shape.enum)
     names = Counter((m.namespace, m.name) for m in CATALOGUE)
     assert [key for key, n in names.items() if n > 1] == []
     for metric in CATALOGUE:
