@@ -264,12 +264,14 @@ class Platform:
 
 def _platform(name: str, provider: aws.Provider, network: Network, logs: Logs) -> Platform:
     own = pulumi.ResourceOptions(provider=provider)
+    insights = logs.container_insights
+    assert insights is not None  # Logs is given the cluster's name (build)
     # Container Insights writes to its log group, created first (``Logs``) to be the stack's
     cluster = aws.ecs.Cluster(
         name,
         name=name,
         settings=[{"name": "containerInsights", "value": "enabled"}],
-        opts=own.merge(pulumi.ResourceOptions(depends_on=[logs.container_insights])),
+        opts=own.merge(pulumi.ResourceOptions(depends_on=[insights])),
     )
     worker_sg = aws.ec2.SecurityGroup(
         f"{name}-workers",

@@ -177,7 +177,7 @@ class LoadBalancer(pulumi.ComponentResource):
         """A regional web ACL on the ALB blocking a client IP over ``limit`` requests in
         ``WAF_WINDOW_SECONDS`` (then 403 from the ALB until its rate falls back)."""
 
-        def visibility(metric: str) -> dict[str, object]:
+        def visibility(metric: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
             return {
                 "cloudwatch_metrics_enabled": True,
                 "metric_name": metric,

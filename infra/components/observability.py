@@ -66,7 +66,12 @@ class DashboardInputs:
 
 
 def _metric(
-    metric: Metric, stat: str = "Sum", ref: str = "", visible: bool = True, **dims: str
+    metric: Metric,
+    stat: str = "Sum",
+    ref: str = "",
+    visible: bool = True,
+    *,
+    dims: Mapping[str, str],
 ) -> list[Any]:
     """A dashboard row: the catalogue's ``metric`` under ``dims`` (one of its dimension sets)."""
     if not metric.published_under(dims):
@@ -118,84 +123,88 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
         (
             "Ingest: requests and user records per minute",
             [
-                _metric(PRODUCER["Requests"], **prod),
-                _metric(PRODUCER["UserRecordsReceived"], **prod),
-                _metric(PRODUCER["UserRecordsPut"], **prod),
+                _metric(PRODUCER["Requests"], dims=prod),
+                _metric(PRODUCER["UserRecordsReceived"], dims=prod),
+                _metric(PRODUCER["UserRecordsPut"], dims=prod),
             ],
         ),
         (
             "Consumer lag: millis behind latest",
             [
                 _metric(
-                    KCL["MillisBehindLatest"].of(d.application), "Maximum", **KCL_APPLICATION_LAG
+                    KCL["MillisBehindLatest"].of(d.application), "Maximum", dims=KCL_APPLICATION_LAG
                 ),
-                _metric(CONSUMER["MillisBehindLatest"], "Maximum", **cons),
+                _metric(CONSUMER["MillisBehindLatest"], "Maximum", dims=cons),
             ],
         ),
         (
             "End-to-end latency, ingest to stored (ms)",
             [
-                _metric(CONSUMER["EndToEndLatency"], "p50", **cons),
-                _metric(CONSUMER["EndToEndLatency"], "p99", **cons),
-                _metric(CONSUMER["EndToEndLatencyMax"], "Maximum", **cons),
+                _metric(CONSUMER["EndToEndLatency"], "p50", dims=cons),
+                _metric(CONSUMER["EndToEndLatency"], "p99", dims=cons),
+                _metric(CONSUMER["EndToEndLatencyMax"], "Maximum", dims=cons),
             ],
         ),
         (
             "Records put to Kinesis vs stored and quarantined",
             [
-                _metric(PRODUCER["UserRecordsPut"], **prod),
-                _metric(CONSUMER["RecordsWritten"], **cons),
-                _metric(CONSUMER["RecordsQuarantined"], **cons),
+                _metric(PRODUCER["UserRecordsPut"], dims=prod),
+                _metric(CONSUMER["RecordsWritten"], dims=cons),
+                _metric(CONSUMER["RecordsQuarantined"], dims=cons),
             ],
         ),
         (
             "Producer answers: 4xx, 503, other 5xx",
             [
-                _metric(PRODUCER["Responses4xx"], **prod),
-                _metric(PRODUCER["Responses503"], **prod),
-                _metric(PRODUCER["Responses5xx"], **prod),
-                _metric(PRODUCER["UserRecordsNotAccepted"], **prod),
-                _metric(ALB["HTTPCode_ELB_5XX_Count"], **alb),
+                _metric(PRODUCER["Responses4xx"], dims=prod),
+                _metric(PRODUCER["Responses503"], dims=prod),
+                _metric(PRODUCER["Responses5xx"], dims=prod),
+                _metric(PRODUCER["UserRecordsNotAccepted"], dims=prod),
+                _metric(ALB["HTTPCode_ELB_5XX_Count"], dims=alb),
             ],
         ),
         (
             "Aggregation: user records per Kinesis record and per PutRecords call",
             [
-                _metric(PRODUCER["UserRecordsPerKinesisRecord"], "Average", **prod),
-                _metric(PRODUCER["UserRecordsPut"], ref="put", visible=False, **prod),
-                _metric(PRODUCER["PutRecordsCalls"], ref="calls", visible=False, **prod),
+                _metric(PRODUCER["UserRecordsPerKinesisRecord"], "Average", dims=prod),
+                _metric(PRODUCER["UserRecordsPut"], ref="put", visible=False, dims=prod),
+                _metric(PRODUCER["PutRecordsCalls"], ref="calls", visible=False, dims=prod),
                 _expression("put / calls", "user records per PutRecords call"),
             ],
         ),
         (
             "Throttling: Kinesis writes, DynamoDB writes",
             [
-                _metric(KINESIS["WriteProvisionedThroughputExceeded"], **stream),
-                _metric(PRODUCER["Retries"], **prod),
-                _metric(DYNAMODB["WriteThrottleEvents"], TableName=d.records_table),
-                _metric(CONSUMER["WriteRetries"], **cons),
+                _metric(KINESIS["WriteProvisionedThroughputExceeded"], dims=stream),
+                _metric(PRODUCER["Retries"], dims=prod),
+                _metric(DYNAMODB["WriteThrottleEvents"], dims={"TableName": d.records_table}),
+                _metric(CONSUMER["WriteRetries"], dims=cons),
             ],
         ),
         (
             "Shards: open vs scaler target, utilisation %",
             [
-                _metric(SCALER["OpenShards"], "Maximum", **stream),
-                _metric(SCALER["TargetShards"], "Maximum", **stream),
-                _metric(SCALER["Utilisation"], "Maximum", **stream),
+                _metric(SCALER["OpenShards"], "Maximum", dims=stream),
+                _metric(SCALER["TargetShards"], "Maximum", dims=stream),
+                _metric(SCALER["Utilisation"], "Maximum", dims=stream),
             ],
         )
         if d.scaler
         else (
             "Stream (on demand): incoming bytes and records",
             [
-                _metric(KINESIS["IncomingBytes"], **stream),
-                _metric(KINESIS["IncomingRecords"], **stream),
+                _metric(KINESIS["IncomingBytes"], dims=stream),
+                _metric(KINESIS["IncomingRecords"], dims=stream),
             ],
         ),
         (
             "CPU per service (%)",
             [
-                _metric(ECS["CPUUtilization"], "Average", ClusterName=d.cluster, ServiceName=n)
+                _metric(
+                    ECS["CPUUtilization"],
+                    "Average",
+                    dims={"ClusterName": d.cluster, "ServiceName": n},
+                )
                 for n in d.services.values()
             ],
         ),
@@ -205,8 +214,7 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
                 _metric(
                     CONTAINER_INSIGHTS["RunningTaskCount"],
                     "Average",
-                    ClusterName=d.cluster,
-                    ServiceName=n,
+                    dims={"ClusterName": d.cluster, "ServiceName": n},
                 )
                 for n in d.services.values()
             ],
@@ -214,16 +222,16 @@ def dashboard_body(d: DashboardInputs) -> dict[str, Any]:
         (
             "Consumer: batch write latency (ms)",
             [
-                _metric(CONSUMER["BatchWriteLatency"], "Average", **cons),
-                _metric(CONSUMER["BatchWriteLatencyMax"], "Maximum", **cons),
+                _metric(CONSUMER["BatchWriteLatency"], "Average", dims=cons),
+                _metric(CONSUMER["BatchWriteLatencyMax"], "Maximum", dims=cons),
             ],
         ),
         (
             "Producer: buffering time (ms), records held by the rate limit",
             [
-                _metric(PRODUCER["BufferingTime"], "Average", **prod),
-                _metric(PRODUCER["KinesisRecordsRateLimited"], **prod),
-                _metric(PRODUCER["UserRecordsOverloaded"], **prod),
+                _metric(PRODUCER["BufferingTime"], "Average", dims=prod),
+                _metric(PRODUCER["KinesisRecordsRateLimited"], dims=prod),
+                _metric(PRODUCER["UserRecordsOverloaded"], dims=prod),
             ],
         ),
     ]

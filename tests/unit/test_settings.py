@@ -205,7 +205,7 @@ def test_every_variable_is_in_the_readme(cls: type[BaseSettings]) -> None:
 def _readme_defaults(prefix: str) -> list[tuple[str, str]]:
     """(variable, its default as the README's configuration table gives it) for each variable
     of ``prefix``; a row naming two variables (``A`` / ``B``) gives their defaults likewise."""
-    found = []
+    found: list[tuple[str, str]] = []
     for line in (ROOT / "README.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not line.startswith(f"| `{prefix}") or len(cells) < 2:
