@@ -535,7 +535,7 @@ def test_a_batch_gets_the_same_per_record_answer_whichever_way_and_parser_reads_
     for way in ("fast path", "FastAPI route"):
         kinesis = FakeKinesis(even_shards(2))
         with _client(kinesis) as client:
-            client.app.fast_path = way == "fast path"  # type: ignore[attr-defined]
+            client.app.fast_path = way == "fast path"  # type: ignore[attr-defined]  # our FastAPI app
             # WHEN it is posted
             response = _post(client, "/batch", body)
         # THEN the good record is stored and answered, the bad one fails alone, naming why
