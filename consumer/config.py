@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.settings import LogLevel, log_level_field, region_field
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_kinesis.client import KinesisClient
 
 
 class ConsumerSettings(BaseSettings):
@@ -151,6 +155,22 @@ class ConsumerSettings(BaseSettings):
         """AT_TIMESTAMP's moment as the KCL reads it: whole seconds (rounded down)."""
         stamp: datetime | None = self.initial_timestamp
         return int(stamp.timestamp()) if stamp is not None else None
+
+    def tool_clients(
+        self, kinesis_ca_bundle: str | None = None
+    ) -> tuple[KinesisClient, DynamoDBClient]:
+        """Kinesis and DynamoDB clients at the configured region and endpoints, for the
+        operator's tools (replay, rebuild); ``kinesis_ca_bundle`` verifies a local endpoint."""
+        import boto3  # the tools' only: the settings are read where boto3 is not needed
+
+        kinesis = boto3.client(
+            "kinesis",
+            region_name=self.region,
+            endpoint_url=self.kinesis_endpoint,
+            verify=kinesis_ca_bundle,
+        )
+        ddb = boto3.client("dynamodb", region_name=self.region, endpoint_url=self.dynamodb_endpoint)
+        return kinesis, ddb
 
     @field_validator("*")
     @classmethod

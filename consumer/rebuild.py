@@ -136,8 +136,6 @@ def caught_up(shards: list[ShardProgress]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import boto3
-
     from consumer.config import get_settings
 
     parser = argparse.ArgumentParser(
@@ -158,15 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinesis-ca-bundle", help="PEM to verify a local Kinesis endpoint")
     args = parser.parse_args(argv)
     settings = get_settings()
-    kinesis = boto3.client(
-        "kinesis",
-        region_name=settings.region,
-        endpoint_url=settings.kinesis_endpoint,
-        verify=args.kinesis_ca_bundle,
-    )
-    ddb = boto3.client(
-        "dynamodb", region_name=settings.region, endpoint_url=settings.dynamodb_endpoint
-    )
+    kinesis, ddb = settings.tool_clients(args.kinesis_ca_bundle)
     until = args.until or datetime.now(UTC) - timedelta(minutes=1)
     application = rebuild_application(settings.application_name, args.since)
     shards = progress(kinesis, ddb, settings.stream_name, application, args.since, until)

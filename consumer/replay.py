@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from common import settings as cli
@@ -143,15 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         stream, table = found.stream, found.quarantine_table
     else:
         settings = cli.settings_or_exit(ConsumerSettings, prog, get_settings)
-        kinesis = boto3.client(
-            "kinesis",
-            region_name=settings.region,
-            endpoint_url=settings.kinesis_endpoint,
-            verify=args.kinesis_ca_bundle,
-        )
-        ddb = boto3.client(
-            "dynamodb", region_name=settings.region, endpoint_url=settings.dynamodb_endpoint
-        )
+        kinesis, ddb = settings.tool_clients(args.kinesis_ca_bundle)
         stream, table = settings.stream_name, settings.quarantine_table
     outcome = replay(kinesis, ddb, stream, table, args.reason, args.dry_run)
     _say(
