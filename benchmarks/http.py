@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.null_kinesis import spawn, wait_port
 from benchmarks.procstat import tree_cpu
 from local_stack.processes import port_open
 
@@ -73,14 +74,6 @@ def _env() -> dict[str, str]:
         "PRODUCER_KINESIS_ENDPOINT": f"http://127.0.0.1:{NULL_PORT}",
         "PRODUCER_EMF_INTERVAL_SECONDS": "0",
     }
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while not port_open("127.0.0.1", port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server on {port} did not start")
-        time.sleep(0.1)
 
 
 def write_post_script(script: Path, body: str) -> None:
@@ -156,7 +149,7 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_port(SERVER_PORT, server)
+    wait_port(SERVER_PORT, server)
     return server
 
 
@@ -211,22 +204,11 @@ def main() -> None:
     busy = [p for p in (NULL_PORT, SERVER_PORT) if port_open("127.0.0.1", p)]
     if busy:
         sys.exit(f"ports {busy} are in use: another benchmark running?")
-    null = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.null_kinesis",
-            "--port",
-            str(NULL_PORT),
-            "--lifetime",
-            str(args.rounds * len(CONTENDERS) * (args.seconds + 15) + 60),
-        ],
-    )
+    null = spawn(NULL_PORT, lifetime=args.rounds * len(CONTENDERS) * (args.seconds + 15) + 60)
     rates: dict[str, list[float]] = {c.name: [] for c in CONTENDERS}
     errors: dict[str, int] = {c.name: 0 for c in CONTENDERS}
     cores: dict[str, dict[str, list[float]]] = {c.name: {} for c in CONTENDERS}
     try:
-        _wait_port(NULL_PORT, null)
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.rounds):
                 for contender in CONTENDERS:
@@ -238,8 +220,7 @@ def main() -> None:
                     for side, value in used.items():
                         cores[contender.name].setdefault(side, []).append(value)
     finally:
-        null.terminate()
-        null.wait(timeout=10)
+        stop(null)
     median = {name: statistics.median(values) for name, values in rates.items()}
     print("HTTP path, user records/s (median of rounds; wrk -t1; null Kinesis)")
     for name, value in median.items():

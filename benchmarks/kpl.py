@@ -37,8 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.http import _wait_port
-from benchmarks.null_kinesis import STATS_TARGET
+from benchmarks.http import stop
+from benchmarks.null_kinesis import STATS_TARGET, spawn
 from benchmarks.procstat import tree_cpu
 from local_stack.certs import TlsFiles, ensure_tls
 from local_stack.processes import port_open
@@ -268,27 +268,11 @@ def null_endpoint() -> Iterator[None]:
     if port_open("127.0.0.1", NULL_PORT):
         sys.exit(f"port {NULL_PORT} is in use: another benchmark running?")
     tls = _tls()
-    null = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.null_kinesis",
-            "--port",
-            str(NULL_PORT),
-            "--tls-cert",
-            str(tls.cert),
-            "--tls-key",
-            str(tls.key),
-            "--lifetime",
-            "3600",
-        ],
-    )
+    null = spawn(NULL_PORT, lifetime=3600, tls=(str(tls.cert), str(tls.key)))
     try:
-        _wait_port(NULL_PORT, null)
         yield
     finally:
-        null.terminate()
-        null.wait(timeout=10)
+        stop(null)
 
 
 def main() -> None:

@@ -26,8 +26,6 @@ import argparse
 import asyncio
 import json
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,13 +36,12 @@ from benchmarks.http import (
     NULL_PORT,
     RECORD,
     SERVER_PORT,
-    _wait_port,
     start_server,
     stop,
     write_post_script,
     wrk,
 )  # fmt: skip
-from benchmarks.null_kinesis import OPEN_SHARDS
+from benchmarks.null_kinesis import OPEN_SHARDS, spawn
 from common.kinesis import Shard
 from common.metric_catalog import PRODUCER
 from producer.shards import ShardMap
@@ -91,15 +88,10 @@ class _Null:
     """The null Kinesis endpoint for one run."""
 
     def __init__(self, delay: float, lifetime: float) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(NULL_PORT),
-             "--delay", str(delay), "--lifetime", str(lifetime)],
-        )  # fmt: skip
-        _wait_port(NULL_PORT, self.proc)
+        self.proc = spawn(NULL_PORT, lifetime, delay)
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        stop(self.proc)
 
 
 def memory_shape(

@@ -16,10 +16,14 @@ import argparse
 import asyncio
 import json
 import ssl
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from common.kinesis import even_shards, hash_key
+from local_stack.processes import port_open
 
 SHARDS = 5  # the reference design's stream
 OPEN_SHARDS = even_shards(SHARDS)
@@ -150,6 +154,34 @@ async def serve(
     )
     async with server:
         await asyncio.sleep(lifetime)
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until ``proc`` listens on 127.0.0.1:``port`` (30 s at most, and only while it runs)."""
+    deadline = time.monotonic() + 30
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server on {port} did not start")
+        time.sleep(0.1)
+
+
+def spawn(
+    port: int, lifetime: float, delay: float = 0.0, tls: tuple[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """This endpoint in a child process, once it listens (``tls``: certificate and key
+    files); the caller stops it."""
+    argv = [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(port)]
+    argv += ["--delay", str(delay), "--lifetime", str(lifetime)]
+    if tls is not None:
+        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+    proc = subprocess.Popen(argv)
+    try:
+        wait_port(port, proc)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
 
 
 def main() -> None:
