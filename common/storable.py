@@ -6,7 +6,7 @@ acknowledged record is always storable. DynamoDB's limits, from the DynamoDB Dev
 (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html
 for numbers and names, .../ServiceQuotas.html for item size, nesting and attribute names,
 .../CapacityUnitCalculations.html for the size formula), each checked at its edge, just
-inside and just outside, against DynamoDB Local in ``tests/unit/test_storable.py``:
+inside and just outside, against DynamoDB Local in ``tests/unit/common/test_storable.py``:
 
 - numbers: 0, or a magnitude from 1E-130 to 9.9999999999999999999999999999999999999E+125
   with at most 38 significant digits (leading and trailing zeros do not count);

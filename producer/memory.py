@@ -7,7 +7,7 @@ refused at once (503 with Retry-After) instead of being held: the KPL has no suc
 grows until the process is killed (amazon-kinesis-producer issues 21, 122, 485), and a killed
 producer turns records Kinesis already has into duplicates when clients send them again.
 
-The charges are upper bounds, checked against tracemalloc in ``tests/unit/test_memory.py``:
+The charges are upper bounds, checked against tracemalloc in ``tests/unit/producer/test_memory.py``:
 ``parse_cost`` for parsing a JSON body (orjson or Python's parser), ``exact_parse_cost`` with
 every number exact (the FastAPI route's parser, ``common.storable.loads``), ``record_cost`` for a
 record from the moment it is taken until it is answered.

@@ -148,7 +148,8 @@ def parse(body: bytes) -> Any:
     string that looks like one) is left to the exact parser (``common.storable.loads``), and so
     is one with an exponent of three digits: orjson reads 1e-400 as 0.0 without a word (and a
     subnormal with fewer digits than were sent), which the contract would then store as 0
-    (found by tests/unit/test_fuzz.py); DynamoDB's numbers stop at exponents -130 and 125.
+    (found by tests/unit/producer/api/test_fuzz.py); DynamoDB's numbers stop at exponents -130
+    and 125.
     """
     numeric = body.translate(_NUMERIC)
     if _SIXTEEN in numeric or any(e in numeric for e in _LONG_EXPONENTS):
@@ -262,7 +263,7 @@ def too_costly(cost: int, budget: MemoryBudget) -> Refused:
 def as_json(scope: Scope) -> Scope:
     """``scope`` with ``Content-Type: application/json`` when it has none: the gate takes a
     body without one as JSON, and so must the FastAPI route (which would read it as bytes and
-    answer 422 where the fast path answered 200; found by tests/unit/test_fuzz.py)."""
+    answer 422 where the fast path answered 200; found by tests/unit/producer/api/test_fuzz.py)."""
     if any(name == b"content-type" for name, _ in scope["headers"]):
         return scope
     return {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}

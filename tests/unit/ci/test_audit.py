@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 VULNERABLE = "h11"  # a package uv.lock pins
 
 

@@ -26,7 +26,7 @@ from producer.config import ProducerSettings
 from scaler import config as scaler_config
 from scaler.config import ScalerSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ENTRY_POINTS: dict[str, type[BaseSettings]] = {
     "producer": ProducerSettings,
     "consumer": ConsumerSettings,

@@ -147,7 +147,7 @@ def test_the_parse_cost_bounds_what_parsing_a_body_takes(shape: str, parser: str
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE, SHAPES[shape], parser],
         capture_output=True, text=True, check=True, timeout=60,
-        cwd=Path(__file__).parents[2],
+        cwd=Path(__file__).parents[3],
     ).stdout  # fmt: skip
     peak, estimate = map(int, out.split())
     # THEN the estimate charged before parsing is at least the resident memory it took at peak
