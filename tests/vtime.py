@@ -1,7 +1,11 @@
-"""Virtual time for asyncio tests: an event loop whose clock jumps to the next timer whenever
-nothing is ready to run, so seconds of producer time (TTLs, rate limits, backoff) pass in
-milliseconds and come out the same on a busy machine as on an idle one.
+"""Time under the test's control, in one place.
 
+``FakeClock``: for code that takes its clock (and its ``sleep``) as an argument; the test moves
+the time itself, so a minute passes at once and exactly.
+
+``VirtualTimeLoop`` (``run``): for asyncio code, an event loop whose clock jumps to the next
+timer whenever nothing is ready to run, so seconds of producer time (TTLs, rate limits,
+backoff) pass in milliseconds and come out the same on a busy machine as on an idle one.
 Only for code whose waiting is all on the loop (timers, futures): blocking calls must not go
 to threads (the collector takes a ``call`` that runs them on the loop, see ``in_loop``). A
 loop that would wait forever (nothing scheduled, nothing ready) raises instead of hanging.
@@ -15,6 +19,27 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class FakeClock:
+    """A clock that moves only when the test moves it. Called, it gives the time (in place of
+    ``time.monotonic`` or ``time.time``); ``now`` may be set; ``advance`` moves it on;
+    ``sleep`` (in place of ``time.sleep``) moves it on at once and records how long in
+    ``sleeps``."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 class WouldHang(RuntimeError):

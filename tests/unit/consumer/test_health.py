@@ -15,18 +15,11 @@ from consumer.health import Heartbeat, stuck
 from consumer.processor import RecordProcessor
 from consumer.sink import WriteOutcome
 from tests.unit.consumer.test_processor import INIT, FakeSink, _batch, _record, _reply
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.vtime import FakeClock
 
 
 def test_a_processor_busy_past_the_limit_is_stuck_an_idle_one_never(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(5_000.0)
     busy, idle, ended = (Heartbeat(tmp_path, s, clock) for s in ("shard-1", "shard-2", "shard-3"))
     busy.busy()
     idle.busy()

@@ -28,6 +28,7 @@ from consumer.metrics import ConsumerMetrics
 from consumer.processor import RecordProcessor
 from consumer.records import QUARANTINE_PART_BYTES
 from consumer.sink import SinkWriteError, WriteOutcome
+from tests.vtime import FakeClock
 
 SHARD = "shardId-000000000001"
 INIT = {"action": "initialize", "shardId": SHARD, "sequenceNumber": "1", "subSequenceNumber": 0}
@@ -340,17 +341,9 @@ def test_main_keeps_stdout_for_the_protocol(monkeypatch: pytest.MonkeyPatch) -> 
     assert made[1] == ("ran", fake_stderr)
 
 
-class StepClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_metrics_go_to_stderr_as_emf_once_an_interval_and_at_shutdown() -> None:
     # GIVEN a processor with metrics every 60 s, and two batches, one with a poison record
-    clock, stderr = StepClock(), io.StringIO()
+    clock, stderr = FakeClock(1_000.0), io.StringIO()
     metrics = ConsumerMetrics(stderr, 60.0, clock)
     sink, quarantine = FakeSink(), FakeSink()
     record_processor = RecordProcessor(sink, quarantine, sleep=lambda _: None, metrics=metrics)
@@ -362,7 +355,7 @@ def test_metrics_go_to_stderr_as_emf_once_an_interval_and_at_shutdown() -> None:
     # THEN nothing is written before the interval is up
     assert stderr.getvalue() == ""
     # WHEN a minute passes and a second batch comes, then the shard ends
-    clock.now += 61
+    clock.advance(61)
     stdin = io.StringIO("".join(json.dumps(x) + "\n" for x in
                                 [_batch(_record("c", "200", 0)), _reply("200", 0),
                                  {"action": "shardEnded"}, _reply(None, None)]))  # fmt: skip

@@ -18,6 +18,7 @@ from consumer import sink as sink_module
 from consumer.replay import scan_all
 from consumer.sink import DynamoDBSink, SinkWriteError
 from local_stack.ephemeral import EphemeralDynamoDB
+from tests.vtime import FakeClock
 
 
 def _item(i: int, version: str = "v1") -> dict[str, Any]:
@@ -26,19 +27,6 @@ def _item(i: int, version: str = "v1") -> dict[str, Any]:
 
 def _puts(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"PutRequest": {"Item": item}} for item in items]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from common.kinesis import Shard
 from local_stack.stream_metrics import StreamMetrics
 from scaler.model import Load
 from scaler.sources import CloudWatchSource
+from tests.vtime import FakeClock
 
 PROMETHEUS = """producer_shard_kinesis_records_put_total{shard="a"} %d
 producer_shard_kinesis_bytes_put_total{shard="a"} %d
@@ -32,20 +33,12 @@ class Admin:
 ADMIN: Any = Admin()  # the stream calls the publisher makes (StreamAdmin's)
 
 
-class Clock:
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def __call__(self) -> float:
-        return self.at
-
-
 def test_the_scaler_reads_what_the_producers_put_as_kinesis_metrics() -> None:
     # GIVEN a producer whose counters for shard "a" grow by 60 records, 600,000 bytes and one
     # throttled record in each of two intervals of a minute, then by 30 records in the next
     # minute; shard "b" is open and gets nothing, "closed" got records before the first scrape
     pages = [(0, 0, 0), (60, 600_000, 1), (120, 1_200_000, 2), (150, 1_500_000, 2)]
-    clock = Clock(MINUTE + 10)
+    clock = FakeClock(MINUTE + 10)
     with mock_aws():
         cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
         metrics = StreamMetrics(cloudwatch, ADMIN, ["p"], clock=clock,
@@ -54,7 +47,7 @@ def test_the_scaler_reads_what_the_producers_put_as_kinesis_metrics() -> None:
         # next minute
         published = []
         for at in (MINUTE + 10, MINUTE + 30, MINUTE + 50, MINUTE + 70):
-            clock.at = at
+            clock.now = at
             published.append(metrics.publish())
         # THEN each interval has a datapoint per metric for the stream and each shard, open or
         # written to (3 metrics x (stream + a, b, closed))

@@ -20,17 +20,10 @@ from local_stack.ownership import RUN_VARIABLE, PidFile, Recorded, port_holders,
 from local_stack.processes import ManagedProcess, StartupError
 from local_stack.stack import LocalStack, StackConfig
 from local_stack.supervisor import RestartPolicy, ServiceFailed, Supervisor
+from tests.vtime import FakeClock
 
 PY = sys.executable
 SLEEP = [PY, "-c", "import time; time.sleep(600)"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _wait_exit(process: ManagedProcess) -> None:
@@ -39,12 +32,12 @@ def _wait_exit(process: ManagedProcess) -> None:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
-def supervisor(tmp_path: Path, clock: Clock) -> Iterator[Supervisor]:
+def supervisor(tmp_path: Path, clock: FakeClock) -> Iterator[Supervisor]:
     policy = RestartPolicy(first_delay=1, max_delay=4, healthy_after=60, max_quick_exits=5)
     running = Supervisor(tmp_path, policy, clock)
     running.begin()
@@ -59,7 +52,7 @@ def test_backoff_doubles_per_quick_exit_up_to_the_cap_then_gives_up() -> None:
 
 
 def test_an_exited_service_is_restarted_after_its_backoff_and_the_others_keep_running(
-    supervisor: Supervisor, clock: Clock
+    supervisor: Supervisor, clock: FakeClock
 ) -> None:
     # GIVEN two services, one of which is killed
     steady = supervisor.spawn("steady", SLEEP, os.environ)
@@ -76,7 +69,7 @@ def test_an_exited_service_is_restarted_after_its_backoff_and_the_others_keep_ru
     assert status["victim"]["last_exit"] == "killed by SIGKILL"
     assert supervisor.supervise() == []  # not yet: the backoff
     # AND once the backoff is over it starts it again, counted
-    clock.now += 1
+    clock.advance(1)
     assert supervisor.supervise() == [f"victim restarted (pid {victim.pid}), 1x so far"]
     assert victim.running() and victim.pid != first_pid
     assert steady.running() and steady.pid == steady_pid
@@ -90,7 +83,7 @@ def test_an_exited_service_is_restarted_after_its_backoff_and_the_others_keep_ru
 
 
 def test_a_service_failing_right_after_each_start_stops_the_stack_with_its_log_tail(
-    supervisor: Supervisor, clock: Clock
+    supervisor: Supervisor, clock: FakeClock
 ) -> None:
     failing = supervisor.spawn("failing", [PY, "-c", "print('no config'); exit(70)"], os.environ)
     delays = []
@@ -99,7 +92,7 @@ def test_a_service_failing_right_after_each_start_stops_the_stack_with_its_log_t
             _wait_exit(failing)
             events = supervisor.supervise()  # notes the exit, or raises
             delays.append(float(events[0].split(" in ")[1].removesuffix(" s")))
-            clock.now += delays[-1]
+            clock.advance(delays[-1])
             supervisor.supervise()  # starts it again
     # THEN it was restarted with a doubling backoff, then given up on at the fifth exit
     assert delays == [1, 2, 4, 4]
@@ -108,21 +101,23 @@ def test_a_service_failing_right_after_each_start_stops_the_stack_with_its_log_t
     assert "no config" in message and str(failing.log_path) in message
 
 
-def test_a_run_that_lasted_starts_the_count_afresh(supervisor: Supervisor, clock: Clock) -> None:
+def test_a_run_that_lasted_starts_the_count_afresh(
+    supervisor: Supervisor, clock: FakeClock
+) -> None:
     service = supervisor.spawn("service", SLEEP, os.environ)
 
     def kill_and_look() -> str:
         service.signal(signal.SIGKILL)
         _wait_exit(service)
         event = supervisor.supervise()[0]
-        clock.now += 5
+        clock.advance(5)
         supervisor.supervise()  # started again
         return event
 
     # GIVEN two exits soon after a start (the backoff grows)
     assert [kill_and_look()[-6:] for _ in range(2)] == ["in 1 s", "in 2 s"]
     # WHEN it then runs for longer than healthy_after before it exits
-    clock.now += 61
+    clock.advance(61)
     # THEN the next restart comes after the first delay again, the count started afresh
     assert kill_and_look().endswith("in 1 s") and service.quick_exits == 0
 

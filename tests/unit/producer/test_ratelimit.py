@@ -12,14 +12,7 @@ from producer.collector import Accepted, CollectorConfig, KinesisCollector
 from producer.ratelimit import ShardRateLimiter
 from producer.shards import ShardMap
 from tests.fakes import FakeKinesis, even_shards
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.vtime import FakeClock
 
 
 def _send_while_allowed(limiter: ShardRateLimiter, shard_id: str, size: int) -> int:
@@ -32,17 +25,17 @@ def _send_while_allowed(limiter: ShardRateLimiter, shard_id: str, size: int) -> 
 
 def test_a_shard_gets_its_percentage_of_the_record_limit_per_second() -> None:
     # GIVEN 150% of 1,000 records/s: a full bucket holds 1,500 records
-    clock = Clock()
+    clock = FakeClock(100.0)
     limiter = ShardRateLimiter(150, clock)
     assert _send_while_allowed(limiter, "a", 10) == 1500
     # THEN the next record may go after 1/1500 s, and half a second refills 750
     assert limiter.delay("a", 10) == 1 / 1500
-    clock.now += 0.5
+    clock.advance(0.5)
     assert _send_while_allowed(limiter, "a", 10) == 750
 
 
 def test_bytes_are_limited_too_and_a_large_record_waits_for_a_full_bucket() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     limiter = ShardRateLimiter(50, clock)  # 512 KiB/s
     assert limiter.delay("a", 1024 * 1024) == 0  # larger than the bucket: goes when full
     limiter.take("a", 1024 * 1024)  # and leaves a debt of 512 KiB
@@ -52,7 +45,7 @@ def test_bytes_are_limited_too_and_a_large_record_waits_for_a_full_bucket() -> N
 
 
 def test_closed_shards_are_forgotten() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     limiter = ShardRateLimiter(1, clock)  # 10 records/s
     for _ in range(10):
         limiter.take("parent", 1)
