@@ -8,13 +8,14 @@ import itertools
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
+
+from tests.polling import eventually
 
 
 class Page:
@@ -43,13 +44,12 @@ class Page:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 30) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            time.sleep(0.1)
-        raise TimeoutError(f"never true: {expression}")
+        return eventually(
+            lambda: self.evaluate(expression),
+            timeout=timeout,
+            interval=0.1,
+            what=f"a truthy value of {expression}",
+        )
 
     def mouse_move(self, x: float, y: float) -> None:
         self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
@@ -69,11 +69,14 @@ def open_page(url: str, profile: Path, width: int = 1400, height: int = 1000) ->
     )  # fmt: skip
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not port_file.exists() or not port_file.read_text().strip():
-            assert proc.poll() is None and time.monotonic() < deadline, "chromium did not start"
-            time.sleep(0.1)
-        port = port_file.read_text().split()[0]
+
+        def debugging_port() -> str:
+            assert proc.poll() is None, f"chromium exited with {proc.returncode}"
+            return port_file.read_text().strip() if port_file.exists() else ""
+
+        port = eventually(
+            debugging_port, timeout=60, interval=0.1, what=f"chromium to write {port_file}"
+        ).split()[0]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             target = next(t for t in json.loads(r.read()) if t["type"] == "page")
         with connect(target["webSocketDebuggerUrl"], max_size=None) as socket:

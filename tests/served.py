@@ -9,11 +9,12 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,16 +26,18 @@ def free_port() -> int:
 
 
 def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args!s} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port} after {timeout} s")
+    def listening() -> bool:
+        assert process.poll() is None, f"{process.args!s} exited with {process.returncode}"
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+
+    eventually(
+        listening,
+        timeout=timeout,
+        interval=0.1,
+        what=f"a listener on port {port}",
+        ignoring=(OSError,),
+    )
 
 
 @dataclass

@@ -12,12 +12,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.infra.dockerfile import Stage, parse
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("producer", "consumer", "scaler")
@@ -32,18 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def host_argv(command: list[str]) -> list[str]:
@@ -140,10 +129,12 @@ def _run_producer_and_scaler(
             cwd=ROOT,
         )
     )
-    wait_for(
+    eventually(
         lambda: socket.create_connection(("127.0.0.1", kinesis_port), 1).close() or True,
-        15,
-        "the null Kinesis",
+        timeout=15,
+        interval=0.2,
+        what="the null Kinesis",
+        ignoring=(OSError,),
     )
     endpoint = f"http://127.0.0.1:{kinesis_port}"
     # WHEN the producer image's command runs with its ENV (host and port made local)
@@ -163,10 +154,12 @@ def _run_producer_and_scaler(
     )
     processes.append(producer)
     base = f"http://127.0.0.1:{producer_port}"
-    wait_for(
+    eventually(
         lambda: urllib.request.urlopen(f"{base}/health", timeout=1).status == 200,
-        30,
-        "the producer",
+        timeout=30,
+        interval=0.2,
+        what="the producer's /health",
+        ignoring=(OSError,),
     )
     # THEN the image's health check passes against it, and it takes a record
     healthcheck = runtime("producer").healthcheck()
@@ -203,7 +196,14 @@ def _run_producer_and_scaler(
         lines = [json.loads(x) for x in scaler_log.read_text().splitlines() if x.startswith("{")]
         return [x for x in lines if str(x["message"]).startswith("decision")]
 
-    wait_for(lambda: len(decisions()) >= 3, 30, "three scaler decisions")
+    eventually(
+        decisions,
+        until=lambda made: len(made) >= 3,
+        timeout=30,
+        interval=0.2,
+        what="three scaler decisions",
+        ignoring=(OSError,),
+    )
     assert decisions()[-1]["current"] == 5 and decisions()[-1]["service"] == "scaler"
     assert (tmp_path / "scaler-heartbeat").exists()  # what its health check watches
     # AND both stop cleanly on SIGTERM, as ECS stops them

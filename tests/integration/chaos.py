@@ -18,6 +18,7 @@ from loadgen.stored import stored_items
 from local_stack.ownership import run_members
 from local_stack.processes import port_open
 from local_stack.stack import LocalStack
+from tests.polling import eventually
 
 
 @dataclass
@@ -32,16 +33,13 @@ class Phase:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``condition()`` held (checked every 0.2 s); fails after ``timeout``."""
+    """Seconds until ``condition()`` held (checked every 0.2 s; not serving yet is not yet);
+    fails after ``timeout``."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if condition():
-                return time.monotonic() - started
-        except (OSError, httpx.HTTPError):
-            pass  # not serving yet
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+    eventually(
+        condition, timeout=timeout, interval=0.2, what=what, ignoring=(OSError, httpx.HTTPError)
+    )
+    return time.monotonic() - started
 
 
 def record_processors(consumer_pid: int) -> list[int]:

@@ -20,6 +20,7 @@ from local_stack.stack import LocalStack, StackConfig
 from tests.integration.chaos import leftovers
 from tests.integration.throttle import ThrottlingProxy
 from tests.integration.traffic import send, wait_stored
+from tests.polling import eventually, eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +54,6 @@ def _owners(stack: LocalStack) -> dict[str, str]:
     return {i["leaseKey"]["S"]: i["leaseOwner"]["S"] for i in items if "leaseOwner" in i}
 
 
-def _wait(condition: Callable[[], object], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(1)
-    return False
-
-
 def _traffic_with(stack: LocalStack, fault: object, count: int = 900) -> list[str]:
     """POST ``count`` records (half with 8 caller keys) at 60/s; ``fault()`` runs after 4 s."""
 
@@ -76,20 +68,36 @@ def _traffic_with(stack: LocalStack, fault: object, count: int = 900) -> list[st
     return asyncio.run(scenario())
 
 
-def _traffic_until(stack: LocalStack, condition: object, timeout: float) -> tuple[list[str], bool]:
-    """POST records at 30/s until ``condition()`` holds (checked every second) or ``timeout``;
-    the acknowledged ids, and whether it held."""
+def _owners_until(
+    stack: LocalStack, until: Callable[[dict[str, str]], bool], timeout: float, what: str
+) -> dict[str, str]:
+    """The leases' owners once ``until(owners)`` holds (checked every second); fails after
+    ``timeout`` with the owners last seen."""
+    return eventually(lambda: _owners(stack), until=until, timeout=timeout, interval=1, what=what)
 
-    async def scenario() -> tuple[list[str], bool]:
+
+def _traffic_until(
+    stack: LocalStack, until: Callable[[dict[str, str]], bool], timeout: float, what: str
+) -> list[str]:
+    """POST records at 30/s until ``until(owners)`` holds (checked every second); fails after
+    ``timeout``; the acknowledged ids."""
+
+    async def scenario() -> list[str]:
         acked: list[str] = []
         sender = asyncio.create_task(send(stack.config.producer_url, 100_000, 30, 8, acked))
-        held, deadline = False, time.monotonic() + timeout
-        while not held and time.monotonic() < deadline:
-            await asyncio.sleep(1)
-            held = await asyncio.to_thread(condition)
-        sender.cancel()  # requests in flight may or may not be answered: only acked count
-        await asyncio.gather(sender, return_exceptions=True)
-        return acked, held
+        try:
+            await eventually_async(
+                lambda: _owners(stack),
+                until=until,
+                timeout=timeout,
+                interval=1,
+                what=what,
+                in_thread=True,
+            )
+        finally:
+            sender.cancel()  # requests in flight may or may not be answered: only acked count
+            await asyncio.gather(sender, return_exceptions=True)
+        return acked
 
     return asyncio.run(scenario())
 
@@ -108,8 +116,11 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_nothing(stack: LocalStac
 
     acked = _traffic_with(stack, kill_and_restart)
     # THEN the new worker took over every lease once the dead one's expired
-    assert _wait(lambda: set(_owners(stack).values()).isdisjoint(before.values()), 300), _owners(
-        stack
+    _owners_until(
+        stack,
+        lambda owners: set(owners.values()).isdisjoint(before.values()),
+        300,
+        "the new worker to hold every lease (lease: owner)",
     )
     # AND every acknowledged record is stored, each key's records in order
     assert len(acked) == 900
@@ -123,8 +134,12 @@ def test_leases_move_back_when_a_second_worker_stops_gracefully(stack: LocalStac
     # the stream is idle, so a trickle of records flows until it does)
     (first_id,) = set(_owners(stack).values())
     second = stack.add_consumer("consumer-2")
-    trickle, shared = _traffic_until(stack, lambda: len(set(_owners(stack).values())) == 2, 180)
-    assert shared, _owners(stack)
+    trickle = _traffic_until(
+        stack,
+        lambda owners: len(set(owners.values())) == 2,
+        180,
+        "the two workers to share the leases (lease: owner)",
+    )
 
     def stop_second() -> None:
         # WHEN the second gets SIGTERM (ECS scale-in) under traffic
@@ -134,7 +149,12 @@ def test_leases_move_back_when_a_second_worker_stops_gracefully(stack: LocalStac
 
     acked = _traffic_with(stack, stop_second)
     # THEN the first worker owns every lease again, and nothing acknowledged is missing
-    assert _wait(lambda: set(_owners(stack).values()) == {first_id}, 120), _owners(stack)
+    _owners_until(
+        stack,
+        lambda owners: set(owners.values()) == {first_id},
+        120,
+        f"{first_id} to hold every lease again (lease: owner)",
+    )
     assert second.proc is not None and second.proc.returncode is not None
     assert len(acked) == 900 and trickle
     assert wait_stored(stack, acked + trickle, timeout=240) == set()

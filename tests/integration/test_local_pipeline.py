@@ -35,6 +35,7 @@ from local_stack.stack import ROOT
 from tests.integration.chaos import Phase, kill, probe_stored, record_processors, wait_for
 from tests.integration.conftest import report
 from tests.integration.traffic import send
+from tests.polling import eventually
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch.type_defs import MetricDataQueryTypeDef, MetricTypeDef
@@ -63,14 +64,18 @@ def _dynamodb() -> Any:
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if "ready in" in log.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"local stack exited with {proc.returncode}:\n{log.read_text()}")
-        time.sleep(1)
-    pytest.fail(f"local stack not ready after {timeout}s:\n{log.read_text()}")
+            return True
+        assert proc.poll() is None, f"local stack exited with {proc.returncode}:\n{log.read_text()}"
+        return False
+
+    eventually(
+        ready,
+        timeout=timeout,
+        interval=1,
+        what=lambda: f"the local stack to be ready; its output:\n{log.read_text()}",
+    )
 
 
 async def _post_all(count: int) -> list[tuple[dict[str, Any], Any]]:
@@ -218,12 +223,13 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     # THEN each id is stored exactly once with its data, shard and sequence number
     expected = {a["id"]: (a, data) for a, data in answers}
     assert len(expected) == RECORDS
-    deadline, items = time.monotonic() + 180, []
-    while time.monotonic() < deadline:
-        items = [i for i in _scan_all("records") if i["id"]["S"] not in own]
-        if len(items) >= RECORDS:
-            break
-        time.sleep(2)
+    items = eventually(
+        lambda: [i for i in _scan_all("records") if i["id"]["S"] not in own],
+        until=lambda items: len(items) >= RECORDS,
+        timeout=180,
+        interval=2,
+        what=f"the {RECORDS} records stored",
+    )
     stored_ids = [i["id"]["S"] for i in items]
     assert len(stored_ids) == len(set(stored_ids)) == RECORDS, f"{len(items)} items stored"
     assert set(stored_ids) == set(expected)
@@ -237,11 +243,12 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
         assert int(item["stored_at"]["N"]) >= int(item["ingested_at"]["N"])
 
     # AND the poison record is in the quarantine with its raw bytes, not lost
-    deadline = time.monotonic() + 60
-    quarantined: list[dict[str, Any]] = []
-    while not quarantined and time.monotonic() < deadline:
-        quarantined = _scan_all("records-quarantine")
-        time.sleep(1)
+    quarantined = eventually(
+        lambda: _scan_all("records-quarantine"),
+        timeout=60,
+        interval=1,
+        what="the poison record in the quarantine",
+    )
     assert [(q["shard_id"]["S"], q["sequence_number"]["S"], q["data"]["B"])
             for q in quarantined] == [(poison["ShardId"], poison["SequenceNumber"],
                                        b"\x00not json")]  # fmt: skip
@@ -262,12 +269,15 @@ def test_posted_records_reach_dynamodb_exactly_once(launched: Launched, tmp_path
     )  # fmt: skip
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 1, skipped 0, failed 0" in replayed.stdout
-    deadline, again = time.monotonic() + 60, []
-    while time.monotonic() < deadline:
-        again = _scan_all("records-quarantine")
-        if again and again[0]["sequence_number"]["S"] != poison["SequenceNumber"]:
-            break
-        time.sleep(1)
+    again = eventually(
+        lambda: _scan_all("records-quarantine"),
+        until=lambda found: (
+            bool(found) and found[0]["sequence_number"]["S"] != poison["SequenceNumber"]
+        ),
+        timeout=60,
+        interval=1,
+        what="the replayed poison record quarantined under a new sequence number",
+    )
     assert [(q["data"]["B"], q["partition_key"]["S"]) for q in again] == [(b"\x00not json", "p")]
     assert again[0]["sequence_number"]["S"] != poison["SequenceNumber"]
 

@@ -37,6 +37,7 @@ from local_stack.stack import LocalStack, StackConfig
 from tests.integration.chaos import leftovers
 from tests.integration.traffic import open_shards, send, wait_stored
 from tests.kpl import sub_records
+from tests.polling import eventually, eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -78,14 +79,18 @@ def _reshard(stack: LocalStack, target: int, timeout: float = 60) -> None:
     kinesis.update_shard_count(
         StreamName=stack.config.stream_name, TargetShardCount=target, ScalingType="UNIFORM_SCALING"
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def status_and_shards() -> tuple[str, int]:
         summary = kinesis.describe_stream_summary(StreamName=stack.config.stream_name)
-        active = summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
-        if active and open_shards(stack) == target:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the stream did not reach {target} open shards in {timeout} s")
+        return summary["StreamDescriptionSummary"]["StreamStatus"], open_shards(stack)
+
+    eventually(
+        status_and_shards,
+        until=lambda seen: seen == ("ACTIVE", target),
+        timeout=timeout,
+        interval=0.5,
+        what=f"the stream ACTIVE with {target} open shards (status, open shards)",
+    )
 
 
 def test_reshard_5_10_5_under_traffic_keeps_every_record_and_per_key_order(
@@ -185,9 +190,13 @@ def test_sigterm_under_load_loses_no_acknowledged_record(stack: LocalStack) -> N
     async def scenario() -> list[str]:
         acked: list[str] = []
         sender = asyncio.create_task(send(stack.config.producer_url, 400, 100, 0, acked))
-        deadline = time.monotonic() + 30
-        while len(acked) < 50 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await eventually_async(
+            lambda: len(acked),
+            until=lambda count: count >= 50,
+            timeout=30,
+            interval=0.05,
+            what="50 records acknowledged",
+        )
         # WHEN it gets SIGTERM mid-stream, once 50 records were acknowledged
         producer.signal(signal.SIGTERM)
         return await sender
@@ -296,15 +305,14 @@ def test_poison_cases_are_refused_or_quarantined_whole_and_ordinary_records_flow
                      say=lambda _: None)  # fmt: skip
     assert outcome.replayed == 1
     # THEN it comes back to the quarantine whole, under its new position
-    deadline = time.monotonic() + 120
-    heads: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        heads = [h for h in scan_all(ddb, table)
-                 if "part_of" not in h and "item of" in h["reason"]["S"]]  # fmt: skip
-        if heads:
-            break
-        time.sleep(1)
-    (head,) = heads
+    (head,) = eventually(
+        lambda: [
+            h for h in scan_all(ddb, table) if "part_of" not in h and "item of" in h["reason"]["S"]
+        ],
+        timeout=120,
+        interval=1,
+        what="the replayed 900 KB record back in the quarantine",
+    )
     assert head["sequence_number"]["S"] != where["900 KB item"]
     assert whole(ddb, table, head)[0] == direct["900 KB item"]
     sys.stderr.write(f"poison table: posted {answers}, batch {batch['records'][1]['error']}, "
@@ -312,15 +320,25 @@ def test_poison_cases_are_refused_or_quarantined_whole_and_ordinary_records_flow
 
 
 def _quarantined(stack: LocalStack, sequences: set[str], timeout: float) -> dict[str, Any]:
-    """The quarantine's head items at ``sequences``, once all are there (or the timeout)."""
+    """The quarantine's head items at ``sequences``, once all are there; fails after
+    ``timeout`` with the sequence numbers found."""
     ddb, table = stack.client("dynamodb"), stack.config.quarantine_table
-    deadline = time.monotonic() + timeout
-    while True:
-        found = {h["sequence_number"]["S"]: h for h in scan_all(ddb, table)
-                 if "part_of" not in h and h["sequence_number"]["S"] in sequences}  # fmt: skip
-        if len(found) == len(sequences) or time.monotonic() > deadline:
-            return found
-        time.sleep(1)
+
+    def heads() -> dict[str, Any]:
+        return {
+            h["sequence_number"]["S"]: h
+            for h in scan_all(ddb, table)
+            if "part_of" not in h and h["sequence_number"]["S"] in sequences
+        }
+
+    found = eventually(
+        heads,
+        until=lambda found: len(found) == len(sequences),
+        timeout=timeout,
+        interval=1,
+        what=f"the {len(sequences)} records put behind the producer's back in the quarantine",
+    )
+    return found
 
 
 def test_retrying_with_the_same_ids_around_a_producer_restart_leaves_one_item_each(

@@ -28,6 +28,7 @@ import pytest
 from local_stack.stack import LocalStack, StackConfig
 from tests.integration.chaos import leftovers
 from tests.integration.traffic import open_shards, send, wait_stored
+from tests.polling import eventually, eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -103,13 +104,8 @@ def _notifications(stack: LocalStack, queue: str) -> list[dict[str, Any]]:
             for i, m in enumerate(got["Messages"])])  # fmt: skip
 
 
-def _wait_for_shards(stack: LocalStack, count: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if open_shards(stack) == count:
-            return True
-        time.sleep(1)
-    return False
+def _last_decisions(stack: LocalStack) -> str:
+    return f"the scaler's last decisions: {_decisions(stack)[-5:]}"
 
 
 def test_scales_up_holds_through_a_restart_mid_cool_off_and_scales_down_losing_nothing(
@@ -119,38 +115,52 @@ def test_scales_up_holds_through_a_restart_mid_cool_off_and_scales_down_losing_n
     queue = _watch_topic(stack)
     restarted_at = 0.0
 
-    async def traffic() -> tuple[list[str], bool, list[str]]:
+    async def traffic() -> tuple[list[str], list[str]]:
         nonlocal restarted_at
         # GIVEN ~350 KB/s on 2 shards (~17% of each: over the lowered threshold)
         acked: list[str] = []
         heavy = asyncio.create_task(
             send(stack.config.producer_url, 2400, 50, 8, acked, lambda i: {"i": i, "p": padding})
         )
-        deadline = time.monotonic() + 45
-        while open_shards(stack) < 4 and time.monotonic() < deadline:
-            await asyncio.sleep(1)
-        scaled_up = open_shards(stack) == 4
-        await asyncio.sleep(5)  # keep posting across the reshard: new shard map, closed parents
-        heavy.cancel()  # the requests in flight may or may not be answered: only acked count
-        await asyncio.gather(heavy, return_exceptions=True)
+        try:
+            # THEN the scaler goes to 4 shards under load
+            shards = await eventually_async(
+                lambda: open_shards(stack),
+                until=lambda shards: shards >= 4,
+                timeout=45,
+                interval=1,
+                what=lambda: f"4 open shards under load; {_last_decisions(stack)}",
+            )
+            assert shards == 4, _last_decisions(stack)
+            await asyncio.sleep(5)  # keep posting across the reshard: new shard map, closed parents
+        finally:
+            heavy.cancel()  # the requests in flight may or may not be answered: only acked count
+            await asyncio.gather(heavy, return_exceptions=True)
         # WHEN the scaler process is SIGKILLed in the cool-off after the scale-up, and started
         # again (as ECS replaces a task), while the traffic drops to a trickle
         stack.process("scaler").kill()
         stack.restart("scaler")
         restarted_at = time.time()
         light = await send(stack.config.producer_url, 60, 2, 8)
-        return acked, scaled_up, light
+        return acked, light
 
-    acked, scaled_up, light = asyncio.run(traffic())
-    # The cancelled sender leaves its in-flight connections to be closed by the garbage
-    # collector: collect them here, where their ResourceWarnings are known, not in whichever
-    # test runs next (the IAM call contract, which runs last).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-    # THEN the scaler went to 4 shards under load, and back to 2 after it
-    assert scaled_up, _decisions(stack)[-5:]
-    assert _wait_for_shards(stack, 2, timeout=90), _decisions(stack)[-5:]
+    try:
+        acked, light = asyncio.run(traffic())
+    finally:
+        # The cancelled sender leaves its in-flight connections to be closed by the garbage
+        # collector: collect them here, where their ResourceWarnings are known, not in whichever
+        # test runs next (the IAM call contract, which runs last).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+    # THEN, the load over, the scaler takes the stream back to 2 shards
+    eventually(
+        lambda: open_shards(stack),
+        until=lambda shards: shards == 2,
+        timeout=90,
+        interval=1,
+        what=lambda: f"2 open shards after the load; {_last_decisions(stack)}",
+    )
     lines = _lines(stack)
     decisions = _decisions(stack, lines)
     applied = [(d["current"], d["target"]) for d in decisions if d["applied"]]

@@ -14,7 +14,6 @@ import os
 import signal
 import ssl
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from benchmarks.end_to_end import Step
 from benchmarks.procstat import snapshot, tree, tree_cpu
 from local_stack.certs import ensure_tls
 from producer.shards import ShardMap
+from tests.polling import eventually
 
 
 def _entry(key: str, data: bytes, explicit: int | None = None) -> dict[str, str]:
@@ -126,11 +126,17 @@ def test_procstat_counts_a_process_and_its_children() -> None:
     shell = subprocess.Popen(["sh", "-c", f"python3 -c '{burn}'"])
     try:
         # WHEN the tree's CPU is read while the child runs
-        deadline = time.monotonic() + 30
-        used = tree_cpu(shell.pid)
-        while used < 0.3 and shell.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-            used = tree_cpu(shell.pid)
+        def cpu_of_the_tree() -> float:
+            assert shell.poll() is None, "the shell ended before its child's CPU was counted"
+            return tree_cpu(shell.pid)
+
+        used = eventually(
+            cpu_of_the_tree,
+            until=lambda seconds: seconds >= 0.3,
+            timeout=30,
+            interval=0.02,
+            what="0.3 CPU-seconds counted in the shell's tree",
+        )
     finally:
         for proc in tree(snapshot(), shell.pid):
             with contextlib.suppress(ProcessLookupError):

@@ -28,6 +28,7 @@ from consumer.metrics import ConsumerMetrics
 from consumer.processor import RecordProcessor
 from consumer.records import QUARANTINE_PART_BYTES
 from consumer.sink import SinkWriteError, WriteOutcome
+from tests.polling import eventually
 from tests.vtime import FakeClock
 
 SHARD = "shardId-000000000001"
@@ -406,9 +407,7 @@ def test_a_quiet_shard_still_gets_its_line_from_the_timer() -> None:
     metrics.start_timer()
     metrics.batch(7, 0, 1.0, 0, [3.0])
     # THEN the timer writes the interval's line anyway, once
-    deadline = time.monotonic() + 10
-    while not out.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(out.getvalue, timeout=10, interval=0.05, what="the timer's first EMF line")
     time.sleep(0.5)
     (line,) = out.getvalue().splitlines()
     assert json.loads(line)["RecordsWritten"] == 7

@@ -19,6 +19,7 @@ import pytest
 
 from local_stack.ownership import PidFile, run_members, started
 from local_stack.stack import ROOT
+from tests.polling import eventually
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
 
@@ -66,12 +67,12 @@ def _launch(state: Path, *args: str, grace: float = 1.0) -> Launched:
 
 
 def _until(condition: Callable[[], object], launched: Launched, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; launcher output:\n{launched.output()}")
+    eventually(
+        condition,
+        timeout=timeout,
+        interval=0.05,
+        what=lambda: f"the launcher; its output:\n{launched.output()}",
+    )
 
 
 @pytest.fixture

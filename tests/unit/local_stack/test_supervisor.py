@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from local_stack.ownership import RUN_VARIABLE, PidFile, Recorded, port_holders,
 from local_stack.processes import ManagedProcess, StartupError
 from local_stack.stack import LocalStack, StackConfig
 from local_stack.supervisor import RestartPolicy, ServiceFailed, Supervisor
+from tests.polling import eventually
 from tests.vtime import FakeClock
 
 PY = sys.executable
@@ -143,10 +143,13 @@ def test_stop_kills_what_ignores_sigterm_after_its_grace_and_the_rest_of_its_gro
             "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
             "print(child.pid, flush=True)\ntime.sleep(600)\n")  # fmt: skip
     stubborn = supervisor.spawn("stubborn", [PY, "-c", code], os.environ, grace=0.5)
-    deadline = time.monotonic() + 30
-    while not stubborn.log_tail().strip() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child = int(stubborn.log_tail().split()[-1])
+    printed = eventually(
+        lambda: stubborn.log_tail().strip(),
+        timeout=30,
+        interval=0.05,
+        what="the stubborn service to print its child's pid",
+    )
+    child = int(printed.split()[-1])
     proc = stubborn.proc
     # WHEN the stack stops
     supervisor.stop()

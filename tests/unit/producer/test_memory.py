@@ -22,6 +22,7 @@ from producer.main import create_app
 from producer.memory import exact_parse_cost, parse_cost
 from tests.fakes import FakeKinesis, even_shards
 from tests.kpl import sub_records
+from tests.polling import eventually_async
 
 MiB = 1024 * 1024
 
@@ -58,13 +59,19 @@ async def _post_all_and_measure(
                 asyncio.ensure_future(client.post("/batch", content=b, headers=headers))
                 for b in bodies
             ]
-            for _ in range(400):
-                await asyncio.sleep(0.05)
-                answered = sum(t.done() for t in tasks) * records_each
+
+            def answered_or_taken() -> int:
                 counters = collector.metrics.counters
                 taken = counters["UserRecordsReceived"] + counters["UserRecordsOverloaded"]
-                if answered + taken >= len(bodies) * records_each:
-                    break
+                return sum(t.done() for t in tasks) * records_each + taken
+
+            await eventually_async(
+                answered_or_taken,
+                until=lambda records: records >= len(bodies) * records_each,
+                timeout=60,
+                interval=0.05,
+                what="every record answered or taken by the collector",
+            )
             peak = tracemalloc.get_traced_memory()[1] - baseline
         finally:
             tracemalloc.stop()

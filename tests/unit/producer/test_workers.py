@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.procstat import Proc, snapshot, tree
@@ -16,6 +15,7 @@ from local_stack.observed import free_port
 from local_stack.processes import port_open
 from producer.metrics import ProducerMetrics
 from producer.workers import WorkerMetrics
+from tests.polling import eventually
 
 
 def _worker(
@@ -128,28 +128,49 @@ def test_a_two_worker_server_answers_its_totals_on_metrics_and_in_emf(tmp_path: 
             [sys.executable, "-m", "producer"], env=env, stdout=stdout, stderr=subprocess.DEVNULL
         )
     try:
-        deadline = time.monotonic() + 60
-        workers: list[Proc] = []
-        while len(workers) < 2 or not port_open("127.0.0.1", port):
-            assert server.poll() is None and time.monotonic() < deadline, "no two workers"
-            time.sleep(0.2)
+
+        def workers_and_port() -> tuple[list[Proc], bool]:
+            assert server.poll() is None, f"the server exited with {server.returncode}"
             workers = [p for p in tree(snapshot(), server.pid) if p.pid != server.pid]
+            return workers, port_open("127.0.0.1", port)
+
+        workers, _ = eventually(
+            workers_and_port,
+            until=lambda seen: len(seen[0]) >= 2 and seen[1],
+            timeout=60,
+            interval=0.2,
+            what="two workers and the port open",
+        )
         environ = Path(f"/proc/{workers[0].pid}/environ").read_bytes().split(b"\0")
         shared = next(v for v in environ if v.startswith(b"PRODUCER_METRICS_DIR="))
         directory = Path(shared.split(b"=", 1)[1].decode())
         # WHEN batches arrive on new connections until both workers have served some
         body = json.dumps({"records": [{"data": {"n": 1}}] * 3}).encode()
         sent = 0
-        while len([c for c in _counts(directory) if c > 0]) < 2 or sent < 20:
-            assert time.monotonic() < deadline, f"one worker served all: {_counts(directory)}"
+
+        def one_more() -> list[int]:
+            nonlocal sent
             assert _get(port, "/batch", body)[0] == 200
             sent += 1
+            return _counts(directory)
+
+        eventually(
+            one_more,
+            until=lambda counts: len([c for c in counts if c > 0]) >= 2 and sent >= 20,
+            timeout=60,
+            interval=0,
+            what="both workers to serve some of the batches (each one's count)",
+        )
         # THEN /metrics, from whichever worker answers, counts every request (the other
         # worker's counts at most a second old)
         expected = f"producer_requests_total {sent}\n".encode()
-        while expected not in _get(port, "/metrics")[1]:
-            assert time.monotonic() < deadline, _get(port, "/metrics")[1]
-            time.sleep(0.2)
+        eventually(
+            lambda: _get(port, "/metrics")[1],
+            until=lambda text: expected in text,
+            timeout=60,
+            interval=0.2,
+            what=f"/metrics counting all {sent} requests",
+        )
         for _ in range(10):
             text = _get(port, "/metrics")[1]
             assert expected in text and f"_received_total {sent * 3}\n".encode() in text

@@ -7,7 +7,6 @@ import re
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import uvicorn
 from producer.config import ProducerSettings
 from producer.main import create_app
 from tests.fakes import FakeKinesis, even_shards
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -31,10 +31,12 @@ def producer_url() -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the producer did not start"
-        time.sleep(0.05)
+
+    def started() -> bool:
+        assert thread.is_alive(), "the producer's server thread ended"
+        return bool(server.started)
+
+    eventually(started, timeout=30, interval=0.05, what="the producer to start")
     try:
         yield url
     finally:
