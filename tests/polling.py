@@ -17,10 +17,11 @@ Never to measure speed: a timeout is a bound far above the expected time on a bu
 from __future__ import annotations
 
 import asyncio
+import functools
 import reprlib
 import time
 from collections.abc import Callable, Sized
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -33,25 +34,43 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-class _Waiting:
-    """One wait: its deadline, its last value, its failure message."""
+def _attempt(
+    check: Callable[[], T], ignoring: tuple[type[BaseException], ...]
+) -> tuple[T | None, BaseException | None]:
+    """One call of ``check``: its value, or the ignored exception it raised."""
+    try:
+        return check(), None
+    except ignoring as error:
+        return None, error
 
-    def __init__(self, timeout: float, what: str | Callable[[], str]) -> None:
+
+class _Waiting(Generic[T]):
+    """One wait: its deadline, what it accepts, the last value seen, its failure message."""
+
+    def __init__(
+        self, timeout: float, what: str | Callable[[], str], until: Callable[[T], bool]
+    ) -> None:
         self.started = time.monotonic()
-        self.timeout = timeout
-        self.what = what
-        self.last: str = "nothing yet (check() never returned)"
+        self.timeout, self.what, self.until = timeout, what, until
+        self.value: T | None = None
+        self.last = "nothing yet (check() never returned)"
 
-    def over(self) -> bool:
-        return time.monotonic() - self.started >= self.timeout
-
-    def seen(self, value: Any) -> None:
-        self.last = _SHORT.repr(value)
-        if isinstance(value, Sized) and not isinstance(value, str | bytes):
-            self.last = f"({len(value)} of them) {self.last}"
-
-    def raised(self, error: BaseException) -> None:
-        self.last = f"{type(error).__name__}: {_SHORT.repr(str(error))[1:-1]}"
+    def settled(self, attempt: tuple[T | None, BaseException | None]) -> bool:
+        """Whether the attempt's value is the one awaited (kept in ``value``); raises the
+        failure once the time is up."""
+        value, error = attempt
+        if error is not None:
+            self.last = f"{type(error).__name__}: {_SHORT.repr(str(error))[1:-1]}"
+        elif self.until(cast(T, value)):  # no error: check() returned a T
+            self.value = value
+            return True
+        else:
+            self.last = _SHORT.repr(value)
+            if isinstance(value, Sized) and not isinstance(value, str | bytes):
+                self.last = f"({len(value)} of them) {self.last}"
+        if time.monotonic() - self.started >= self.timeout:
+            raise self.failure()
+        return False
 
     def failure(self) -> AssertionError:
         what = self.what() if callable(self.what) else self.what
@@ -74,19 +93,10 @@ def eventually(
     """``check()``'s first value that ``until`` accepts, polled every ``interval`` seconds for up
     to ``timeout`` seconds (checked at least once, and once more at the deadline); ``what`` (a
     text, or a function giving one when it fails: a log's tail) names what is awaited."""
-    waiting = _Waiting(timeout, what)
-    while True:
-        try:
-            value = check()
-        except ignoring as error:
-            waiting.raised(error)
-        else:
-            if until(value):
-                return value
-            waiting.seen(value)
-        if waiting.over():
-            raise waiting.failure()
+    waiting = _Waiting(timeout, what, until)
+    while not waiting.settled(_attempt(check, ignoring)):
         time.sleep(interval)
+    return cast(T, waiting.value)  # settled: until() accepted it
 
 
 async def eventually_async(
@@ -101,16 +111,8 @@ async def eventually_async(
 ) -> T:
     """``eventually`` in a coroutine: the event loop runs on while it waits; ``in_thread`` calls
     a blocking ``check`` (boto3, subprocess) in a thread, as ``asyncio.to_thread`` does."""
-    waiting = _Waiting(timeout, what)
-    while True:
-        try:
-            value = await asyncio.to_thread(check) if in_thread else check()
-        except ignoring as error:
-            waiting.raised(error)
-        else:
-            if until(value):
-                return value
-            waiting.seen(value)
-        if waiting.over():
-            raise waiting.failure()
+    waiting = _Waiting(timeout, what, until)
+    attempt = functools.partial(_attempt, check, ignoring)
+    while not waiting.settled(await asyncio.to_thread(attempt) if in_thread else attempt()):
         await asyncio.sleep(interval)
+    return cast(T, waiting.value)  # settled: until() accepted it
