@@ -6,7 +6,7 @@ producer's, the consumer's and the scaler's EMF lines; the producer's Prometheus
 local stack's stand-in for Kinesis's own metrics), the readers (the scaler's metric sources,
 the CloudWatch dashboard, the alarms and the consumer's lag scaling in ``infra/``, the local
 dashboard, ``infra.smoke``) and the tests, which fail on a metric emitted or read that is not
-here (``tests/unit/test_metric_catalog.py``, ``tests/infra/test_observability.py``).
+here (``tests/unit/common/test_metric_catalog.py``, ``tests/infra/test_observability.py``).
 
 A new metric: add its entry below, emit it from the code that counts it (by its entry:
 ``PRODUCER["Name"]``), and add it to the dashboards if someone should watch it (README,

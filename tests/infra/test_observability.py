@@ -36,7 +36,7 @@ def published() -> dict[str, tuple[dict[str, str], set[str]]]:
     consumer_metrics.emit()
     consumer = _emf(out.getvalue())
     found = {ns: (dims, names) for ns, dims, names in (producer, consumer)}
-    # the scaler's line under StreamName (tests/unit/test_metric_catalog.py checks that the
+    # the scaler's line under StreamName (tests/unit/common/test_metric_catalog.py checks that the
     # scaler writes exactly these)
     found[SCALER.name] = ({"StreamName": "<stream>"}, {m.name for m in SCALER})
     return found

@@ -43,7 +43,7 @@ from scaler.model import Load
 from scaler.sources import CloudWatchSource, ProducerSource
 from tests.unit.scaler.test_service import FakeKinesisAdmin, busy, scaler
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 Seen = tuple[str, str, frozenset[str], str]  # namespace, name, dimension names, unit
 
 
