@@ -26,7 +26,8 @@ def test_returns_the_first_value_that_is_awaited() -> None:
         == 3
     )
     # AND without ``until``, the first truthy value
-    answers = iter(["", None, [], "here"])
+    falsy_then_an_answer: list[object] = ["", None, [], "here"]
+    answers = iter(falsy_then_an_answer)
     assert eventually(lambda: next(answers), timeout=10, interval=0, what="an answer") == "here"
 
 
