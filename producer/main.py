@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.errors import ErrorCode, error_body
 from producer.api.docs import add_docs
 from producer.api.fastpath import ProducerApp
 from producer.api.ingest import Ingest, problems
@@ -49,8 +50,12 @@ def kinesis_client(settings: ProducerSettings) -> Any:
     )
 
 
-ERROR_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
-INTERNAL_ERROR = {"error": "internal_error", "detail": "see the producer's log"}
+ERROR_CODES = {
+    401: ErrorCode.UNAUTHORIZED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+}
+INTERNAL_ERROR = error_body(ErrorCode.INTERNAL_ERROR, "see the producer's log")
 log = logging.getLogger("producer")
 
 
@@ -150,15 +155,15 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
-            status_code=422, content={"error": "invalid_record", "detail": problems(exc.errors())}
+            status_code=422, content=error_body(ErrorCode.INVALID_RECORD, problems(exc.errors()))
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = ERROR_CODES.get(exc.status_code, "http_error")
+        code = ERROR_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
         return JSONResponse(
             status_code=exc.status_code,
-            content={"error": code, "detail": exc.detail},
+            content=error_body(code, exc.detail),
             headers=getattr(exc, "headers", None),
         )
 

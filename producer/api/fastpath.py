@@ -20,6 +20,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
+from common.errors import ErrorCode, error_body
 from producer.api.gate import refuse, too_large
 from producer.api.ingest import RETRY_AFTER, Ingest, Pending, plain_record
 from producer.memory import REQUEST_OVERHEAD, MemoryBudget, exact_parse_cost, parse_cost
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 JSON_HEADER = (b"content-type", b"application/json")
 RECORD_PATHS = ("/", "/batch")
-NOT_READY = {"error": "not_ready", "detail": "the producer is starting or stopping"}
+NOT_READY = error_body(ErrorCode.NOT_READY, "the producer is starting or stopping")
 # a refusal while the body may still be coming (too large, too slow, cut short): the
 # connection closes rather than have the server read or drain the rest
 CLOSE = {"Connection": "close"}
@@ -57,7 +58,7 @@ class Refused(Exception):
 
 
 def overloaded(detail: str) -> Refused:
-    return Refused(503, {"error": "overloaded", "detail": detail})
+    return Refused(503, error_body(ErrorCode.OVERLOADED, detail))
 
 
 async def read_body(
@@ -80,7 +81,7 @@ async def read_body(
                 message = await receive()
                 if message["type"] != "http.request":
                     detail = "the client went away before the body ended"
-                    raise Refused(400, {"error": "incomplete_body", "detail": detail})
+                    raise Refused(400, error_body(ErrorCode.INCOMPLETE_BODY, detail))
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
@@ -104,7 +105,7 @@ async def read_body(
             budget.release(held)
         if isinstance(exc, TimeoutError):
             detail = f"the body did not arrive within {timeout:g} s"
-            raise Refused(408, {"error": "request_timeout", "detail": detail}) from None
+            raise Refused(408, error_body(ErrorCode.REQUEST_TIMEOUT, detail)) from None
         raise
 
 
@@ -225,7 +226,7 @@ class ProducerApp(FastAPI):
             answer = refused.status, refused.answer, REFUSED_HEADERS.get(refused.status)
         except Exception:  # a bug, not the request's fault: answer rather than hang up
             log.exception("the ingest fast path failed")
-            answer = 500, {"error": "internal_error", "detail": "see the producer's log"}, None
+            answer = 500, error_body(ErrorCode.INTERNAL_ERROR, "see the producer's log"), None
         finally:
             budget.release(held)
         metrics.response(answer[0])
@@ -256,7 +257,7 @@ def too_costly(cost: int, budget: MemoryBudget) -> Refused:
             f"parsing this body would take about {cost >> 20} MiB, more than the producer's"
             f" memory bound ({budget.limit >> 20} MiB): send smaller bodies"
         )
-        return Refused(413, {"error": "body_too_large", "detail": detail})
+        return Refused(413, error_body(ErrorCode.BODY_TOO_LARGE, detail))
     return overloaded(f"the producer holds {budget.used} of {budget.limit} bytes")
 
 

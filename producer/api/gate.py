@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from common.errors import ErrorCode, error_body
 from producer.api.deps import api_key_matches
 
 # liveness and readiness (GET): the load balancer's and the container's health checks send
@@ -29,13 +30,13 @@ OPEN_PATHS = frozenset({"/health", "/ready"})
 # served only when asked for by exactly this path (the load balancer answers it 404 itself,
 # infra/components/ingest.py; an encoded spelling it would forward is refused here too)
 INTERNAL_PATHS = frozenset({"/metrics"})
-UNAUTHORIZED = {"error": "unauthorized", "detail": "missing or wrong X-Api-Key header"}
+UNAUTHORIZED = error_body(ErrorCode.UNAUTHORIZED, "missing or wrong X-Api-Key header")
 
 Refusal = tuple[int, dict[str, str], dict[str, str] | None]
 
 
 def too_large(limit: int) -> tuple[int, dict[str, str]]:
-    return 413, {"error": "body_too_large", "detail": f"the body exceeds {limit} bytes"}
+    return 413, error_body(ErrorCode.BODY_TOO_LARGE, f"the body exceeds {limit} bytes")
 
 
 def body_problem(headers: Headers, limit: int | None) -> tuple[int, dict[str, str]] | None:
@@ -48,7 +49,7 @@ def body_problem(headers: Headers, limit: int | None) -> tuple[int, dict[str, st
         media.startswith("application/") and media.endswith("+json")
     ):
         detail = f"send JSON with Content-Type: application/json (got {media!r})"
-        return 415, {"error": "unsupported_media_type", "detail": detail}
+        return 415, error_body(ErrorCode.UNSUPPORTED_MEDIA_TYPE, detail)
     return None
 
 
@@ -66,7 +67,7 @@ def refuse(scope: Scope, keys: tuple[bytes, ...], max_body_bytes: int) -> Refusa
     if keys and not open_path and not api_key_matches(keys, headers):
         refusal = 401, UNAUTHORIZED, {"WWW-Authenticate": "ApiKey"}
     elif path in INTERNAL_PATHS and scope.get("raw_path", path.encode()) != path.encode():
-        refusal = 404, {"error": "not_found", "detail": "Not Found"}, None
+        refusal = 404, error_body(ErrorCode.NOT_FOUND, "Not Found"), None
     elif scope["method"] == "POST":
         problem = body_problem(headers, max_body_bytes)
         if problem is not None:
@@ -87,7 +88,7 @@ def _raw_json_response(status_line: bytes, answer: dict[str, str]) -> bytes:
 
 async def overloaded(scope: Scope, receive: Receive, send: Send) -> None:
     """uvicorn's answer past ``limit_concurrency``, in the API's shape (its own is text)."""
-    answer = {"error": "overloaded", "detail": "too many connections: retry later"}
+    answer = error_body(ErrorCode.OVERLOADED, "too many connections: retry later")
     body = json.dumps(answer).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -135,7 +136,7 @@ class ProducerHttp(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         self._disarm()
-        answer = {"error": "bad_request", "detail": "the request is not valid HTTP/1.1"}
+        answer = error_body(ErrorCode.BAD_REQUEST, "the request is not valid HTTP/1.1")
         self.transport.write(_raw_json_response(b"400 Bad Request", answer))
         self.transport.close()
 
@@ -156,6 +157,6 @@ class ProducerHttp(HttpToolsProtocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
-        answer = {"error": "request_timeout", "detail": "the request headers took too long"}
+        answer = error_body(ErrorCode.REQUEST_TIMEOUT, "the request headers took too long")
         self.transport.write(_raw_json_response(b"408 Request Timeout", answer))
         self.transport.close()

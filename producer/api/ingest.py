@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from common import envelope
+from common.errors import ErrorCode, error_body
 from common.kinesis import RECORD_MAX_BYTES
 from common.storable import NotStorable, check_record
 from producer.api.models import ID_PATTERN, RecordIn
@@ -32,7 +33,12 @@ from producer.collector import (
 from producer.ids import IdGenerator
 
 RETRY_AFTER = {"Retry-After": "1"}
-STATUS = {"invalid_record": 422, "record_too_large": 413, "overloaded": 503, "not_accepted": 503}
+STATUS = {  # a /batch record's error -> the status POST / answers it with
+    ErrorCode.INVALID_RECORD: 422,
+    ErrorCode.RECORD_TOO_LARGE: 413,
+    ErrorCode.OVERLOADED: 503,
+    ErrorCode.NOT_ACCEPTED: 503,
+}
 PARTITION_KEY_MAX = 256
 _ID = re.compile(ID_PATTERN)
 
@@ -77,8 +83,8 @@ def plain_record(obj: Any) -> Fields | None:
 
 def invalid(exc: NotStorable, prefix: str = "") -> dict[str, Any]:
     """The failure answer for a record the contract refused: 413 for its size, else 422."""
-    error = "record_too_large" if exc.too_large else "invalid_record"
-    return {"error": error, "detail": [{"field": prefix + exc.field, "problem": exc.problem}]}
+    error = ErrorCode.RECORD_TOO_LARGE if exc.too_large else ErrorCode.INVALID_RECORD
+    return error_body(error, [{"field": prefix + exc.field, "problem": exc.problem}])
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +113,13 @@ class Ingest:
         if len(payload) + len(key.encode()) > RECORD_MAX_BYTES:  # JSON escapes
             problem = "the record exceeds the 1 MiB Kinesis record limit once written as JSON"
             detail = [{"field": prefix + "data", "problem": problem}]
-            return record_id, {"error": "record_too_large", "detail": detail, "id": record_id}
+            return record_id, error_body(ErrorCode.RECORD_TOO_LARGE, detail, id=record_id)
         try:
             return record_id, self.collector.take(key, payload, ticket)
         except Overloaded as exc:
-            return record_id, {"error": "overloaded", "detail": str(exc), "id": record_id}
+            return record_id, error_body(ErrorCode.OVERLOADED, str(exc), id=record_id)
         except RecordNotAccepted as exc:
-            return record_id, {"error": "not_accepted", "detail": str(exc), "id": record_id}
+            return record_id, error_body(ErrorCode.NOT_ACCEPTED, str(exc), id=record_id)
 
     def take_one(self, fields: Fields) -> Pending:
         """``POST /``, first half: the record checked and taken (or refused); nothing
@@ -133,7 +139,7 @@ class Ingest:
         limit = self.max_batch_records
         if len(raws) > limit:
             detail = f"at most {limit} records a batch"
-            return 413, {"error": "batch_too_large", "detail": detail}
+            return 413, error_body(ErrorCode.BATCH_TOO_LARGE, detail)
         checked: list[Fields | dict[str, Any]] = []
         for raw in raws:
             fields = plain_record(raw) if exact else None
@@ -141,7 +147,7 @@ class Ingest:
                 try:
                     record = RecordIn.model_validate(raw)
                 except ValidationError as exc:
-                    checked.append({"error": "invalid_record", "detail": problems(exc.errors())})
+                    checked.append(error_body(ErrorCode.INVALID_RECORD, problems(exc.errors())))
                     continue
                 fields = record.id, record.partition_key, record.data
             checked.append(fields)
@@ -199,4 +205,4 @@ def settled(record_id: str | None, record: UserRecord) -> dict[str, Any]:
             "shard_id": outcome.shard_id,
             "sequence_number": outcome.sequence_number,
         }
-    return {"error": "not_accepted", "detail": str(outcome), "id": record_id}
+    return error_body(ErrorCode.NOT_ACCEPTED, str(outcome), id=record_id)

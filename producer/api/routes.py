@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 
+from common.errors import ErrorCode, error_body
 from common.storable import loads
 from producer.api.deps import get_collector, get_ingest, require_api_key
 from producer.api.ingest import Ingest
@@ -90,7 +91,7 @@ async def ready(request: Request) -> Any:
     away."""
     if request.app.state.draining:
         return JSONResponse(
-            status_code=503, content={"error": "draining", "detail": "shutting down"}
+            status_code=503, content=error_body(ErrorCode.DRAINING, "shutting down")
         )
     broken = _broken(request)
     if broken is not None:
@@ -103,7 +104,7 @@ def _broken(request: Request) -> dict[str, str] | None:
     if collector is None or collector.broken is None:
         return None
     # what broke is in the log (collector.py); an answer never carries internal text
-    return {"error": "collector_stopped", "detail": "the producer cannot send to Kinesis"}
+    return error_body(ErrorCode.COLLECTOR_STOPPED, "the producer cannot send to Kinesis")
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
