@@ -144,25 +144,28 @@ class _Reader:
         streams (and Netty resets the ones it gives up), so those frames are read here."""
         assert self._h2 is not None
         self._frames += data
-        whole = 0
+        whole = 0  # the frames before ``whole`` are complete
         while len(self._frames) - whole >= 9:
             length = int.from_bytes(self._frames[whole : whole + 3], "big")
-            if len(self._frames) - whole < 9 + length:
+            end = whole + 9 + length
+            if len(self._frames) < end:
                 break
-            kind, flags = self._frames[whole + 3], self._frames[whole + 4]
-            stream_id = int.from_bytes(self._frames[whole + 5 : whole + 9], "big") & 0x7FFFFFFF
-            payload = self._frames[whole + 9 : whole + 9 + length]
-            whole += 9 + length
+            kind = self._frames[whole + 3]
             if self._goaway:
-                self._after_goaway(kind, flags, stream_id, payload)
-                continue
-            self._h2_events(self._frames[whole - 9 - length : whole])
-            self._goaway = kind == _GOAWAY
+                flags = self._frames[whole + 4]
+                stream_id = int.from_bytes(self._frames[whole + 5 : whole + 9], "big") & 0x7FFFFFFF
+                self._after_goaway(kind, flags, stream_id, self._frames[whole + 9 : end])
+            elif kind == _GOAWAY:  # h2 reads every frame up to it in one go
+                self._h2_events(self._frames[:end])
+                self._goaway = True
+            whole = end
+        if not self._goaway:
+            self._h2_events(self._frames[:whole])
         self._frames = self._frames[whole:]
 
-    def _h2_events(self, frame: bytes) -> None:
+    def _h2_events(self, frames: bytes) -> None:
         assert self._h2 is not None
-        for event in self._h2.receive_data(frame):
+        for event in self._h2.receive_data(frames):
             if isinstance(event, h2.events.RequestReceived):
                 headers = {str(k).lower(): str(v) for k, v in event.headers}
                 self._streams[event.stream_id] = (headers, bytearray())
