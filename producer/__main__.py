@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from common.logs import configure_logging, log_config
 from common.settings import load
-from producer.api.gate import ProducerHttp
+from producer.api.protocol import ProducerHttp
 from producer.config import ProducerSettings, get_settings
 from producer.main import create_app
 

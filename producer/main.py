@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import time
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import ErrorCode, error_body
 from producer.api.docs import add_docs
-from producer.api.fastpath import ProducerApp
+from producer.api.fastpath import INTERNAL_ERROR, ProducerApp
 from producer.api.ingest import Ingest, problems
 from producer.api.routes import router
 from producer.collector import KinesisCollector
@@ -55,7 +56,6 @@ ERROR_CODES = {
     404: ErrorCode.NOT_FOUND,
     405: ErrorCode.METHOD_NOT_ALLOWED,
 }
-INTERNAL_ERROR = error_body(ErrorCode.INTERNAL_ERROR, "see the producer's log")
 log = logging.getLogger("producer")
 
 
@@ -90,6 +90,28 @@ async def last_emf(shared: WorkerMetrics, wait: float = 5.0) -> None:
         await asyncio.sleep(0.05)
     _write_emf(shared.emf())
     shared.release()
+
+
+# allocations between two young-generation collections (Python's default is 700): with
+# thousands of requests in flight every collection walks their live objects, so at 700 the
+# collector took about a quarter of the CPU of POST / (measured in-process: 105 vs 75 us a
+# request at 20,000; with the collector off, 78)
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Tune the cyclic garbage collector for a server once startup is done.
+
+    What startup built (modules, the app, botocore's models: objects that live as long as the
+    process) is moved out of the collector's sight (``gc.freeze``, which the Python docs
+    suggest for long-lived processes), and the young generation is collected every
+    ``GC_YOUNG_THRESHOLD`` allocations instead of 700. Reference counting still frees every
+    request's objects at once; only garbage in cycles waits a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def create_app(settings: ProducerSettings | None = None, client: Any = None) -> ProducerApp:
@@ -127,6 +149,7 @@ def create_app(settings: ProducerSettings | None = None, client: Any = None) -> 
         app.state.ingest = ingest
         app.state.draining = False
         app.ingest = ingest  # the fast path serves from here on
+        settle_heap()
         try:
             yield
         finally:

@@ -31,23 +31,38 @@ class Accepted:
 
 
 class Ticket:
-    """The records of one request: ``wait`` returns once each has an ``outcome``."""
+    """The records of one request: ``wait`` returns (or the ``when_done`` callback runs) once
+    each has an ``outcome``."""
 
-    __slots__ = ("_future", "pending")
+    __slots__ = ("_callback", "_future", "pending")
 
     def __init__(self) -> None:
         self.pending = 0
         self._future: asyncio.Future[None] | None = None
+        self._callback: Callable[[], None] | None = None
 
     async def wait(self) -> None:
         if self.pending:
             self._future = asyncio.get_running_loop().create_future()
             await self._future
 
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (which must not raise) once every record has its outcome: now
+        when they all have one already, else from the collector, on the event loop."""
+        if self.pending:
+            self._callback = callback
+        else:
+            callback()
+
     def _done_one(self) -> None:
         self.pending -= 1
-        if not self.pending and self._future is not None and not self._future.done():
+        if self.pending:
+            return
+        if self._future is not None and not self._future.done():
             self._future.set_result(None)
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 @dataclass(slots=True)

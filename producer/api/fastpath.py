@@ -49,6 +49,35 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+INTERNAL_ERROR = error_body(ErrorCode.INTERNAL_ERROR, "see the producer's log")
+
+
+class Held:
+    """What one request holds of the memory bound; ``release`` gives all of it back."""
+
+    __slots__ = ("amount", "budget")
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self.budget = budget
+        self.amount = 0
+
+    def reserve(self, amount: int, total: int = 0) -> None:
+        """Hold ``amount`` more bytes, or raise ``Refused``: 413 when the request's
+        ``total`` with it could never fit, else 503."""
+        if not self.budget.reserve(amount):
+            raise too_costly(total + amount, self.budget)
+        self.amount += amount
+
+    def keep(self, amount: int) -> None:
+        """Hold only ``amount`` bytes from now on."""
+        self.budget.release(self.amount - amount)
+        self.amount = amount
+
+    def release(self) -> None:
+        self.budget.release(self.amount)
+        self.amount = 0
+
+
 class Refused(Exception):
     """A request the producer will not read or parse: ``answer`` is its (status, body)."""
 
@@ -195,30 +224,20 @@ class ProducerApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         metrics = ingest.collector.metrics
-        budget = ingest.collector.budget
-        held = 0
+        held = Held(ingest.collector.budget)
         try:
-            if not budget.reserve(REQUEST_OVERHEAD):
-                raise overloaded(f"the producer holds {budget.used} of {budget.limit} bytes")
-            held = REQUEST_OVERHEAD
-            body = await read_body(receive, self.max_body_bytes, budget, self.body_timeout)
-            held += len(body)
-            cost = parse_cost(body)
-            if not budget.reserve(cost):
-                raise too_costly(cost, budget)
-            held += cost
-            pending = self._take(ingest, scope["path"], body) if self.fast_path else None
+            held.reserve(REQUEST_OVERHEAD)
+            body = await read_body(receive, self.max_body_bytes, held.budget, self.body_timeout)
+            held.amount += len(body)
+            pending = self.take_body(ingest, scope["path"], body, held)
             if pending is None:  # FastAPI answers, holding the body and its parse until then
-                extra = exact_parse_cost(body) - cost  # it reads every number as a Decimal
-                if not budget.reserve(extra):
-                    raise too_costly(cost + extra, budget)
-                held += extra
+                # it reads every number as a Decimal
+                cost = parse_cost(body)
+                held.reserve(exact_parse_cost(body) - cost, total=cost)
                 scope = as_json(scope)
                 await super().__call__(scope, replay(body, receive), counting(send, metrics))
                 return
             del body  # the records are taken: the body and its parse are gone
-            budget.release(held - REQUEST_OVERHEAD)
-            held = REQUEST_OVERHEAD
             answer = await pending.answer() if isinstance(pending, Pending) else (*pending, None)
         except Refused as refused:
             if refused.status == 503:
@@ -226,11 +245,48 @@ class ProducerApp(FastAPI):
             answer = refused.status, refused.answer, REFUSED_HEADERS.get(refused.status)
         except Exception:  # a bug, not the request's fault: answer rather than hang up
             log.exception("the ingest fast path failed")
-            answer = 500, error_body(ErrorCode.INTERNAL_ERROR, "see the producer's log"), None
+            answer = 500, INTERNAL_ERROR, None
         finally:
-            budget.release(held)
+            held.release()
         metrics.response(answer[0])
         await send_json(send, *answer)
+
+    def take_body(
+        self, ingest: Ingest, path: str, body: bytes, held: Held
+    ) -> Pending | tuple[int, Any] | None:
+        """The records of a body already read (and held): parsed and taken when the request
+        is plainly valid, else None (FastAPI answers it). Once they are taken only
+        ``REQUEST_OVERHEAD`` stays held until the answer. Raises ``Refused`` when the parse
+        does not fit in the memory bound."""
+        held.reserve(parse_cost(body))
+        pending = self._take(ingest, path, body) if self.fast_path else None
+        if pending is not None:
+            held.keep(REQUEST_OVERHEAD)
+        return pending
+
+    def serve_direct(
+        self, scope: Scope, body: bytes
+    ) -> tuple[Pending | tuple[int, Any], Held] | None:
+        """A record request whose headers and whole body a server read itself
+        (``producer.api.protocol``), taken with no ASGI call: the taken records (or the answer
+        at once) and what they hold until the answer, which the caller releases. None when
+        the request is anything but plainly valid and acceptable now: then the ASGI app
+        serves it, from the start, as it serves every other request."""
+        ingest = self.ingest
+        if ingest is None or not self.fast_path or len(body) > self.max_body_bytes:
+            return None
+        if refuse(scope, self.api_key or (), self.max_body_bytes) is not None:
+            return None
+        held = Held(ingest.collector.budget)
+        try:
+            held.reserve(REQUEST_OVERHEAD + len(body))
+            pending = self.take_body(ingest, scope["path"], body, held)
+        except Refused:
+            pending = None
+        if pending is None:
+            held.release()
+            return None
+        return pending, held
 
     @staticmethod
     def _take(ingest: Ingest, path: str, body: bytes) -> Pending | tuple[int, Any] | None:

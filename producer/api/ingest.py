@@ -182,6 +182,10 @@ class Pending:
 
     async def answer(self) -> tuple[int, Any, dict[str, str] | None]:
         await self.ticket.wait()
+        return self.result()
+
+    def result(self) -> tuple[int, Any, dict[str, str] | None]:
+        """Status, answer and extra headers, once the ticket is done."""
         results = [
             settled(record_id, answer) if isinstance(answer, UserRecord) else answer
             for record_id, answer in self.taken
