@@ -2,7 +2,7 @@
 
 Every server runs alone on the same uvicorn settings (one worker, uvloop, httptools, no access
 log) against ``benchmarks.null_kinesis`` (so the emulator is not the bottleneck), loaded by
-wrk (one thread; 2,048 connections for ``POST /``, see CONTENDERS; 32 for the batch endpoint,
+wrk (one thread; 2,048 connections for ``POST /``, see CONTENDERS; 128 for the batch endpoint,
 whose requests carry 100 records each)
 from 127.0.0.1. Contenders alternate round by round; the table gives medians and the ratios
 the goals are about.
@@ -58,10 +58,10 @@ CONTENDERS = [
     Contender("bare 202 (FastAPI route)", "benchmarks.apps:bare", "/", 1, 2048),
     Contender("bare 202 (ASGI entry)", "benchmarks.apps:bare_asgi", "/", 1, 2048),
     Contender("producer POST /", "producer", "/", 1, 2048, workers=1),
-    Contender("producer POST /batch (100)", "producer", "/batch", 100, 32, workers=1),
+    Contender("producer POST /batch (100)", "producer", "/batch", 100, 128, workers=1),
     Contender("naive PutRecord", "benchmarks.apps:naive", "/", 1),
     # worker scaling: uvicorn's supervisor and two workers, against the one-worker row above
-    Contender("POST /batch, 2 workers", "producer", "/batch", 100, 32, workers=2),
+    Contender("POST /batch, 2 workers", "producer", "/batch", 100, 128, workers=2),
 ]
 
 
