@@ -35,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from common.errors import ErrorCode, error_body
 from producer.api.fastpath import INTERNAL_ERROR, RECORD_PATHS, Held, ProducerApp
 from producer.api.ingest import Pending
+from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,12 @@ class ProducerHttp(HttpToolsProtocol):
     def _serve_direct(self, cycle: RequestResponseCycle) -> bool:
         """Take the request's records here; False when the ASGI app is to serve it."""
         assert self._direct is not None
+        # the metrics of the collector that takes the records: the lifespan lets go of the
+        # ingest (app.ingest = None) before that collector's last flush answers them
+        ingest = self._direct.ingest
+        if ingest is None:
+            return False
+        metrics = ingest.collector.metrics
         try:
             served = self._direct.serve_direct(cast(Scope, cycle.scope), bytes(cycle.body))
         except Exception:  # a bug: the ASGI path answers (and logs) it
@@ -156,27 +163,30 @@ class ProducerHttp(HttpToolsProtocol):
         cycle.body = bytearray()
         taken, held = served
         if isinstance(taken, Pending):
-            taken.ticket.when_done(lambda: self._settled(cycle, taken, held))
+            taken.ticket.when_done(lambda: self._settled(cycle, taken, held, metrics))
         else:
-            self._answer(cycle, (*taken, None), held)
+            self._answer(cycle, (*taken, None), held, metrics)
         return True
 
-    def _settled(self, cycle: RequestResponseCycle, pending: Pending, held: Held) -> None:
+    def _settled(
+        self, cycle: RequestResponseCycle, pending: Pending, held: Held, metrics: ProducerMetrics
+    ) -> None:
         try:
             answer = pending.result()
         except Exception:  # a bug, not the request's fault: answer rather than hang up
             log.exception("the direct path failed")
             answer = 500, INTERNAL_ERROR, None
-        self._answer(cycle, answer, held)
+        self._answer(cycle, answer, held, metrics)
 
-    def _answer(self, cycle: RequestResponseCycle, answer: Answer, held: Held) -> None:
+    def _answer(
+        self, cycle: RequestResponseCycle, answer: Answer, held: Held, metrics: ProducerMetrics
+    ) -> None:
         """Write the response as uvicorn's ``send`` would for the same ASGI messages, then
         go on with the connection (keep-alive, a pipelined request) as it would."""
         held.release()
         try:
             status, content, extra = answer
-            assert self._direct is not None and self._direct.ingest is not None
-            self._direct.ingest.collector.metrics.response(status)
+            metrics.response(status)
             if cycle.disconnected:
                 return
             body = orjson.dumps(content)

@@ -274,3 +274,28 @@ def test_a_failure_of_the_direct_path_leaves_the_request_to_the_asgi_app(
         assert len(kinesis.stored) == 1
 
     served(test)
+
+
+def test_a_request_still_buffered_at_shutdown_gets_its_answer() -> None:
+    """The lifespan stops the fast path (``app.ingest = None``) before the collector flushes
+    what it holds: a record taken directly is answered by that flush all the same."""
+
+    async def main() -> None:
+        kinesis = FakeKinesis(even_shards(4))
+        conf = ProducerSettings(
+            stream_name="s", max_buffered_time_ms=20_000, api_key=KEY, emf_interval_seconds=0
+        )
+        app = create_app(conf, client=kinesis)
+        state = ServerState()
+        async with app.router.lifespan_context(app):
+            conn = Connection(app, state)
+            conn.send(request("/", b'{"data": 1}'))
+            assert not state.tasks
+            await asyncio.sleep(0.05)
+            assert conn.transport.out == b""  # buffered: 30 s to go
+        ((status, _, answer),) = await conn.responses(1)
+        assert status == 200, answer
+        assert len(kinesis.stored) == 1
+        assert not conn.transport.closed
+
+    asyncio.run(main())
