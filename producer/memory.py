@@ -72,7 +72,7 @@ def record_cost(data_bytes: int, key_bytes: int) -> int:
     return 2 * data_bytes + key_bytes + RECORD_OVERHEAD
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryBudget:
     """Bytes held for waiting requests, against ``limit``. Single-threaded (the event loop).
 
@@ -82,13 +82,12 @@ class MemoryBudget:
 
     limit: int
     used: int = 0
-    peak: int = 0
 
     def reserve(self, amount: int) -> bool:
-        if self.used + amount > self.limit:
+        used = self.used + amount
+        if used > self.limit:
             return False
-        self.used += amount
-        self.peak = max(self.peak, self.used)
+        self.used = used
         return True
 
     def release(self, amount: int) -> None:
