@@ -164,8 +164,8 @@ class ProducerSettings(BaseSettings):
     )
     access_log: bool = Field(
         False,
-        description="uvicorn's line per request (it costs more than handling the request; the "
-        "load balancer logs requests too)",
+        description="uvicorn's line per request (it costs more than handling the request, and "
+        "turns off the direct path of producer.api.protocol; the load balancer logs requests too)",
     )
     emf_interval_seconds: float = Field(
         60.0, ge=0, description="EMF metrics line on stdout this often; 0 turns it off"
