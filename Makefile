@@ -121,6 +121,7 @@ bench: install $(KPL_HARNESS)
 	$(PY) -m benchmarks.kpl
 	$(PY) -m benchmarks.encoder
 	$(PY) -m benchmarks.http
+	$(PY) -m benchmarks.protocol
 	$(PY) -m benchmarks.memory
 	$(PY) -m benchmarks.sink
 	$(PY) -m benchmarks.end_to_end

@@ -3,8 +3,9 @@ came with its headers is taken by the protocol itself, with no ASGI task, and an
 ASGI app answers the same request when its body comes in pieces.
 
 The protocol runs in process, on the running loop, over a transport that keeps what is
-written; the app runs its lifespan against the fake Kinesis, so records really are taken,
-aggregated and "stored".
+written (``benchmarks.protocol.MemoryTransport``, which the socket-free benchmark uses too);
+the app runs its lifespan against the fake Kinesis, so records really are taken, aggregated
+and "stored".
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from benchmarks.protocol import MemoryTransport
 from producer.api.fastpath import ProducerApp
 from producer.api.protocol import ProducerHttp
 from producer.config import ProducerSettings
@@ -28,35 +30,6 @@ from tests.fakes import FakeKinesis, even_shards
 KEY = "direct-key-0123456789"
 
 
-class Transport(asyncio.Transport):
-    """What the protocol writes, and whether it closed the connection."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(
-            name, default
-        )
-
-    def write(self, data: Any) -> None:
-        self.out += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 class Connection:
     """One client connection to the protocol."""
 
@@ -64,7 +37,7 @@ class Connection:
         config = uvicorn.Config(app, access_log=False, log_config=None)
         config.load()
         self.state = state
-        self.transport = Transport()
+        self.transport = MemoryTransport()
         self.protocol = ProducerHttp(
             config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop()
         )
