@@ -229,10 +229,10 @@ class ProducerApp(FastAPI):
             held.reserve(REQUEST_OVERHEAD)
             body = await read_body(receive, self.max_body_bytes, held.budget, self.body_timeout)
             held.amount += len(body)
-            pending = self.take_body(ingest, scope["path"], body, held)
+            cost = parse_cost(body)
+            pending = self.take_body(ingest, scope["path"], body, held, cost)
             if pending is None:  # FastAPI answers, holding the body and its parse until then
                 # it reads every number as a Decimal
-                cost = parse_cost(body)
                 held.reserve(exact_parse_cost(body) - cost, total=cost)
                 scope = as_json(scope)
                 await super().__call__(scope, replay(body, receive), counting(send, metrics))
@@ -252,13 +252,14 @@ class ProducerApp(FastAPI):
         await send_json(send, *answer)
 
     def take_body(
-        self, ingest: Ingest, path: str, body: bytes, held: Held
+        self, ingest: Ingest, path: str, body: bytes, held: Held, cost: int
     ) -> Pending | tuple[int, Any] | None:
         """The records of a body already read (and held): parsed and taken when the request
-        is plainly valid, else None (FastAPI answers it). Once they are taken only
+        is plainly valid, else None (FastAPI answers it). ``cost`` is the body's
+        ``parse_cost``, held while it is parsed; once the records are taken only
         ``REQUEST_OVERHEAD`` stays held until the answer. Raises ``Refused`` when the parse
         does not fit in the memory bound."""
-        held.reserve(parse_cost(body))
+        held.reserve(cost)
         pending = self._take(ingest, path, body) if self.fast_path else None
         if pending is not None:
             held.keep(REQUEST_OVERHEAD)
@@ -280,7 +281,7 @@ class ProducerApp(FastAPI):
         held = Held(ingest.collector.budget)
         try:
             held.reserve(REQUEST_OVERHEAD + len(body))
-            pending = self.take_body(ingest, scope["path"], body, held)
+            pending = self.take_body(ingest, scope["path"], body, held, parse_cost(body))
         except Refused:
             pending = None
         if pending is None:
