@@ -5,6 +5,11 @@
   the end of the headers. A client that is too slow gets 408 and the connection is closed.
   (uvicorn bounds neither: a connection that sends a few header bytes and then nothing is
   held for ever.)
+- the keep-alive timeout as one timer per idle stretch: uvicorn arms a timer after every
+  response and cancels it on the next request's first read (a timer made and cancelled per
+  request); here a response only notes the time, and the timer, when it fires, closes the
+  connection if it has been idle for the timeout since, else waits for the rest of it. An
+  idle connection is closed the same timeout after its last answer; a busy one never.
 - the answers uvicorn gives on its own (400 for what is not HTTP, 503 past the concurrency
   limit) in the API's JSON shape instead of plain text.
 - the direct path: a record request (``POST /``, ``POST /batch``) whose whole body came with
@@ -40,6 +45,28 @@ from producer.metrics import ProducerMetrics
 log = logging.getLogger(__name__)
 
 Answer = tuple[int, Any, dict[str, str] | None]
+
+
+class _Heads:
+    """Each status's response head up to its Content-Length (status line, the server's default
+    headers, Content-Type), made once for each list of default headers: uvicorn replaces that
+    list every second, when the Date changes (``uvicorn.server.Server.on_tick``)."""
+
+    def __init__(self) -> None:
+        self._defaults: list[tuple[bytes, bytes]] | None = None
+        self._heads: dict[int, bytes] = {}
+
+    def __call__(self, status: int, defaults: list[tuple[bytes, bytes]]) -> bytes:
+        if defaults is not self._defaults:
+            self._defaults, self._heads = defaults, {}
+        head = self._heads.get(status)
+        if head is None:
+            lines = [STATUS_LINE[status], *(b"%s: %s\r\n" % pair for pair in defaults)]
+            head = self._heads[status] = b"".join(lines) + b"content-type: application/json\r\n"
+        return head
+
+
+_HEADS = _Heads()
 
 
 def _raw_json_response(status_line: bytes, answer: dict[str, str]) -> bytes:
@@ -84,6 +111,8 @@ class ProducerHttp(HttpToolsProtocol):
         self._direct = None if self.access_log else producer_app(self.app)
         self._in_headers = False
         self._deferred: tuple[RequestResponseCycle, Any] | None = None
+        self._idle_since: float | None = None  # the last answer's time; None while busy
+        self._keep_alive_timer: Any = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -121,6 +150,10 @@ class ProducerHttp(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._idle_since = None
+        if self._keep_alive_timer is not None:
+            self._keep_alive_timer.cancel()
+            self._keep_alive_timer = None
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
@@ -142,6 +175,41 @@ class ProducerHttp(HttpToolsProtocol):
             self._deferred = cycle, app  # wait for the body: on_message_complete
             return
         super()._start_asgi_task(cycle, app)
+
+    # --- keep-alive ---------------------------------------------------------------------------
+    def _unset_keepalive_if_required(self) -> None:
+        """uvicorn calls this on every read (and when a response completes) to cancel its
+        keep-alive timer: here the connection is only marked busy."""
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        """uvicorn's (0.54: count the request, resume reading, start a pipelined request),
+        but an idle connection notes the time instead of arming a timer per response."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            self._idle_since = None
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = now = self.loop.time()
+        if self._keep_alive_timer is None:
+            self._keep_alive_timer = self.loop.call_at(
+                now + self.timeout_keep_alive, self._keep_alive_due
+            )
+
+    def _keep_alive_due(self) -> None:
+        self._keep_alive_timer = None
+        since = self._idle_since
+        if since is None or self.transport.is_closing():
+            return  # busy: the response that ends it notes the time and arms the timer again
+        due = since + self.timeout_keep_alive
+        if self.loop.time() < due:  # answered again since the timer was armed
+            self._keep_alive_timer = self.loop.call_at(due, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()
 
     # --- the direct path --------------------------------------------------------------------
     def _serve_direct(self, cycle: RequestResponseCycle) -> bool:
@@ -190,9 +258,7 @@ class ProducerHttp(HttpToolsProtocol):
             if cycle.disconnected:
                 return
             body = orjson.dumps(content)
-            head = [STATUS_LINE[status]]
-            head += [b"%s: %s\r\n" % pair for pair in cycle.default_headers]
-            head.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
+            head = [_HEADS(status, cycle.default_headers), b"content-length: %d\r\n" % len(body)]
             for name, value in (extra or {}).items():
                 head.append(b"%s: %s\r\n" % (name.lower().encode(), value.encode()))
                 if name.lower() == "connection" and value.lower() == "close":

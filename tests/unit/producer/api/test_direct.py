@@ -272,3 +272,20 @@ def test_a_request_still_buffered_at_shutdown_gets_its_answer() -> None:
         assert not conn.transport.closed
 
     asyncio.run(main())
+
+
+def test_each_answer_carries_the_servers_default_headers_of_the_moment() -> None:
+    """uvicorn replaces its default headers (Date, Server) every second: a direct answer
+    written after that carries the new ones, not those of an earlier answer."""
+
+    async def test(app: ProducerApp, state: ServerState, _: FakeKinesis) -> None:
+        conn = Connection(app, state)
+        for date in (b"Mon, 30 Nov 2026 10:00:00 GMT", b"Mon, 30 Nov 2026 10:00:01 GMT"):
+            state.default_headers = [(b"date", date), (b"server", b"uvicorn")]
+            conn.transport.out.clear()
+            conn.send(request("/", b'{"data": 1}'))
+            ((status, headers, _),) = await conn.responses(1)
+            assert status == 200 and headers["server"] == "uvicorn"
+            assert b"\r\ndate: " + date + b"\r\n" in conn.transport.out
+
+    served(test)

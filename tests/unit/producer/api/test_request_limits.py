@@ -250,3 +250,45 @@ def test_past_the_connection_limit_the_answer_is_json_503() -> None:
             status, headers, body = read_response(sock, timeout=5)
     assert status == 503 and headers["retry-after"] == "1"
     assert json.loads(body)["error"] == "overloaded"
+
+
+# --- keep-alive: an idle connection is closed after its timeout, a busy one never -------------
+
+
+@pytest.fixture(scope="module")
+def brief() -> Iterator[Served]:
+    with served_producer(PRODUCER_KEEP_ALIVE_SECONDS="1") as served:
+        yield served
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``sock`` within ``seconds`` (sending nothing more)."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(
+    brief: Served,
+) -> None:
+    with brief.connect() as sock:
+        sock.sendall(_head("/", None, "Content-Length: 11\r\n") + b'{"data": 1}')
+        status, headers, _ = read_response(sock, timeout=5)
+        assert status == 200 and "connection" not in headers  # kept alive
+        assert not _closed_within(sock, 0.7)  # not before its second
+        assert _closed_within(sock, 3)
+
+
+def test_a_connection_busy_past_the_keep_alive_timeout_is_not_closed(brief: Served) -> None:
+    """A request every 0.3 s for 2.4 s (answered at once: health checks): never idle for the
+    1 s timeout, so never closed. The deadline runs from the last answer, not the first; a
+    timer that fired a second after the first answer while idle would close it."""
+    with brief.connect() as sock:
+        for _ in range(8):
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: producer\r\n\r\n")
+            status, _, _ = read_response(sock, timeout=5)
+            assert status == 200
+            assert not _closed_within(sock, 0.3)
+        assert _closed_within(sock, 3)
