@@ -1,8 +1,10 @@
 """HTTP path benchmark: the producer against the ceiling of its HTTP stack and a naive producer.
 
 Every server runs alone on the same uvicorn settings (one worker, uvloop, httptools, no access
-log) against ``benchmarks.null_kinesis`` (so the emulator is not the bottleneck), loaded by
-wrk (one thread; 2,048 connections for ``POST /``, see CONTENDERS; 128 for the batch endpoint,
+log) against ``benchmarks.null_kinesis`` (so the emulator is not the bottleneck; five shards,
+32 for the batch rows so that the producer's own per-shard rate limit is not what they
+measure), loaded by
+wrk (one thread; 2,048 connections for ``POST /``, see CONTENDERS; 256 for the batch endpoint,
 whose requests carry 100 records each)
 from 127.0.0.1. Contenders alternate round by round; the table gives medians and the ratios
 the goals are about.
@@ -24,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import null_kinesis
 from benchmarks.null_kinesis import spawn, wait_port
 from benchmarks.procstat import tree_cpu
 from local_stack.processes import port_open
@@ -42,6 +45,7 @@ class Contender:
     records_per_request: int
     connections: int = 512
     workers: int = 0  # >0: served by ``python -m producer`` with PRODUCER_WORKERS=workers
+    shards: int = null_kinesis.SHARDS  # the null Kinesis stream's open shards
 
     def body(self) -> str:
         if self.records_per_request == 1:
@@ -54,14 +58,19 @@ class Contender:
 # rather than the buffering's (at 512 the producer idles half the time). The bare servers get
 # the same connections. The producer is served as in its image (``python -m producer``: its
 # own HTTP protocol, producer.api.protocol, on uvicorn); the bare ones by uvicorn alone.
+# The batch rows get a stream of BATCH_SHARDS: on five shards the producer's own per-shard rate
+# limit (PRODUCER_RATE_LIMIT_PERCENT, 150% of 1 MiB/s a shard) held one worker at ~42,000
+# records/s with a third of its core idle, and two workers (each limits itself) at twice that.
+# And 256 connections: at 128, two workers waited on the answers' buffering (1.06 cores busy).
+BATCH_SHARDS = 32
 CONTENDERS = [
     Contender("bare 202 (FastAPI route)", "benchmarks.apps:bare", "/", 1, 2048),
     Contender("bare 202 (ASGI entry)", "benchmarks.apps:bare_asgi", "/", 1, 2048),
     Contender("producer POST /", "producer", "/", 1, 2048, workers=1),
-    Contender("producer POST /batch (100)", "producer", "/batch", 100, 128, workers=1),
+    Contender("producer POST /batch (100)", "producer", "/batch", 100, 256, 1, BATCH_SHARDS),
     Contender("naive PutRecord", "benchmarks.apps:naive", "/", 1),
     # worker scaling: uvicorn's supervisor and two workers, against the one-worker row above
-    Contender("POST /batch, 2 workers", "producer", "/batch", 100, 128, workers=2),
+    Contender("POST /batch, 2 workers", "producer", "/batch", 100, 256, 2, BATCH_SHARDS),
 ]
 
 
@@ -166,11 +175,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def run_round(
-    contender: Contender, seconds: int, script: Path, null_pid: int
+    contender: Contender, seconds: int, script: Path, null: tuple[int, int]
 ) -> tuple[float, int, dict[str, float]]:
     """Requests/s, non-2xx answers, and the cores each side used over the measured run (the
-    server with its workers, wrk, the null Kinesis endpoint)."""
-    server = start_server(contender.app, workers=contender.workers)
+    server with its workers, wrk, the null Kinesis endpoint at ``null``: port and pid)."""
+    null_port, null_pid = null
+    endpoint = {"PRODUCER_KINESIS_ENDPOINT": f"http://127.0.0.1:{null_port}"}
+    server = start_server(contender.app, endpoint, workers=contender.workers)
     try:
         write_post_script(script, contender.body())
         wrk(contender.path, contender.connections, 2, script)  # warm-up
@@ -201,10 +212,13 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: `make bench` installs it (Debian package wrk)")
-    busy = [p for p in (NULL_PORT, SERVER_PORT) if port_open("127.0.0.1", p)]
+    # one null Kinesis endpoint per stream size the contenders use, on ports from NULL_PORT
+    ports = {n: NULL_PORT + i for i, n in enumerate(sorted({c.shards for c in CONTENDERS}))}
+    busy = [p for p in (*ports.values(), SERVER_PORT) if port_open("127.0.0.1", p)]
     if busy:
         sys.exit(f"ports {busy} are in use: another benchmark running?")
-    null = spawn(NULL_PORT, lifetime=args.rounds * len(CONTENDERS) * (args.seconds + 15) + 60)
+    lifetime = args.rounds * len(CONTENDERS) * (args.seconds + 15) + 60
+    nulls = {n: spawn(port, lifetime=lifetime, shards=n) for n, port in ports.items()}
     rates: dict[str, list[float]] = {c.name: [] for c in CONTENDERS}
     errors: dict[str, int] = {c.name: 0 for c in CONTENDERS}
     cores: dict[str, dict[str, list[float]]] = {c.name: {} for c in CONTENDERS}
@@ -212,20 +226,25 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.rounds):
                 for contender in CONTENDERS:
-                    rate, bad, used = run_round(
-                        contender, args.seconds, Path(tmp) / "post.lua", null.pid
-                    )
+                    null = ports[contender.shards], nulls[contender.shards].pid
+                    script = Path(tmp) / "post.lua"
+                    rate, bad, used = run_round(contender, args.seconds, script, null)
                     rates[contender.name].append(rate * contender.records_per_request)
                     errors[contender.name] += bad
                     for side, value in used.items():
                         cores[contender.name].setdefault(side, []).append(value)
     finally:
-        stop(null)
+        for process in nulls.values():
+            stop(process)
     median = {name: statistics.median(values) for name, values in rates.items()}
     print("HTTP path, user records/s (median of rounds; wrk -t1; null Kinesis)")
     for name, value in median.items():
         conns = next(c.connections for c in CONTENDERS if c.name == name)
-        print(f"  {name:<28} {value:>10,.0f}   -c{conns}  non-2xx: {errors[name]}")
+        shards = next(c.shards for c in CONTENDERS if c.name == name)
+        print(
+            f"  {name:<28} {value:>10,.0f}   -c{conns:<5} {shards:>2} shards"
+            f"  non-2xx: {errors[name]}"
+        )
     single = median["producer POST /"] / median["bare 202 (FastAPI route)"]
     floor = median["producer POST /"] / median["bare 202 (ASGI entry)"]
     batch = median["producer POST /batch (100)"] / median["naive PutRecord"]

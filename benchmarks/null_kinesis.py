@@ -1,13 +1,13 @@
 """A Kinesis endpoint that accepts everything at once (``python -m benchmarks.null_kinesis``).
 
 It answers ListShards (any filter) and DescribeStream/DescribeStreamSummary with five open
-shards, and PutRecord/PutRecords with success for every entry on the shard Kinesis would pick
-(the explicit hash key, else the MD5 of the partition key, against the shards' hash ranges),
-optionally after ``--delay`` seconds, so that a benchmark measures the producer and not an
-emulator. Plain HTTP/1.1 by default; HTTPS with ``--tls-cert``/``--tls-key`` (the official
-KPL's native daemon talks to its endpoint only over TLS). It counts what it was sent (calls,
-Kinesis records, bytes, PUT payload units) and answers the counts to the target
-``NullKinesis.Stats``. Binds to 127.0.0.1 and stops after ``--lifetime`` seconds.
+shards (``--shards`` for more), and PutRecord/PutRecords with success for every entry on the
+shard Kinesis would pick (the explicit hash key, else the MD5 of the partition key, against the
+shards' hash ranges), optionally after ``--delay`` seconds, so that a benchmark measures the
+producer and not an emulator. Plain HTTP/1.1 by default; HTTPS with ``--tls-cert`` and
+``--tls-key`` (the official KPL's native daemon talks to its endpoint only over TLS). It counts
+what it was sent (calls, Kinesis records, bytes, PUT payload units) and answers the counts to
+the target ``NullKinesis.Stats``. Binds to 127.0.0.1 and stops after ``--lifetime`` seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from common.kinesis import even_shards, hash_key
+from common.kinesis import Shard, even_shards, hash_key
 from local_stack.processes import port_open
 
 SHARDS = 5  # the reference design's stream
@@ -35,15 +35,11 @@ class UnsupportedRequest(Exception):
     """A request this endpoint does not read (it says so instead of answering wrongly)."""
 
 
-def _shard_id(entry: dict[str, str]) -> str:
+def _shard_id(entry: dict[str, str], shards: list[Shard]) -> str:
     """Route like Kinesis: the explicit hash key, else the MD5 of the partition key."""
     key = entry.get("ExplicitHashKey")
     value = int(key) if key else hash_key(entry["PartitionKey"])
-    return next(s.shard_id for s in OPEN_SHARDS if s.owns(value))
-
-
-def _shards() -> list[dict[str, object]]:
-    return [shard.listing() for shard in OPEN_SHARDS]
+    return next(s.shard_id for s in shards if s.owns(value))
 
 
 def _record_bytes(entry: dict[str, str]) -> int:
@@ -61,28 +57,35 @@ def _count(stats: Counter[str], entries: list[dict[str, str]]) -> None:
         stats["PayloadUnits"] += -(-size // PAYLOAD_UNIT)
 
 
-def answer(target: str, body: bytes, stats: Counter[str] | None = None) -> bytes:
-    """The response body for the ``X-Amz-Target`` ``target``; counts into ``stats``."""
+def answer(
+    target: str,
+    body: bytes,
+    stats: Counter[str] | None = None,
+    shards: list[Shard] = OPEN_SHARDS,
+) -> bytes:
+    """The response body for the ``X-Amz-Target`` ``target`` on a stream of ``shards``;
+    counts into ``stats``."""
     stats = Counter() if stats is None else stats
     action = target.rsplit(".", 1)[-1]
     if target == STATS_TARGET:
         return json.dumps(stats).encode()
     if action == "ListShards":
-        return json.dumps({"Shards": _shards()}).encode()
+        return json.dumps({"Shards": [shard.listing() for shard in shards]}).encode()
     if action == "PutRecords":
         entries = json.loads(body)["Records"]
         _count(stats, entries)
-        results = [{"ShardId": _shard_id(e), "SequenceNumber": "1"} for e in entries]
+        results = [{"ShardId": _shard_id(e, shards), "SequenceNumber": "1"} for e in entries]
         return json.dumps({"FailedRecordCount": 0, "Records": results}).encode()
     if action == "PutRecord":
         entry = json.loads(body)
         _count(stats, [entry])
-        return json.dumps({"ShardId": _shard_id(entry), "SequenceNumber": "1"}).encode()
+        return json.dumps({"ShardId": _shard_id(entry, shards), "SequenceNumber": "1"}).encode()
     if action == "DescribeStreamSummary":
-        summary = {"StreamStatus": "ACTIVE", "OpenShardCount": SHARDS}
+        summary = {"StreamStatus": "ACTIVE", "OpenShardCount": len(shards)}
         return json.dumps({"StreamDescriptionSummary": summary}).encode()
     if action == "DescribeStream":
-        description = {"StreamStatus": "ACTIVE", "Shards": _shards(), "HasMoreShards": False}
+        listing = [shard.listing() for shard in shards]
+        description = {"StreamStatus": "ACTIVE", "Shards": listing, "HasMoreShards": False}
         return json.dumps({"StreamDescription": description}).encode()
     return b"{}"
 
@@ -106,6 +109,7 @@ async def handle(
     delay: float,
     before: Callable[[str], Awaitable[None]] | None = None,
     stats: Counter[str] | None = None,
+    shards: list[Shard] = OPEN_SHARDS,
 ) -> None:
     """Answer one connection's requests, counting into ``stats``; ``before(target)`` is awaited
     first (tests make a call hang with it)."""
@@ -120,7 +124,7 @@ async def handle(
                 await before(target)
             if delay:
                 await asyncio.sleep(delay)
-            payload = answer(target, body, stats)
+            payload = answer(target, body, stats, shards)
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
                 + f"Content-Length: {len(payload)}\r\n\r\n".encode()
@@ -146,11 +150,16 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 async def serve(
-    port: int, delay: float, lifetime: float, tls: ssl.SSLContext | None = None
+    port: int,
+    delay: float,
+    lifetime: float,
+    tls: ssl.SSLContext | None = None,
+    shards: int = SHARDS,
 ) -> None:
     stats: Counter[str] = Counter()
+    stream = even_shards(shards)
     server = await asyncio.start_server(
-        lambda r, w: handle(r, w, delay, stats=stats), "127.0.0.1", port, ssl=tls
+        lambda r, w: handle(r, w, delay, stats=stats, shards=stream), "127.0.0.1", port, ssl=tls
     )
     async with server:
         await asyncio.sleep(lifetime)
@@ -166,12 +175,16 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 def spawn(
-    port: int, lifetime: float, delay: float = 0.0, tls: tuple[str, str] | None = None
+    port: int,
+    lifetime: float,
+    delay: float = 0.0,
+    tls: tuple[str, str] | None = None,
+    shards: int = SHARDS,
 ) -> subprocess.Popen[bytes]:
     """This endpoint in a child process, once it listens (``tls``: certificate and key
-    files); the caller stops it."""
+    files; ``shards``: the stream's open shards); the caller stops it."""
     argv = [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(port)]
-    argv += ["--delay", str(delay), "--lifetime", str(lifetime)]
+    argv += ["--delay", str(delay), "--lifetime", str(lifetime), "--shards", str(shards)]
     if tls is not None:
         argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
     proc = subprocess.Popen(argv)
@@ -189,13 +202,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=14999)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--lifetime", type=float, default=600.0)
+    parser.add_argument("--shards", type=int, default=SHARDS, help="the stream's open shards")
     parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    asyncio.run(serve(args.port, args.delay, args.lifetime, tls))
+    asyncio.run(serve(args.port, args.delay, args.lifetime, tls, args.shards))
 
 
 if __name__ == "__main__":

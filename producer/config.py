@@ -66,7 +66,9 @@ class ProducerSettings(BaseSettings):
         gt=0,
         le=1000,
         description="KPL RateLimit: what one producer sends a shard, as a percentage of 1 MiB/s "
-        "and 1,000 records/s; held records stay buffered (and count toward the 503 bound)",
+        "and 1,000 records/s; held records stay buffered (and count toward the 503 bound). "
+        "Each worker process and each task limits itself: together they may send a shard "
+        "more, which Kinesis throttles and the producer retries",
     )
     shard_refresh_seconds: float = Field(
         _default("shard_refresh_seconds"),

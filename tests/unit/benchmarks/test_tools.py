@@ -25,6 +25,7 @@ from benchmarks.procstat import snapshot, tree, tree_cpu
 from local_stack.certs import ensure_tls
 from producer.shards import ShardMap
 from tests.polling import eventually
+from tests.served import free_port
 
 
 def _entry(key: str, data: bytes, explicit: int | None = None) -> dict[str, str]:
@@ -151,6 +152,30 @@ def test_describe_stream_lists_the_same_shards() -> None:
     described = json.loads(null_kinesis.answer(target, b"{}"))["StreamDescription"]
     listed = json.loads(null_kinesis.answer("Kinesis_20131202.ListShards", b"{}"))["Shards"]
     assert described["Shards"] == listed and described["HasMoreShards"] is False
+
+
+def test_a_null_endpoint_spawned_with_more_shards_lists_and_routes_to_them() -> None:
+    # GIVEN the endpoint as the HTTP benchmark spawns it for its batch rows: 32 shards
+    port = free_port()
+    proc = null_kinesis.spawn(port, lifetime=60, shards=32)
+    try:
+        client = boto3.client(
+            "kinesis", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+            aws_access_key_id="t", aws_secret_access_key="t",
+        )  # fmt: skip
+        # WHEN a client loads the shard map and puts records under many keys
+        shard_map = ShardMap.load(client, "s")
+        keys = [f"key-{i}" for i in range(200)]
+        put = client.put_records(
+            StreamName="s", Records=[{"Data": b"d", "PartitionKey": k} for k in keys]
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # THEN it has the 32 shards, and each record went where Kinesis would route it
+    assert len(shard_map.shards) == 32
+    assert [r["ShardId"] for r in put["Records"]] == [shard_map.shard_for(k).shard_id for k in keys]
+    assert len({r["ShardId"] for r in put["Records"]}) > 5
 
 
 def test_the_end_to_end_step_names_the_busiest_process_and_groups_the_rest() -> None:
