@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -18,12 +19,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from common.logs import configure_logging, log_config
 from common.settings import load
 from producer.api.protocol import ProducerHttp
 from producer.config import ProducerSettings, get_settings
 from producer.main import create_app
+from producer.workers import WorkerAddress
 
 log = logging.getLogger("producer")
 
@@ -71,9 +74,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         # where the workers share their counts (producer/workers.py), gone when they stop
         with tempfile.TemporaryDirectory(prefix="producer-metrics-") as directory:
             os.environ["PRODUCER_METRICS_DIR"] = directory  # the workers inherit it
-            uvicorn.run(
+            config = uvicorn.Config(
                 "producer.main:create_app", factory=True, workers=settings.workers, **common
             )
+            # as uvicorn.run with workers, but each worker listens on a socket of its own
+            try:
+                address = WorkerAddress.bind_to(settings.host, settings.port)
+            except OSError as exc:
+                log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+                sys.exit(3)  # uvicorn's STARTUP_FAILURE
+            log.info("listening on http://%s:%d with %d workers", *address.getsockname()[:2],
+                     settings.workers)  # fmt: skip
+            try:
+                Multiprocess(config, sockets=[address]).run()
+            finally:
+                address.close()
         return
     app = create_app(settings)
     DrainingServer(uvicorn.Config(app, **common), app, settings.drain_seconds).run()

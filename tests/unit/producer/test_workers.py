@@ -1,20 +1,28 @@
-"""Several workers (PRODUCER_WORKERS > 1): /metrics and the EMF lines give the server's totals."""
+"""Several workers (PRODUCER_WORKERS > 1): /metrics and the EMF lines give the server's totals,
+and each worker listens on a socket of its own."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.client
 import json
 import os
+import pickle
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from benchmarks.procstat import Proc, snapshot, tree
 from local_stack.observed import free_port
 from local_stack.processes import port_open
 from producer.metrics import ProducerMetrics
-from producer.workers import WorkerMetrics
+from producer.workers import WorkerAddress, WorkerMetrics, reuse_port_socket
 from tests.polling import eventually
 
 
@@ -109,21 +117,23 @@ def _counts(directory: Path) -> list[int]:
     ]
 
 
-def test_a_two_worker_server_answers_its_totals_on_metrics_and_in_emf(tmp_path: Path) -> None:
-    # GIVEN python -m producer with two workers, against the null Kinesis endpoint
+@contextlib.contextmanager
+def two_worker_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """``python -m producer`` with two workers against the null Kinesis endpoint, once both
+    workers run and the port is open: its port and the workers' shared metrics directory.
+    Stopped with SIGTERM at the end; its stdout (the EMF lines) in ``tmp_path / "stdout"``."""
     null_port, port = free_port(), free_port()
     null = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.null_kinesis", "--port", str(null_port),
          "--lifetime", "120"],
     )  # fmt: skip
-    out = tmp_path / "stdout"
     env = {
         **os.environ, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b",
         "PRODUCER_STREAM_NAME": "s", "PRODUCER_KINESIS_ENDPOINT": f"http://127.0.0.1:{null_port}",
         "PRODUCER_PORT": str(port), "PRODUCER_WORKERS": "2",
         "PRODUCER_EMF_INTERVAL_SECONDS": "3600",  # only the lines written at shutdown
     }  # fmt: skip
-    with out.open("w") as stdout:
+    with (tmp_path / "stdout").open("w") as stdout:
         server = subprocess.Popen(
             [sys.executable, "-m", "producer"], env=env, stdout=stdout, stderr=subprocess.DEVNULL
         )
@@ -144,13 +154,34 @@ def test_a_two_worker_server_answers_its_totals_on_metrics_and_in_emf(tmp_path: 
         environ = Path(f"/proc/{workers[0].pid}/environ").read_bytes().split(b"\0")
         shared = next(v for v in environ if v.startswith(b"PRODUCER_METRICS_DIR="))
         directory = Path(shared.split(b"=", 1)[1].decode())
+        # each worker publishes its counts once its app has started, just before it listens
+        eventually(
+            lambda: len(list(directory.glob("worker-*.json"))),
+            until=lambda started: started == 2,
+            timeout=60,
+            interval=0.2,
+            what="both workers started",
+        )
+        yield port, directory
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        null.terminate()
+        null.wait(timeout=10)
+
+
+BATCH = json.dumps({"records": [{"data": {"n": 1}}] * 3}).encode()
+
+
+def test_a_two_worker_server_answers_its_totals_on_metrics_and_in_emf(tmp_path: Path) -> None:
+    # GIVEN python -m producer with two workers, against the null Kinesis endpoint
+    with two_worker_server(tmp_path) as (port, directory):
         # WHEN batches arrive on new connections until both workers have served some
-        body = json.dumps({"records": [{"data": {"n": 1}}] * 3}).encode()
         sent = 0
 
         def one_more() -> list[int]:
             nonlocal sent
-            assert _get(port, "/batch", body)[0] == 200
+            assert _get(port, "/batch", BATCH)[0] == 200
             sent += 1
             return _counts(directory)
 
@@ -174,12 +205,76 @@ def test_a_two_worker_server_answers_its_totals_on_metrics_and_in_emf(tmp_path: 
         for _ in range(10):
             text = _get(port, "/metrics")[1]
             assert expected in text and f"_received_total {sent * 3}\n".encode() in text
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-        null.terminate()
-        null.wait(timeout=10)
     # AND at shutdown the first EMF line has the server's count, the later ones nothing more
-    received = [_received(line) for line in out.read_text().splitlines() if line.startswith("{")]
+    lines = (tmp_path / "stdout").read_text().splitlines()
+    received = [_received(line) for line in lines if line.startswith("{")]
     assert received[0] == sent * 3 and sum(received) == sent * 3, received
     assert not directory.exists()  # the shared directory went with the server
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on ``port`` (proc(5): /proc/net/tcp, state 0A)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(fields[9])
+    return inodes
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                found.add(target[len("socket:[") : -1])
+    return found
+
+
+def test_each_worker_listens_on_a_socket_of_its_own(tmp_path: Path) -> None:
+    """With uvicorn's one shared socket, whichever worker woke first accepted most of a burst
+    of new connections (benchmarks.http: 0.38 and 0.94 of a core busy); a socket of its own
+    for each worker (``SO_REUSEPORT``) lets the kernel spread them (0.90-0.92 each, 4 runs)."""
+    with two_worker_server(tmp_path) as (port, directory):
+        # WHEN both workers have started
+        pids = [int(p.stem.split("-", 1)[1]) for p in directory.glob("worker-*.json")]
+        # THEN two sockets listen on the port, one in each worker
+        listening = eventually(
+            lambda: _listening_inodes(port),
+            until=lambda inodes: len(inodes) == 2,
+            timeout=30,
+            interval=0.2,
+            what="two sockets listening on the port",
+        )
+        owned = [_socket_inodes(pid) & listening for pid in pids]
+        assert len(owned) == 2 and all(len(mine) == 1 for mine in owned), owned
+        assert owned[0] != owned[1]
+        # AND both answer
+        assert _get(port, "/health")[0] == 200
+
+
+def test_a_worker_address_arrives_in_a_worker_as_a_socket_of_its_own() -> None:
+    # GIVEN the address the supervisor holds (bound, not listening)
+    # WHEN it is sent to a worker (uvicorn pickles the sockets it passes)
+    with (
+        WorkerAddress.bind_to("127.0.0.1", 0) as address,
+        pickle.loads(pickle.dumps(address)) as mine,
+    ):
+        # THEN the worker has a new socket on the same address, sharing it by SO_REUSEPORT
+        assert type(mine) is socket.socket and mine.fileno() != address.fileno()
+        assert mine.getsockname() == address.getsockname()
+        assert mine.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+
+
+def test_a_port_another_server_listens_on_is_refused_even_if_it_shares_by_reuse_port() -> None:
+    # GIVEN another server of this user listening with SO_REUSEPORT
+    with reuse_port_socket("127.0.0.1", 0) as other:
+        other.listen()
+        port = other.getsockname()[1]
+        # WHEN python -m producer's supervisor takes the address
+        # THEN it fails (at startup) instead of sharing the port with that server
+        with pytest.raises(OSError) as refused:
+            WorkerAddress.bind_to("127.0.0.1", port)
+        assert refused.value.errno == errno.EADDRINUSE
