@@ -94,13 +94,14 @@ class WorkerMetrics:
 # --- one listening socket per worker ------------------------------------------------------------
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT``, not yet listening."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def bound_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``SO_REUSEADDR``, as uvicorn binds; with
+    ``SO_REUSEPORT`` unless told otherwise), not yet listening."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except BaseException:
         sock.close()
@@ -129,11 +130,8 @@ class WorkerAddress(socket.socket):
         """Raises ``OSError`` (EADDRINUSE) when something listens on the port already: with
         ``SO_REUSEPORT`` alone, a second server of the same user would share it silently."""
         if port:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-                probe.bind((host, port))
-        held = reuse_port_socket(host, port)
+            bound_socket(host, port, reuse_port=False).close()
+        held = bound_socket(host, port)
         try:
             return cls(held.family, held.type, held.proto, fileno=held.detach())
         except BaseException:
@@ -142,4 +140,4 @@ class WorkerAddress(socket.socket):
 
     def __reduce__(self) -> tuple[Any, tuple[str, int]]:
         host, port = self.getsockname()[:2]
-        return reuse_port_socket, (host, port)
+        return bound_socket, (host, port)

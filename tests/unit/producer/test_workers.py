@@ -22,7 +22,7 @@ from benchmarks.procstat import Proc, snapshot, tree
 from local_stack.observed import free_port
 from local_stack.processes import port_open
 from producer.metrics import ProducerMetrics
-from producer.workers import WorkerAddress, WorkerMetrics, reuse_port_socket
+from producer.workers import WorkerAddress, WorkerMetrics, bound_socket
 from tests.polling import eventually
 
 
@@ -270,7 +270,7 @@ def test_a_worker_address_arrives_in_a_worker_as_a_socket_of_its_own() -> None:
 
 def test_a_port_another_server_listens_on_is_refused_even_if_it_shares_by_reuse_port() -> None:
     # GIVEN another server of this user listening with SO_REUSEPORT
-    with reuse_port_socket("127.0.0.1", 0) as other:
+    with bound_socket("127.0.0.1", 0) as other:
         other.listen()
         port = other.getsockname()[1]
         # WHEN python -m producer's supervisor takes the address
@@ -278,3 +278,18 @@ def test_a_port_another_server_listens_on_is_refused_even_if_it_shares_by_reuse_
         with pytest.raises(OSError) as refused:
             WorkerAddress.bind_to("127.0.0.1", port)
         assert refused.value.errno == errno.EADDRINUSE
+
+
+@pytest.mark.parametrize(
+    ("host", "family"), [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)]
+)
+def test_a_worker_address_takes_the_family_of_its_host(host: str, family: int) -> None:
+    # GIVEN PRODUCER_HOST as an IPv4 or an IPv6 address
+    # WHEN the supervisor takes the address, and a worker receives it
+    with (
+        WorkerAddress.bind_to(host, 0) as address,
+        pickle.loads(pickle.dumps(address)) as mine,
+    ):
+        # THEN both sockets are of that address's family, on the same address
+        assert address.family == mine.family == family
+        assert mine.getsockname() == address.getsockname()
