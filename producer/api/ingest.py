@@ -186,16 +186,17 @@ class Pending:
 
     def result(self) -> tuple[int, Any, dict[str, str] | None]:
         """Status, answer and extra headers, once the ticket is done."""
-        results = [
-            settled(record_id, answer) if isinstance(answer, UserRecord) else answer
-            for record_id, answer in self.taken
-        ]
         if self.single:
-            result = results[0]
+            record_id, taken = self.taken[0]
+            result = settled(record_id, taken) if isinstance(taken, UserRecord) else taken
             if "error" not in result:
                 return 200, result, None
             status = STATUS[result["error"]]
             return status, result, RETRY_AFTER if status == 503 else None
+        results = [
+            settled(record_id, answer) if isinstance(answer, UserRecord) else answer
+            for record_id, answer in self.taken
+        ]
         failed = sum("error" in r for r in results)
         return 200, {"failed_record_count": failed, "records": results}, None
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -109,7 +110,6 @@ class ProducerHttp(HttpToolsProtocol):
         self._headers_since: float | None = None  # a request's first byte, its headers to come
         # the direct path: off with access logs (uvicorn writes those from ``send``)
         self._direct = None if self.access_log else producer_app(self.app)
-        self._in_headers = False
         self._deferred: tuple[RequestResponseCycle, Any] | None = None
         self._idle_since: float | None = None  # the last answer's time; None while busy
         self._keep_alive_timer: Any = None
@@ -136,11 +136,7 @@ class ProducerHttp(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
-        self._in_headers = True
-        try:
-            super().on_headers_complete()
-        finally:
-            self._in_headers = False
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -163,17 +159,23 @@ class ProducerHttp(HttpToolsProtocol):
         self.transport.close()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        if app is service_unavailable:
-            app = overloaded  # Starlette-typed, same calls
-        elif (
-            self._in_headers
-            and self._direct is not None
+        """uvicorn calls this from ``on_headers_complete`` only (a pipelined request is
+        started by ``on_response_complete``, replaced below): a record request waits there
+        for its body, to be served directly once it is all in (``on_message_complete``)."""
+        if (
+            self._direct is not None
             and app is self.app
             and cycle.scope["method"] == "POST"
             and cycle.scope["path"] in RECORD_PATHS
         ):
-            self._deferred = cycle, app  # wait for the body: on_message_complete
+            self._deferred = cycle, app
             return
+        self._start_now(cycle, app)
+
+    def _start_now(self, cycle: Any, app: Any) -> None:
+        """Run the ASGI app for ``cycle`` (a new request, or a pipelined one)."""
+        if app is service_unavailable:
+            app = overloaded  # Starlette-typed, same calls
         super()._start_asgi_task(cycle, app)
 
     # --- keep-alive ---------------------------------------------------------------------------
@@ -192,7 +194,7 @@ class ProducerHttp(HttpToolsProtocol):
         if self.pipeline:
             self._idle_since = None
             cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
+            self._start_now(cycle, app)
             return
         self._idle_since = now = self.loop.time()
         if self._keep_alive_timer is None:
@@ -231,7 +233,7 @@ class ProducerHttp(HttpToolsProtocol):
         cycle.body = bytearray()
         taken, held = served
         if isinstance(taken, Pending):
-            taken.ticket.when_done(lambda: self._settled(cycle, taken, held, metrics))
+            taken.ticket.when_done(partial(self._settled, cycle, taken, held, metrics))
         else:
             self._answer(cycle, (*taken, None), held, metrics)
         return True
@@ -258,16 +260,16 @@ class ProducerHttp(HttpToolsProtocol):
             if cycle.disconnected:
                 return
             body = orjson.dumps(content)
-            head = [_HEADS(status, cycle.default_headers), b"content-length: %d\r\n" % len(body)]
-            for name, value in (extra or {}).items():
-                head.append(b"%s: %s\r\n" % (name.lower().encode(), value.encode()))
-                if name.lower() == "connection" and value.lower() == "close":
-                    cycle.keep_alive = False
+            head = b"%scontent-length: %d\r\n" % (_HEADS(status, cycle.default_headers), len(body))
+            if extra:
+                for name, value in extra.items():
+                    head += b"%s: %s\r\n" % (name.lower().encode(), value.encode())
+                    if name.lower() == "connection" and value.lower() == "close":
+                        cycle.keep_alive = False
             if not cycle.keep_alive:
-                head.append(b"connection: close\r\n")
-            head += [b"\r\n", body]
+                head += b"connection: close\r\n"
             cycle.response_started = True
-            self.transport.write(b"".join(head))
+            self.transport.write(b"%s\r\n%s" % (head, body))
             cycle.response_complete = True
             cycle.message_event.set()
             if not cycle.keep_alive:
