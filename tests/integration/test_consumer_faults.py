@@ -21,14 +21,12 @@ from tests.integration.chaos import leftovers
 from tests.integration.throttle import ThrottlingProxy
 from tests.integration.traffic import send, wait_stored
 from tests.polling import eventually, eventually_async
+from tests.ports import CONSUMER_FAULTS, FAULT_PROXY_PORT
 
 pytestmark = pytest.mark.integration
 
-CONFIG = dict(kinesis_tls_port=44567, kinesis_plain_port=44568, dynamodb_port=48000,
-              producer_port=48080, stream_name="fault-stream", shard_count=4)  # fmt: skip
-
-
-PROXY_PORT = 48001
+CONFIG = dict(**CONSUMER_FAULTS, stream_name="fault-stream", shard_count=4)
+PROXY_PORT = FAULT_PROXY_PORT
 
 
 @pytest.fixture(scope="module")

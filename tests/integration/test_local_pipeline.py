@@ -36,14 +36,14 @@ from tests.integration.chaos import Phase, kill, probe_stored, record_processors
 from tests.integration.conftest import report
 from tests.integration.traffic import send
 from tests.polling import eventually
+from tests.ports import LOCAL_PIPELINE
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch.type_defs import MetricDataQueryTypeDef, MetricTypeDef
 
 pytestmark = pytest.mark.integration
 
-PORTS = {"kinesis_tls_port": 14567, "kinesis_plain_port": 14568, "dynamodb_port": 18000,
-         "producer_port": 18080, "dashboard_port": 18090}  # fmt: skip
+PORTS = LOCAL_PIPELINE
 STREAM = "it-stream"
 # the stack runs with a key, as `PRODUCER_API_KEY=... make run` starts it: every request of
 # these tests carries it, and the dashboard and the scaler read /metrics with it

@@ -38,11 +38,11 @@ from tests.integration.chaos import leftovers
 from tests.integration.traffic import open_shards, send, wait_stored
 from tests.kpl import sub_records
 from tests.polling import eventually, eventually_async
+from tests.ports import PRODUCER_UNDER_CHANGE
 
 pytestmark = pytest.mark.integration
 
-CONFIG = dict(kinesis_tls_port=24567, kinesis_plain_port=24568, dynamodb_port=28000,
-              producer_port=28080, stream_name="change-stream", shard_count=5)  # fmt: skip
+CONFIG = dict(**PRODUCER_UNDER_CHANGE, stream_name="change-stream", shard_count=5)
 KEYS = 64  # enough that every shard of ten gets some keys (P(one gets none) ~ 1%)
 
 

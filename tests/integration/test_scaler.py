@@ -29,6 +29,7 @@ from local_stack.stack import LocalStack, StackConfig
 from tests.integration.chaos import leftovers
 from tests.integration.traffic import open_shards, send, wait_stored
 from tests.polling import eventually, eventually_async
+from tests.ports import SCALER
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +49,7 @@ SCALER_ENV = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = StackConfig(
-        state_dir=tmp_path_factory.mktemp("stack"), kinesis_tls_port=34567,
-        kinesis_plain_port=34568, dynamodb_port=38000, producer_port=38080,
+        state_dir=tmp_path_factory.mktemp("stack"), **SCALER,
         stream_name="scaled-stream", shard_count=2, retrieval_mode="POLLING", scaler="on",
         scaler_interval_seconds=2.0, extra_env=SCALER_ENV,
     )  # fmt: skip
