@@ -10,7 +10,6 @@ is started like the stack's processes: ``PR_SET_PDEATHSIG``, see ``local_stack.p
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local_stack.processes import ManagedProcess, StartupError, port_open, wait_until
+from local_stack.processes import ManagedProcess, StartupError, free_port, port_open, wait_until
 from local_stack.stack import HOST, LOCAL_CREDENTIALS, ROOT, dynamodb_local_argv
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class EphemeralDynamoDB:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -30,6 +29,7 @@ from botocore.exceptions import ClientError
 from common.metric_catalog import ALB
 from infra.kcl_tables import kcl_tables
 from infra.settings import InfraSettings
+from local_stack.processes import free_port
 from local_stack.recording.calls import CALLS_DIR_ENV, SERVICE_ENV
 
 # Access key ids (any secret): who is calling, for the recordings. Not 12 digits: kinesis-mock
@@ -49,12 +49,6 @@ SCALING_TOPIC = "scaling"
 ECS_CLUSTER, CONSUMER_SERVICE = "local", "consumer"
 CONSUMER_TASKS = (1, 15)  # the consumer's scalable target's bounds (consumerMin/MaxTasks)
 RETENTION_HOURS = InfraSettings.model_fields["retention_hours"].default
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Observed:

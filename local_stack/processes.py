@@ -151,6 +151,14 @@ class ManagedProcess:
             self.proc.wait(timeout=10)
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now (the kernel's pick, from its ephemeral
+    range)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)

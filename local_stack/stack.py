@@ -24,9 +24,9 @@ from local_stack import endpoints
 from local_stack.certs import TlsFiles, ensure_tls
 from local_stack.dashboard import DashboardServer, sampler_for
 from local_stack.leases import create_leases
-from local_stack.observed import Observed, free_port
+from local_stack.observed import Observed
 from local_stack.ownership import PidFile, command, port_holders
-from local_stack.processes import ManagedProcess, StartupError, port_open, wait_until
+from local_stack.processes import ManagedProcess, StartupError, free_port, port_open, wait_until
 from local_stack.supervisor import RestartPolicy, Supervisor
 from scaler.stream import StreamAdmin
 

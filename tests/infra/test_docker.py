@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from local_stack.processes import free_port
 from tests.infra.dockerfile import Stage, parse
 from tests.polling import eventually
 
@@ -27,12 +28,6 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 def runtime(service: str) -> Stage:
     return parse(ROOT / "docker" / f"{service}.Dockerfile")[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def host_argv(command: list[str]) -> list[str]:

@@ -23,9 +23,9 @@ from benchmarks import null_kinesis
 from benchmarks.end_to_end import Step
 from benchmarks.procstat import snapshot, tree, tree_cpu
 from local_stack.certs import ensure_tls
+from local_stack.processes import free_port
 from producer.shards import ShardMap
 from tests.polling import eventually
-from tests.served import free_port
 
 
 def _entry(key: str, data: bytes, explicit: int | None = None) -> dict[str, str]:

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.procstat import Proc, snapshot, tree
-from local_stack.observed import free_port
-from local_stack.processes import port_open
+from local_stack.processes import free_port, port_open
 from producer.metrics import ProducerMetrics
 from producer.workers import WorkerAddress, WorkerMetrics, bound_socket
 from tests.polling import eventually
