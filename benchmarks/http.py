@@ -238,12 +238,10 @@ def main() -> None:
             stop(process)
     median = {name: statistics.median(values) for name, values in rates.items()}
     print("HTTP path, user records/s (median of rounds; wrk -t1; null Kinesis)")
-    for name, value in median.items():
-        conns = next(c.connections for c in CONTENDERS if c.name == name)
-        shards = next(c.shards for c in CONTENDERS if c.name == name)
+    for c in CONTENDERS:
         print(
-            f"  {name:<28} {value:>10,.0f}   -c{conns:<5} {shards:>2} shards"
-            f"  non-2xx: {errors[name]}"
+            f"  {c.name:<28} {median[c.name]:>10,.0f}   -c{c.connections:<5} {c.shards:>2} shards"
+            f"  non-2xx: {errors[c.name]}"
         )
     single = median["producer POST /"] / median["bare 202 (FastAPI route)"]
     floor = median["producer POST /"] / median["bare 202 (ASGI entry)"]

@@ -42,6 +42,10 @@ def _shard_id(entry: dict[str, str], shards: list[Shard]) -> str:
     return next(s.shard_id for s in shards if s.owns(value))
 
 
+def _listing(shards: list[Shard]) -> list[dict[str, object]]:
+    return [shard.listing() for shard in shards]
+
+
 def _record_bytes(entry: dict[str, str]) -> int:
     """Data (sent base64-encoded) plus partition key, the size Kinesis bills and limits."""
     data = entry["Data"]
@@ -70,7 +74,7 @@ def answer(
     if target == STATS_TARGET:
         return json.dumps(stats).encode()
     if action == "ListShards":
-        return json.dumps({"Shards": [shard.listing() for shard in shards]}).encode()
+        return json.dumps({"Shards": _listing(shards)}).encode()
     if action == "PutRecords":
         entries = json.loads(body)["Records"]
         _count(stats, entries)
@@ -84,8 +88,7 @@ def answer(
         summary = {"StreamStatus": "ACTIVE", "OpenShardCount": len(shards)}
         return json.dumps({"StreamDescriptionSummary": summary}).encode()
     if action == "DescribeStream":
-        listing = [shard.listing() for shard in shards]
-        description = {"StreamStatus": "ACTIVE", "Shards": listing, "HasMoreShards": False}
+        description = {"StreamStatus": "ACTIVE", "Shards": _listing(shards), "HasMoreShards": False}
         return json.dumps({"StreamDescription": description}).encode()
     return b"{}"
 

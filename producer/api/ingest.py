@@ -187,23 +187,22 @@ class Pending:
     def result(self) -> tuple[int, Any, dict[str, str] | None]:
         """Status, answer and extra headers, once the ticket is done."""
         if self.single:
-            record_id, taken = self.taken[0]
-            result = settled(record_id, taken) if isinstance(taken, UserRecord) else taken
+            result = settled(*self.taken[0])
             if "error" not in result:
                 return 200, result, None
             status = STATUS[result["error"]]
             return status, result, RETRY_AFTER if status == 503 else None
-        results = [
-            settled(record_id, answer) if isinstance(answer, UserRecord) else answer
-            for record_id, answer in self.taken
-        ]
+        results = [settled(record_id, taken) for record_id, taken in self.taken]
         failed = sum("error" in r for r in results)
         return 200, {"failed_record_count": failed, "records": results}, None
 
 
-def settled(record_id: str | None, record: UserRecord) -> dict[str, Any]:
-    """A taken record's result, shaped like ``RecordAccepted`` or ``RecordFailed``."""
-    outcome = record.outcome
+def settled(record_id: str | None, taken: UserRecord | dict[str, Any]) -> dict[str, Any]:
+    """A record's result, shaped like ``RecordAccepted`` or ``RecordFailed``: a taken record's
+    outcome, or the failure answer of one that was not taken, as it is."""
+    if not isinstance(taken, UserRecord):
+        return taken
+    outcome = taken.outcome
     if isinstance(outcome, Accepted):
         return {
             "id": record_id,
